@@ -1,0 +1,3 @@
+from gravix.cli import main
+
+main()

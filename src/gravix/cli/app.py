@@ -1,0 +1,71 @@
+"""The typer application, the options every command shares, and the error boundary."""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Annotated, NoReturn
+
+import typer
+
+from gravix import __version__
+from gravix.errors import GravixError
+
+app = typer.Typer(
+    name="gravix",
+    help="Gravix: a self-hosted health monitor for HTTP services.\n\n"
+    "Services POST one JSON fact per request; Gravix keeps them durably, rolls them up into "
+    "per-minute Parquet metrics and answers SQL and incident questions over them.\n\n"
+    "Example: gravix demo",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+    context_settings={"help_option_names": ["-h", "--help"]},
+)
+
+
+def _version(value: bool) -> None:
+    if value:
+        typer.echo(f"gravix {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _root(
+    version: Annotated[
+        bool, typer.Option("--version", callback=_version, is_eager=True, help="Print the version.")
+    ] = False,
+) -> None:
+    """Gravix: a self-hosted health monitor for HTTP services."""
+
+
+DataDir = Annotated[
+    Path | None,
+    typer.Option("--data-dir", help="Data root [env GRAVIX_DATA_DIR, default ./data].",
+                 show_default=False),
+]
+Json = Annotated[bool, typer.Option("--json", help="Print one JSON document on stdout.")]
+
+
+def fail(error: GravixError) -> NoReturn:
+    """Print ``Error: …`` and the hint to stderr and exit with the error's code."""
+    from gravix.cli.render import err_console
+
+    err_console().print(f"[bold red]Error:[/] {error.message}", highlight=False, markup=True)
+    if error.hint:
+        err_console().print(f"[dim]Hint:[/] {error.hint}", highlight=False)
+    raise typer.Exit(error.exit_code)
+
+
+@contextmanager
+def boundary() -> Iterator[None]:
+    """The one place where library errors become messages and exit codes."""
+    try:
+        yield
+    except GravixError as error:
+        fail(error)
+    except KeyboardInterrupt:
+        print("Interrupted.", file=sys.stderr)
+        raise typer.Exit(130) from None

@@ -1,0 +1,306 @@
+"""Durable, atomic file operations, locks, and the fault-injection hook.
+
+Every write that Gravix relies on goes through this module so that tests can
+inject faults at any I/O operation: a hook is called before each operation with
+its name and path, and may raise ``OSError`` (EIO, ENOSPC) or end the process.
+
+Operation names: ``open``, ``write``, ``fsync`` (file data), ``fsync_dir``,
+``replace``, ``unlink``, ``mkdir``, ``rmdir``.
+
+A plan can also be given as JSON in ``GRAVIX_FAULT_PLAN`` (read by settings and
+installed with :func:`install_fault_plan`), so a server in a subprocess can be
+faulted. A plan is a list of rules, each::
+
+    {"op": "fsync" | "*", "path": "substring", "skip": 0, "times": 1,
+     "action": "eio" | "enospc" | "kill", "while_exists": "/path/to/flag"}
+
+``skip`` matching operations pass first, then the next ``times`` fail (-1 = forever).
+With ``while_exists`` the rule applies only while that file exists (tests create
+and delete it to make the disk "full" and "free" again).
+"""
+
+from __future__ import annotations
+
+import errno as errno_mod
+import fcntl
+import json
+import os
+import signal
+import socket
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from gravix.errors import ConfigError, LockHeld
+
+Hook = Callable[[str, str], None]
+_hook: Hook | None = None
+
+
+def set_hook(hook: Hook | None) -> Hook | None:
+    """Install ``hook(op, path)`` to run before every operation; returns the previous one."""
+    global _hook
+    previous, _hook = _hook, hook
+    return previous
+
+
+def _check(op: str, path: str | os.PathLike[str]) -> None:
+    if _hook is not None:
+        _hook(op, os.fspath(path))
+
+
+@dataclass
+class _Rule:
+    op: str
+    action: str
+    path: str = ""
+    skip: int = 0
+    times: int = 1
+    while_exists: str = ""
+    seen: int = 0
+    fired: int = 0
+
+    def apply(self, op: str, path: str) -> None:
+        if self.op not in ("*", op) or self.path not in path:
+            return
+        if self.while_exists and not os.path.exists(self.while_exists):
+            return
+        self.seen += 1
+        if self.seen <= self.skip or (0 <= self.times <= self.fired):
+            return
+        self.fired += 1
+        if self.action == "kill":
+            os.kill(os.getpid(), signal.SIGKILL)
+        code = errno_mod.ENOSPC if self.action == "enospc" else errno_mod.EIO
+        raise OSError(code, f"injected {os.strerror(code)} on {op}", path)
+
+
+def install_fault_plan(plan: str | None) -> None:
+    """Install a JSON fault plan (see module docstring); None or empty removes nothing."""
+    if not plan:
+        return
+    try:
+        rules = [_Rule(**r) for r in json.loads(plan)]
+    except (ValueError, TypeError) as exc:
+        raise ConfigError(f"GRAVIX_FAULT_PLAN is not a valid plan: {exc}") from None
+    previous = _hook
+
+    def hook(op: str, path: str) -> None:
+        if previous is not None:
+            previous(op, path)
+        for rule in rules:
+            rule.apply(op, path)
+
+    set_hook(hook)
+
+
+# --- primitive operations -----------------------------------------------------------------------
+
+def open_append(path: Path) -> int:
+    """Open (creating) a file for appending; the caller makes the directory entry durable."""
+    _check("open", path)
+    return os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, 0o644)
+
+
+def write_all(fd: int, data: bytes | memoryview, path: str | Path = "") -> None:
+    _check("write", path)
+    view = memoryview(data)
+    while view:
+        n = os.write(fd, view)
+        view = view[n:]
+
+
+def fsync_fd(fd: int, path: str | Path = "") -> None:
+    """fdatasync: file data and the size, which is what appends need."""
+    _check("fsync", path)
+    os.fdatasync(fd)
+
+
+def fsync_dir(path: Path) -> None:
+    _check("fsync_dir", path)
+    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def makedirs(path: Path) -> None:
+    """Create ``path`` and missing parents, fsyncing each parent that gained an entry."""
+    missing: list[Path] = []
+    p = path
+    while not p.exists():
+        missing.append(p)
+        p = p.parent
+    for d in reversed(missing):
+        _check("mkdir", d)
+        try:
+            os.mkdir(d)
+        except FileExistsError:
+            continue
+        fsync_dir(d.parent)
+
+
+def replace(src: Path, dst: Path, *, sync_dir: bool = True) -> None:
+    """Atomically rename ``src`` over ``dst`` and make the new entry durable."""
+    _check("replace", dst)
+    os.replace(src, dst)
+    if sync_dir:
+        fsync_dir(dst.parent)
+        if src.parent != dst.parent:
+            fsync_dir(src.parent)
+
+
+def unlink(path: Path, *, missing_ok: bool = True, sync_dir: bool = True) -> None:
+    _check("unlink", path)
+    try:
+        os.unlink(path)
+    except FileNotFoundError:
+        if not missing_ok:
+            raise
+        return
+    if sync_dir:
+        fsync_dir(path.parent)
+
+
+def rmdir_if_empty(path: Path) -> bool:
+    _check("rmdir", path)
+    try:
+        os.rmdir(path)
+    except OSError:
+        return False
+    fsync_dir(path.parent)
+    return True
+
+
+def tmp_path(final: Path) -> Path:
+    from gravix.layout import tmp_path as _tmp
+
+    return _tmp(final)
+
+
+def atomic_write(path: Path, data: bytes, *, make_parents: bool = True) -> None:
+    """Write ``path`` so that readers see the old content or the new, never a mix:
+    write a temporary sibling, fsync it, rename it over ``path``, fsync the directory."""
+    if make_parents:
+        makedirs(path.parent)
+    tmp = tmp_path(path)
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o644)
+    try:
+        _check("open", tmp)
+        write_all(fd, data, tmp)
+        fsync_fd(fd, tmp)
+    except BaseException:
+        os.close(fd)
+        try:
+            os.unlink(tmp)
+        except OSError:
+            pass
+        raise
+    os.close(fd)
+    replace(tmp, path)
+
+
+@contextmanager
+def atomic_output(path: Path) -> Iterator[Path]:
+    """Yield a temporary path to write (e.g. by pyarrow); on success fsync it and
+    rename it over ``path`` atomically. On error the temporary file is removed."""
+    makedirs(path.parent)
+    tmp = tmp_path(path)
+    try:
+        yield tmp
+        _check("open", tmp)
+        fd = os.open(tmp, os.O_RDONLY | os.O_CLOEXEC)
+        try:
+            fsync_fd(fd, tmp)
+        finally:
+            os.close(fd)
+        replace(tmp, path)
+    except BaseException:
+        try:
+            os.unlink(tmp)
+        except OSError:
+            pass
+        raise
+
+
+# --- locks --------------------------------------------------------------------------------------
+
+def _holder_info(purpose: str) -> dict[str, Any]:
+    return {"pid": os.getpid(), "host": socket.gethostname(), "purpose": purpose,
+            "since": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
+
+
+def describe_holder(path: Path) -> str:
+    try:
+        info = json.loads(path.read_text() or "{}")
+    except (OSError, ValueError):
+        return "an unknown process"
+    return (f"pid {info.get('pid', '?')} on {info.get('host', '?')} "
+            f"({info.get('purpose', '?')}, since {info.get('since', '?')})")
+
+
+class FileLock:
+    """An exclusive ``flock`` on a file under ``state/locks``. The kernel drops it when
+    the holder dies, so a lock left by a dead process is simply taken over."""
+
+    def __init__(self, path: Path, purpose: str, *, shared: bool = False) -> None:
+        self.path = path
+        self.purpose = purpose
+        self.shared = shared
+        self._fd: int | None = None
+
+    def acquire(self, *, wait: bool = False, timeout: float | None = None) -> FileLock:
+        makedirs(self.path.parent)
+        fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
+        mode = fcntl.LOCK_SH if self.shared else fcntl.LOCK_EX
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while True:
+            try:
+                fcntl.flock(fd, mode | fcntl.LOCK_NB)
+                break
+            except BlockingIOError:
+                if not wait or (deadline is not None and time.monotonic() >= deadline):
+                    os.close(fd)
+                    holder = describe_holder(self.path)
+                    raise LockHeld(
+                        f"{self.path.stem} lock is held by {holder}",
+                        hint="wait for that run to finish; a lock of a dead process is taken over",
+                        holder=holder,
+                    ) from None
+                time.sleep(0.05)
+        if not self.shared:
+            os.ftruncate(fd, 0)
+            os.pwrite(fd, json.dumps(_holder_info(self.purpose)).encode(), 0)
+        self._fd = fd
+        return self
+
+    def release(self) -> None:
+        if self._fd is not None:
+            fcntl.flock(self._fd, fcntl.LOCK_UN)
+            os.close(self._fd)
+            self._fd = None
+
+    def __enter__(self) -> FileLock:
+        return self.acquire() if self._fd is None else self
+
+    def __exit__(self, *exc: object) -> None:
+        self.release()
+
+
+def is_locked(path: Path) -> bool:
+    """True if some live process holds an flock on ``path`` (orphan detection)."""
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+    except FileNotFoundError:
+        return False
+    try:
+        fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+    except BlockingIOError:
+        return True
+    finally:
+        os.close(fd)
+    return False

@@ -1,0 +1,331 @@
+"""The data contract (DESIGN §3): validation of RequestFact and ServiceEvent, their
+canonical JSON lines, and the column schemas of the raw and warehouse tables.
+
+Validation decodes with msgspec straight into typed structs (the checks that can be
+declared run in C); what cannot be declared — time window, canonical forms — runs
+after. lowerCamelCase aliases take a slower path that renames keys first.
+"""
+
+from __future__ import annotations
+
+import re
+import time
+from collections.abc import Callable
+from datetime import datetime, timezone
+from typing import Annotated, Any, NamedTuple
+
+import msgspec
+
+from gravix.errors import ValidationError
+from gravix.layout import REQUEST_FACTS, SERVICE_EVENTS
+
+UUID7_PATTERN = (
+    r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-7[0-9a-fA-F]{3}-[89abAB][0-9a-fA-F]{3}-[0-9a-fA-F]{12}$"
+)
+_UUID_ANY = r"[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}"
+HTTP_METHODS = ("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS", "CONNECT", "TRACE")
+# starts with "/", no "?" "#" or control characters, no raw UUID, no numeric segment of 4+ digits
+PATH_TEMPLATE_PATTERN = (
+    rf"^(?!.*{_UUID_ANY})(?!.*/[0-9]{{4,}}(?:/|$))/[^?#\x00-\x1f\x7f]*$"
+)
+_NO_CONTROL = r"^[^\x00-\x1f\x7f]*$"
+
+_UUID7 = re.compile(UUID7_PATTERN)
+_SERVICE = re.compile(r"^[A-Za-z0-9._-]{1,128}$")
+_PATH = re.compile(PATH_TEMPLATE_PATTERN)
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+_EVENT_TYPE = re.compile(r"^[a-z][a-z0-9_]{0,63}$")
+_METHODS = {m: m for m in HTTP_METHODS} | {m.lower(): m for m in HTTP_METHODS}
+_CACHE_LIMIT = 50_000
+
+# Declared constraints run in C during decoding; string rules that need a regex are
+# checked afterwards with a cache, because services, paths and agents repeat a lot.
+EventTime = Annotated[str, msgspec.Meta(min_length=20, max_length=40)]
+StatusCode = Annotated[int, msgspec.Meta(ge=100, le=599)]
+LatencyMs = Annotated[float, msgspec.Meta(ge=0, le=3_600_000)]
+Properties = Annotated[
+    dict[Annotated[str, msgspec.Meta(max_length=64)], Annotated[str, msgspec.Meta(max_length=256)]],
+    msgspec.Meta(max_length=32),
+]
+
+
+class RequestFact(msgspec.Struct, forbid_unknown_fields=True, omit_defaults=True):
+    event_id: Annotated[str, msgspec.Meta(min_length=36, max_length=36)]
+    event_time: EventTime
+    service: Annotated[str, msgspec.Meta(min_length=1, max_length=128)]
+    method: Annotated[str, msgspec.Meta(max_length=7)]
+    path_template: Annotated[str, msgspec.Meta(min_length=1, max_length=256)]
+    status_code: StatusCode
+    latency_ms: LatencyMs
+    user_agent_family: Annotated[str, msgspec.Meta(max_length=64)] | None = None
+
+
+class ServiceEvent(msgspec.Struct, forbid_unknown_fields=True, omit_defaults=True):
+    event_id: Annotated[str, msgspec.Meta(min_length=36, max_length=36)]
+    event_time: EventTime
+    service: Annotated[str, msgspec.Meta(min_length=1, max_length=128)]
+    event_type: Annotated[str, msgspec.Meta(min_length=1, max_length=64)]
+    entity_id: Annotated[str, msgspec.Meta(max_length=128)] | None = None
+    message: Annotated[str, msgspec.Meta(max_length=1024)] | None = None
+    properties: Properties | None = None
+
+
+ALIASES: dict[str, dict[str, str]] = {
+    REQUEST_FACTS: {
+        "eventId": "event_id", "eventTime": "event_time", "pathTemplate": "path_template",
+        "statusCode": "status_code", "latencyMs": "latency_ms",
+        "userAgentFamily": "user_agent_family",
+    },
+    SERVICE_EVENTS: {
+        "eventId": "event_id", "eventTime": "event_time", "eventType": "event_type",
+        "entityId": "entity_id", "metadata": "properties",
+    },
+}
+STRUCTS: dict[str, type[RequestFact] | type[ServiceEvent]] = {
+    REQUEST_FACTS: RequestFact,
+    SERVICE_EVENTS: ServiceEvent,
+}
+
+
+class Accepted(NamedTuple):
+    """One valid event: its canonical line (no newline) and its event hour."""
+
+    line: bytes
+    hour: int  # whole hours since the Unix epoch, UTC
+    event_id: str
+
+
+def format_time(moment: datetime) -> str:
+    """UTC, millisecond precision, ``Z``: the stored form of every event time."""
+    moment = moment.astimezone(timezone.utc)
+    return (f"{moment.year:04d}-{moment.month:02d}-{moment.day:02d}T{moment.hour:02d}:"
+            f"{moment.minute:02d}:{moment.second:02d}.{moment.microsecond // 1000:03d}Z")
+
+
+_HOUR_CACHE: dict[str, int] = {}
+_SECOND_CACHE: dict[str, int] = {}
+_FAST_TIME = re.compile(r"^\d{4}-\d{2}-\d{2}T\d{2}:([0-5]\d):([0-5]\d)(?:\.(\d{1,9}))?Z$")
+
+
+def parse_time(text: str) -> tuple[float, str]:
+    """Parse an RFC 3339 time with a zone; returns (epoch seconds, canonical string).
+
+    Raises ValueError. The common UTC form ``…Z`` takes a fast path that parses each
+    distinct hour prefix once; anything else goes through ``datetime.fromisoformat``.
+    """
+    if len(text) == 24 and text[19] == "." and text[23] == "Z" and text[20:23].isdigit():
+        second = _SECOND_CACHE.get(text[:19])
+        if second is not None:  # already canonical, and its second was seen before
+            return second + int(text[20:23]) / 1000.0, text
+    m = _FAST_TIME.match(text)
+    if m is not None:
+        prefix = text[:13]
+        base = _HOUR_CACHE.get(prefix)
+        if base is None:
+            base = int(datetime.fromisoformat(prefix + ":00:00+00:00").timestamp())
+            if len(_HOUR_CACHE) > _CACHE_LIMIT:
+                _HOUR_CACHE.clear()
+            _HOUR_CACHE[prefix] = base
+        frac = m.group(3) or ""
+        millis = (frac + "000")[:3]
+        seconds = base + int(m.group(1)) * 60 + int(m.group(2))
+        if len(_SECOND_CACHE) > _CACHE_LIMIT:
+            _SECOND_CACHE.clear()
+        _SECOND_CACHE[text[:19]] = seconds
+        return seconds + int(millis) / 1000.0, f"{text[:19]}.{millis}Z"
+    if len(text) < 20 or text[10] not in "Tt " or not (text[-1] in "Zz" or text[-6] in "+-"):
+        raise ValueError("not an RFC 3339 time with a zone (e.g. 2026-02-16T10:00:00.123Z)")
+    moment = datetime.fromisoformat(text[:-1] + "+00:00" if text[-1] in "Zz" else text)
+    if moment.tzinfo is None:
+        raise ValueError("event_time needs a zone (Z or an offset)")
+    moment = moment.astimezone(timezone.utc).replace(microsecond=moment.microsecond // 1000 * 1000)
+    return moment.timestamp(), format_time(moment)
+
+
+def _error_text(exc: Exception) -> str:
+    if isinstance(exc, UnicodeDecodeError):
+        return "body is not valid UTF-8"
+    return str(exc)[:300]
+
+
+class _Checked:
+    """A bounded set of strings that already passed a regex check."""
+
+    def __init__(self, pattern: re.Pattern[str], rule: str) -> None:
+        self.pattern = pattern
+        self.rule = rule
+        self.ok: set[str] = set()
+
+    def check(self, value: str, field: str) -> None:
+        if value in self.ok:
+            return
+        if not self.pattern.match(value):
+            raise ValidationError(f"`{field}` {self.rule}: {value[:80]!r}")
+        if len(self.ok) > _CACHE_LIMIT:
+            self.ok.clear()
+        self.ok.add(value)
+
+
+class Validator:
+    """Validates events of one topic against the contract and renders canonical lines."""
+
+    def __init__(
+        self,
+        topic: str,
+        *,
+        max_future_seconds: float = 300.0,
+        max_age_days: float = 30.0,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        if topic not in STRUCTS:
+            raise ValueError(f"unknown topic {topic!r}")
+        self.topic = topic
+        self.struct = STRUCTS[topic]
+        self.aliases = ALIASES[topic]
+        self.max_future = max_future_seconds
+        self.max_age = max_age_days * 86400.0
+        self.clock = clock
+        self._decoder = msgspec.json.Decoder(self.struct)
+        self._encoder = msgspec.json.Encoder()
+        self._service = _Checked(_SERVICE, "must be 1–128 characters of [A-Za-z0-9._-]")
+        self._path = _Checked(
+            _PATH, "must start with /, have no ? # or control characters, no raw UUID and "
+            "no numeric segment of 4+ digits (use {id})")
+        self._plain = _Checked(re.compile(r"^[^\x00-\x1f\x7f]*$"), "must not contain control characters")
+        self._event_type = _Checked(_EVENT_TYPE, "must be snake_case [a-z][a-z0-9_]{0,63}")
+
+    # -- decoding --------------------------------------------------------------------------
+
+    def _from_mapping(self, obj: Any) -> RequestFact | ServiceEvent:
+        if not isinstance(obj, dict):
+            raise ValidationError("an event must be a JSON object")
+        renamed: dict[str, Any] = {}
+        for key, value in obj.items():
+            name = self.aliases.get(key, key)
+            if name in renamed:
+                raise ValidationError(f"field `{name}` given twice (as `{key}` and its alias)")
+            renamed[name] = value
+        try:
+            return msgspec.convert(renamed, self.struct)
+        except msgspec.ValidationError as exc:
+            raise ValidationError(str(exc)) from None
+
+    def decode(self, data: bytes) -> RequestFact | ServiceEvent:
+        try:
+            return self._decoder.decode(data)
+        except msgspec.ValidationError:
+            pass
+        except (msgspec.DecodeError, UnicodeDecodeError) as exc:
+            raise ValidationError(f"invalid JSON: {_error_text(exc)}") from None
+        return self._from_mapping(msgspec.json.decode(data))
+
+    # -- checks and canonical form ------------------------------------------------------------
+
+    def accept(self, event: RequestFact | ServiceEvent, now: float | None = None) -> Accepted:
+        """Apply the checks msgspec cannot declare, canonicalise in place, render the line."""
+        event_id = event.event_id
+        if not _UUID7.match(event_id):
+            raise ValidationError(f"`event_id` must be a UUID version 7: {event_id[:40]!r}")
+        try:
+            ts, stamp = parse_time(event.event_time)
+        except ValueError as exc:
+            raise ValidationError(f"`event_time` {event.event_time[:40]!r}: {exc}") from None
+        now = self.clock() if now is None else now
+        if ts > now + self.max_future:
+            raise ValidationError(
+                f"`event_time` {stamp} is more than {self.max_future:g}s in the future")
+        if ts < now - self.max_age:
+            raise ValidationError(
+                f"`event_time` {stamp} is older than the raw retention "
+                f"({self.max_age / 86400:g} days)")
+        self._service.check(event.service, "service")
+        if isinstance(event, RequestFact):
+            method = _METHODS.get(event.method) or _METHODS.get(event.method.upper())
+            if method is None:
+                raise ValidationError(
+                    f"`method` must be one of {', '.join(HTTP_METHODS)}: {event.method!r}")
+            self._path.check(event.path_template, "path_template")
+            if event.user_agent_family is not None:
+                self._plain.check(event.user_agent_family, "user_agent_family")
+            event.method = method
+        else:
+            self._event_type.check(event.event_type, "event_type")
+            if event.entity_id is not None:
+                self._plain.check(event.entity_id, "entity_id")
+        event.event_id = event_id.lower()
+        event.event_time = stamp
+        return Accepted(self._encoder.encode(event), int(ts // 3600), event.event_id)
+
+    def one(self, data: bytes, now: float | None = None) -> Accepted:
+        """Validate one JSON document; raises :class:`ValidationError`."""
+        return self.accept(self.decode(data), now)
+
+    def batch(
+        self, data: bytes, now: float | None = None
+    ) -> tuple[list[Accepted], list[tuple[int, str]]]:
+        """Validate an NDJSON body or a JSON array; returns (accepted, [(index, error)])."""
+        now = self.clock() if now is None else now
+        accepted: list[Accepted] = []
+        errors: list[tuple[int, str]] = []
+        stripped = data.lstrip()
+        items: list[bytes]
+        if stripped.startswith(b"["):
+            try:
+                raws = msgspec.json.decode(stripped, type=list[msgspec.Raw])
+            except (msgspec.DecodeError, msgspec.ValidationError, UnicodeDecodeError) as exc:
+                raise ValidationError(f"invalid JSON array: {_error_text(exc)}") from None
+            items = [bytes(r) for r in raws]
+        else:
+            items = [line for line in data.splitlines() if line.strip()]
+        for index, item in enumerate(items):
+            try:
+                accepted.append(self.accept(self.decode(item), now))
+            except ValidationError as exc:
+                errors.append((index, exc.message))
+        return accepted, errors
+
+
+# --- column schemas ---------------------------------------------------------------------------
+# Names and logical types; pyarrow/polars types are built where those libraries are loaded.
+
+REQUEST_METRICS_COLUMNS: dict[str, str] = {
+    "bucket_start": "timestamp[ms, UTC]",
+    "service": "string",
+    "method": "string",
+    "path_template": "string",
+    "request_count": "int64",
+    "error_count": "int64",
+    "client_error_count": "int64",
+    "error_rate": "double",
+    "latency_sum_ms": "double",
+    "latency_min_ms": "double",
+    "latency_max_ms": "double",
+    "p50_latency_ms": "double",
+    "p95_latency_ms": "double",
+    "p99_latency_ms": "double",
+    "lat_scale": "int8",
+    "lat_zero_count": "int64",
+    "lat_idx": "list<int32>",
+    "lat_cnt": "list<int64>",
+}
+
+SERVICE_EVENTS_DAILY_COLUMNS: dict[str, str] = {
+    "service": "string",
+    "event_type": "string",
+    "event_count": "int64",
+    "first_event_time": "timestamp[ms, UTC]",
+    "last_event_time": "timestamp[ms, UTC]",
+}
+
+RAW_COLUMNS: dict[str, dict[str, str]] = {
+    REQUEST_FACTS: {
+        "event_id": "string", "event_time": "timestamp[ms, UTC]", "service": "string",
+        "method": "string", "path_template": "string", "status_code": "int64",
+        "latency_ms": "double", "user_agent_family": "string",
+    },
+    SERVICE_EVENTS: {
+        "event_id": "string", "event_time": "timestamp[ms, UTC]", "service": "string",
+        "event_type": "string", "entity_id": "string", "message": "string",
+        "properties": "map<string,string>",
+    },
+}

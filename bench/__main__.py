@@ -30,8 +30,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--quick", action="store_true", help="small sizes for a smoke run")
     args = parser.parse_args(argv)
     here = Path(__file__).parent
-    names = sorted(m.name[len("bench_"):] for m in pkgutil.iter_modules([str(here)])
-                   if m.name.startswith("bench_"))
+    names = sorted(
+        m.name[len("bench_") :]
+        for m in pkgutil.iter_modules([str(here)])
+        if m.name.startswith("bench_")
+    )
     if args.only:
         unknown = set(args.only) - set(names)
         if unknown:
@@ -48,12 +51,35 @@ def main(argv: list[str] | None = None) -> int:
             rows.append(row)
         err.print(f"  done in {time.perf_counter() - started:.1f}s")
     table = Table(title="Gravix benchmarks")
-    for col in ("module", "name", "value", "unit", "reference", "ratio", "target", "ok",
-                "peak_rss_mb"):
+    for col in (
+        "module",
+        "name",
+        "value",
+        "unit",
+        "reference",
+        "ratio",
+        "target",
+        "ok",
+        "peak_rss_mb",
+    ):
         table.add_column(col)
     for row in rows:
-        table.add_row(*(_fmt(row.get(c)) for c in ("module", "name", "value", "unit", "reference",
-                                                   "ratio", "target", "ok", "peak_rss_mb")))
+        table.add_row(
+            *(
+                _fmt(row.get(c))
+                for c in (
+                    "module",
+                    "name",
+                    "value",
+                    "unit",
+                    "reference",
+                    "ratio",
+                    "target",
+                    "ok",
+                    "peak_rss_mb",
+                )
+            )
+        )
     Console().print(table)
     out = Path("bench-results")
     out.mkdir(exist_ok=True)

@@ -29,7 +29,7 @@ import signal
 import socket
 import time
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -98,6 +98,7 @@ def install_fault_plan(plan: str | None) -> None:
 
 
 # --- primitive operations -----------------------------------------------------------------------
+
 
 def open_append(path: Path) -> int:
     """Open (creating) a file for appending; the caller makes the directory entry durable."""
@@ -195,10 +196,8 @@ def atomic_write(path: Path, data: bytes, *, make_parents: bool = True) -> None:
         fsync_fd(fd, tmp)
     except BaseException:
         os.close(fd)
-        try:
+        with suppress(OSError):
             os.unlink(tmp)
-        except OSError:
-            pass
         raise
     os.close(fd)
     replace(tmp, path)
@@ -220,18 +219,21 @@ def atomic_output(path: Path) -> Iterator[Path]:
             os.close(fd)
         replace(tmp, path)
     except BaseException:
-        try:
+        with suppress(OSError):
             os.unlink(tmp)
-        except OSError:
-            pass
         raise
 
 
 # --- locks --------------------------------------------------------------------------------------
 
+
 def _holder_info(purpose: str) -> dict[str, Any]:
-    return {"pid": os.getpid(), "host": socket.gethostname(), "purpose": purpose,
-            "since": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
+    return {
+        "pid": os.getpid(),
+        "host": socket.gethostname(),
+        "purpose": purpose,
+        "since": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+    }
 
 
 def describe_holder(path: Path) -> str:
@@ -239,8 +241,10 @@ def describe_holder(path: Path) -> str:
         info = json.loads(path.read_text() or "{}")
     except (OSError, ValueError):
         return "an unknown process"
-    return (f"pid {info.get('pid', '?')} on {info.get('host', '?')} "
-            f"({info.get('purpose', '?')}, since {info.get('since', '?')})")
+    return (
+        f"pid {info.get('pid', '?')} on {info.get('host', '?')} "
+        f"({info.get('purpose', '?')}, since {info.get('since', '?')})"
+    )
 
 
 class FileLock:

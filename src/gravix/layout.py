@@ -22,7 +22,7 @@ import re
 import secrets
 import time
 from dataclasses import dataclass
-from datetime import date, datetime, timezone
+from datetime import UTC, date, datetime
 from pathlib import Path
 
 from gravix.errors import UnsafePath
@@ -61,12 +61,12 @@ class Hour:
 
     @classmethod
     def of(cls, moment: datetime) -> Hour:
-        moment = moment.astimezone(timezone.utc)
+        moment = moment.astimezone(UTC)
         return cls(moment.date(), moment.hour)
 
     @property
     def start(self) -> datetime:
-        return datetime(self.day.year, self.day.month, self.day.day, self.hour, tzinfo=timezone.utc)
+        return datetime(self.day.year, self.day.month, self.day.day, self.hour, tzinfo=UTC)
 
     @property
     def day_str(self) -> str:
@@ -101,6 +101,7 @@ def _table(table: str) -> str:
 
 # --- top-level areas -------------------------------------------------------------------------
 
+
 def buffer_root(root: Path) -> Path:
     return root / "buffer"
 
@@ -123,6 +124,7 @@ def state_root(root: Path) -> Path:
 
 # --- buffer ------------------------------------------------------------------------------------
 
+
 def buffer_dir(root: Path, topic: str) -> Path:
     return buffer_root(root) / _topic(topic)
 
@@ -142,6 +144,7 @@ def parse_buffer_name(path: Path) -> tuple[str, str] | None:
 
 
 # --- raw -----------------------------------------------------------------------------------------
+
 
 def raw_topic_dir(root: Path, topic: str) -> Path:
     return raw_root(root) / _topic(topic)
@@ -209,8 +212,11 @@ def raw_files(hour_dir: Path) -> list[Path]:
     if not hour_dir.is_dir():
         return []
     return sorted(
-        Path(e.path) for e in os.scandir(hour_dir)
-        if e.name.endswith(JSONL) and not e.name.startswith(".") and e.is_file(follow_symlinks=False)
+        Path(e.path)
+        for e in os.scandir(hour_dir)
+        if e.name.endswith(JSONL)
+        and not e.name.startswith(".")
+        and e.is_file(follow_symlinks=False)
     )
 
 
@@ -219,6 +225,7 @@ def raw_glob(root: Path, topic: str) -> str:
 
 
 # --- warehouse --------------------------------------------------------------------------------
+
 
 def warehouse_table_dir(root: Path, table: str) -> Path:
     return warehouse_root(root) / _table(table)
@@ -254,6 +261,7 @@ def warehouse_days(root: Path, table: str) -> dict[date, Path]:
 
 # --- state, locks, quarantine --------------------------------------------------------------------
 
+
 def locks_dir(root: Path) -> Path:
     return state_root(root) / "locks"
 
@@ -267,8 +275,9 @@ def rollup_state_dir(root: Path, table: str) -> Path:
 
 
 def rollup_manifest_path(root: Path, table: str, hour: Hour) -> Path:
-    return (rollup_state_dir(root, table) / day_dir_name(hour.day)
-            / f"{hour_dir_name(hour.hour)}.json")
+    return (
+        rollup_state_dir(root, table) / day_dir_name(hour.day) / f"{hour_dir_name(hour.hour)}.json"
+    )
 
 
 def rollup_runs_path(root: Path) -> Path:
@@ -277,7 +286,7 @@ def rollup_runs_path(root: Path) -> Path:
 
 
 def quarantine_path(root: Path, kind: str, original: Path) -> Path:
-    stamp = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%S%f")
+    stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%S%f")
     return quarantine_root(root) / check_file_id(kind) / f"{stamp}-{original.name}"
 
 
@@ -291,6 +300,7 @@ def is_tmp(path: Path) -> bool:
 
 
 # --- safety -------------------------------------------------------------------------------------
+
 
 def ensure_inside(root: Path, path: Path) -> Path:
     """Return ``path`` if it (after resolving symlinks) stays inside ``root``; else raise."""

@@ -11,7 +11,7 @@ from __future__ import annotations
 import re
 import time
 from collections.abc import Callable
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Annotated, Any, NamedTuple
 
 import msgspec
@@ -25,9 +25,7 @@ UUID7_PATTERN = (
 _UUID_ANY = r"[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}"
 HTTP_METHODS = ("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS", "CONNECT", "TRACE")
 # starts with "/", no "?" "#" or control characters, no raw UUID, no numeric segment of 4+ digits
-PATH_TEMPLATE_PATTERN = (
-    rf"^(?!.*{_UUID_ANY})(?!.*/[0-9]{{4,}}(?:/|$))/[^?#\x00-\x1f\x7f]*$"
-)
+PATH_TEMPLATE_PATTERN = rf"^(?!.*{_UUID_ANY})(?!.*/[0-9]{{4,}}(?:/|$))/[^?#\x00-\x1f\x7f]*$"
 _NO_CONTROL = r"^[^\x00-\x1f\x7f]*$"
 
 _UUID7 = re.compile(UUID7_PATTERN)
@@ -72,13 +70,19 @@ class ServiceEvent(msgspec.Struct, forbid_unknown_fields=True, omit_defaults=Tru
 
 ALIASES: dict[str, dict[str, str]] = {
     REQUEST_FACTS: {
-        "eventId": "event_id", "eventTime": "event_time", "pathTemplate": "path_template",
-        "statusCode": "status_code", "latencyMs": "latency_ms",
+        "eventId": "event_id",
+        "eventTime": "event_time",
+        "pathTemplate": "path_template",
+        "statusCode": "status_code",
+        "latencyMs": "latency_ms",
         "userAgentFamily": "user_agent_family",
     },
     SERVICE_EVENTS: {
-        "eventId": "event_id", "eventTime": "event_time", "eventType": "event_type",
-        "entityId": "entity_id", "metadata": "properties",
+        "eventId": "event_id",
+        "eventTime": "event_time",
+        "eventType": "event_type",
+        "entityId": "entity_id",
+        "metadata": "properties",
     },
 }
 STRUCTS: dict[str, type[RequestFact] | type[ServiceEvent]] = {
@@ -97,9 +101,11 @@ class Accepted(NamedTuple):
 
 def format_time(moment: datetime) -> str:
     """UTC, millisecond precision, ``Z``: the stored form of every event time."""
-    moment = moment.astimezone(timezone.utc)
-    return (f"{moment.year:04d}-{moment.month:02d}-{moment.day:02d}T{moment.hour:02d}:"
-            f"{moment.minute:02d}:{moment.second:02d}.{moment.microsecond // 1000:03d}Z")
+    moment = moment.astimezone(UTC)
+    return (
+        f"{moment.year:04d}-{moment.month:02d}-{moment.day:02d}T{moment.hour:02d}:"
+        f"{moment.minute:02d}:{moment.second:02d}.{moment.microsecond // 1000:03d}Z"
+    )
 
 
 _HOUR_CACHE: dict[str, int] = {}
@@ -138,7 +144,7 @@ def parse_time(text: str) -> tuple[float, str]:
     moment = datetime.fromisoformat(text[:-1] + "+00:00" if text[-1] in "Zz" else text)
     if moment.tzinfo is None:
         raise ValueError("event_time needs a zone (Z or an offset)")
-    moment = moment.astimezone(timezone.utc).replace(microsecond=moment.microsecond // 1000 * 1000)
+    moment = moment.astimezone(UTC).replace(microsecond=moment.microsecond // 1000 * 1000)
     return moment.timestamp(), format_time(moment)
 
 
@@ -189,9 +195,13 @@ class Validator:
         self._encoder = msgspec.json.Encoder()
         self._service = _Checked(_SERVICE, "must be 1–128 characters of [A-Za-z0-9._-]")
         self._path = _Checked(
-            _PATH, "must start with /, have no ? # or control characters, no raw UUID and "
-            "no numeric segment of 4+ digits (use {id})")
-        self._plain = _Checked(re.compile(r"^[^\x00-\x1f\x7f]*$"), "must not contain control characters")
+            _PATH,
+            "must start with /, have no ? # or control characters, no raw UUID and "
+            "no numeric segment of 4+ digits (use {id})",
+        )
+        self._plain = _Checked(
+            re.compile(r"^[^\x00-\x1f\x7f]*$"), "must not contain control characters"
+        )
         self._event_type = _Checked(_EVENT_TYPE, "must be snake_case [a-z][a-z0-9_]{0,63}")
 
     # -- decoding --------------------------------------------------------------------------
@@ -201,7 +211,7 @@ class Validator:
             raise ValidationError("an event must be a JSON object")
         renamed: dict[str, Any] = {}
         for key, value in obj.items():
-            name = self.aliases.get(key, key)
+            name: str = self.aliases.get(key) or key
             if name in renamed:
                 raise ValidationError(f"field `{name}` given twice (as `{key}` and its alias)")
             renamed[name] = value
@@ -233,17 +243,20 @@ class Validator:
         now = self.clock() if now is None else now
         if ts > now + self.max_future:
             raise ValidationError(
-                f"`event_time` {stamp} is more than {self.max_future:g}s in the future")
+                f"`event_time` {stamp} is more than {self.max_future:g}s in the future"
+            )
         if ts < now - self.max_age:
             raise ValidationError(
                 f"`event_time` {stamp} is older than the raw retention "
-                f"({self.max_age / 86400:g} days)")
+                f"({self.max_age / 86400:g} days)"
+            )
         self._service.check(event.service, "service")
         if isinstance(event, RequestFact):
             method = _METHODS.get(event.method) or _METHODS.get(event.method.upper())
             if method is None:
                 raise ValidationError(
-                    f"`method` must be one of {', '.join(HTTP_METHODS)}: {event.method!r}")
+                    f"`method` must be one of {', '.join(HTTP_METHODS)}: {event.method!r}"
+                )
             self._path.check(event.path_template, "path_template")
             if event.user_agent_family is not None:
                 self._plain.check(event.user_agent_family, "user_agent_family")
@@ -319,13 +332,22 @@ SERVICE_EVENTS_DAILY_COLUMNS: dict[str, str] = {
 
 RAW_COLUMNS: dict[str, dict[str, str]] = {
     REQUEST_FACTS: {
-        "event_id": "string", "event_time": "timestamp[ms, UTC]", "service": "string",
-        "method": "string", "path_template": "string", "status_code": "int64",
-        "latency_ms": "double", "user_agent_family": "string",
+        "event_id": "string",
+        "event_time": "timestamp[ms, UTC]",
+        "service": "string",
+        "method": "string",
+        "path_template": "string",
+        "status_code": "int64",
+        "latency_ms": "double",
+        "user_agent_family": "string",
     },
     SERVICE_EVENTS: {
-        "event_id": "string", "event_time": "timestamp[ms, UTC]", "service": "string",
-        "event_type": "string", "entity_id": "string", "message": "string",
+        "event_id": "string",
+        "event_time": "timestamp[ms, UTC]",
+        "service": "string",
+        "event_type": "string",
+        "entity_id": "string",
+        "message": "string",
         "properties": "map<string,string>",
     },
 }

@@ -23,9 +23,22 @@ DEFAULT_MAX_BATCH_BYTES = 16 * 1024 * 1024
 DEFAULT_MIN_FREE_BYTES = 256 * 1024 * 1024
 
 _SIZE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([KMGT]?i?B?)?\s*$", re.IGNORECASE)
-_UNITS = {"": 1, "B": 1, "K": 1000, "KB": 1000, "KIB": 1024, "M": 1000**2, "MB": 1000**2,
-          "MIB": 1024**2, "G": 1000**3, "GB": 1000**3, "GIB": 1024**3, "T": 1000**4,
-          "TB": 1000**4, "TIB": 1024**4}
+_UNITS = {
+    "": 1,
+    "B": 1,
+    "K": 1000,
+    "KB": 1000,
+    "KIB": 1024,
+    "M": 1000**2,
+    "MB": 1000**2,
+    "MIB": 1024**2,
+    "G": 1000**3,
+    "GB": 1000**3,
+    "GIB": 1024**3,
+    "T": 1000**4,
+    "TB": 1000**4,
+    "TIB": 1024**4,
+}
 
 
 def parse_size(text: str | int) -> int:
@@ -35,7 +48,9 @@ def parse_size(text: str | int) -> int:
     m = _SIZE.match(text)
     unit = (m.group(2) or "").upper() if m else ""
     if not m or unit not in _UNITS:
-        raise ConfigError(f"not a size: {text!r}", hint="use bytes or a unit, e.g. 65536, 64MiB, 10MB")
+        raise ConfigError(
+            f"not a size: {text!r}", hint="use bytes or a unit, e.g. 65536, 64MiB, 10MB"
+        )
     return int(float(m.group(1)) * _UNITS[unit])
 
 
@@ -60,8 +75,10 @@ class Settings:
 
     def __repr__(self) -> str:  # keys never appear in logs, even by accident
         keys = f"<{len(self.api_keys)} key(s)>"
-        return (f"Settings(data_dir={str(self.data_dir)!r}, api_keys={keys}, host={self.host!r}, "
-                f"port={self.port}, url={self.url!r})")
+        return (
+            f"Settings(data_dir={str(self.data_dir)!r}, api_keys={keys}, host={self.host!r}, "
+            f"port={self.port}, url={self.url!r})"
+        )
 
 
 def _pick(flag: object, env: Mapping[str, str], name: str) -> object:
@@ -71,9 +88,11 @@ def _pick(flag: object, env: Mapping[str, str], name: str) -> object:
     return value if value not in (None, "") else None
 
 
-def _number(value: object, name: str, kind: type[int] | type[float], *, minimum: float = 0) -> int | float:
+def _number(
+    value: object, name: str, kind: type[int] | type[float], *, minimum: float = 0
+) -> int | float:
     try:
-        number = kind(value)  # type: ignore[arg-type]
+        number = kind(value)  # type: ignore[call-overload,arg-type]
     except (TypeError, ValueError):
         raise ConfigError(f"{name} must be a number, got {value!r}") from None
     if number < minimum:
@@ -110,8 +129,14 @@ def load_settings(
     if any(not k or any(c.isspace() for c in k) for k in keys):
         raise ConfigError("an API key is empty or contains whitespace")
 
-    def num(flag: object, var: str, default: float, kind: type[int] | type[float], label: str,
-            minimum: float = 0) -> int | float:
+    def num(
+        flag: object,
+        var: str,
+        default: float,
+        kind: type[int] | type[float],
+        label: str,
+        minimum: float = 0,
+    ) -> int | float:
         value = _pick(flag, env, var)
         return default if value is None else _number(value, label, kind, minimum=minimum)
 
@@ -129,16 +154,39 @@ def load_settings(
         port=port_value,
         url=str(_pick(url, env, "GRAVIX_URL") or DEFAULT_URL).rstrip("/"),
         rate_limit=float(num(rate_limit, "GRAVIX_RATE_LIMIT", 0.0, float, "--rate-limit")),
-        rotate_seconds=float(num(rotate_seconds, "GRAVIX_ROTATE_SECONDS", DEFAULT_ROTATE_SECONDS,
-                                 float, "--rotate-seconds", 0.01)),
+        rotate_seconds=float(
+            num(
+                rotate_seconds,
+                "GRAVIX_ROTATE_SECONDS",
+                DEFAULT_ROTATE_SECONDS,
+                float,
+                "--rotate-seconds",
+                0.01,
+            )
+        ),
         rotate_bytes=size(rotate_bytes, "GRAVIX_ROTATE_BYTES", DEFAULT_ROTATE_BYTES),
-        retention_days=int(num(retention_days, "GRAVIX_RETENTION_DAYS", DEFAULT_RETENTION_DAYS,
-                               int, "--days", 1)),
-        warehouse_retention_days=int(num(warehouse_retention_days,
-                                         "GRAVIX_WAREHOUSE_RETENTION_DAYS",
-                                         DEFAULT_RETENTION_DAYS, int, "--warehouse-days", 1)),
-        max_future_seconds=float(num(max_future_seconds, "GRAVIX_MAX_FUTURE_SECONDS",
-                                     DEFAULT_MAX_FUTURE_SECONDS, float, "--max-future-seconds")),
+        retention_days=int(
+            num(retention_days, "GRAVIX_RETENTION_DAYS", DEFAULT_RETENTION_DAYS, int, "--days", 1)
+        ),
+        warehouse_retention_days=int(
+            num(
+                warehouse_retention_days,
+                "GRAVIX_WAREHOUSE_RETENTION_DAYS",
+                DEFAULT_RETENTION_DAYS,
+                int,
+                "--warehouse-days",
+                1,
+            )
+        ),
+        max_future_seconds=float(
+            num(
+                max_future_seconds,
+                "GRAVIX_MAX_FUTURE_SECONDS",
+                DEFAULT_MAX_FUTURE_SECONDS,
+                float,
+                "--max-future-seconds",
+            )
+        ),
         max_single_bytes=size(max_single_bytes, None, DEFAULT_MAX_SINGLE_BYTES),
         max_batch_bytes=size(max_batch_bytes, None, DEFAULT_MAX_BATCH_BYTES),
         min_free_bytes=size(min_free_bytes, "GRAVIX_MIN_FREE_BYTES", DEFAULT_MIN_FREE_BYTES),

@@ -4,10 +4,8 @@ that ``gravix --help`` stays fast."""
 
 from __future__ import annotations
 
-from gravix.cli.app import app
-
 # Importing a command module registers its command on ``app``.
-from gravix.cli import (  # noqa: E402,F401  (registration by import)
+from gravix.cli import (  # noqa: F401  (registration by import)
     cleanup,
     demo,
     doctor,
@@ -17,6 +15,7 @@ from gravix.cli import (  # noqa: E402,F401  (registration by import)
     recover,
     rollup,
 )
+from gravix.cli.app import app
 
 
 def main() -> None:

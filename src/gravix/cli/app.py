@@ -43,8 +43,9 @@ def _root(
 
 DataDir = Annotated[
     Path | None,
-    typer.Option("--data-dir", help="Data root [env GRAVIX_DATA_DIR, default ./data].",
-                 show_default=False),
+    typer.Option(
+        "--data-dir", help="Data root [env GRAVIX_DATA_DIR, default ./data].", show_default=False
+    ),
 ]
 Json = Annotated[bool, typer.Option("--json", help="Print one JSON document on stdout.")]
 

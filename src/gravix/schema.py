@@ -110,7 +110,11 @@ def format_time(moment: datetime) -> str:
 
 _HOUR_CACHE: dict[str, int] = {}
 _SECOND_CACHE: dict[str, int] = {}
-_FAST_TIME = re.compile(r"^\d{4}-\d{2}-\d{2}T\d{2}:([0-5]\d):([0-5]\d)(?:\.(\d{1,9}))?Z$")
+# ASCII digits only: ``\d`` and ``str.isdigit`` also accept other scripts' digits, which int()
+# reads but which would then be stored verbatim in a line that is no longer RFC 3339.
+_FAST_TIME = re.compile(
+    r"^\d{4}-\d{2}-\d{2}T\d{2}:([0-5]\d):([0-5]\d)(?:\.(\d{1,9}))?Z\Z", re.ASCII
+)
 
 
 def parse_time(text: str) -> tuple[float, str]:
@@ -119,7 +123,13 @@ def parse_time(text: str) -> tuple[float, str]:
     Raises ValueError. The common UTC form ``…Z`` takes a fast path that parses each
     distinct hour prefix once; anything else goes through ``datetime.fromisoformat``.
     """
-    if len(text) == 24 and text[19] == "." and text[23] == "Z" and text[20:23].isdigit():
+    if (
+        len(text) == 24
+        and text[19] == "."
+        and text[23] == "Z"
+        and text[20:23].isascii()
+        and text[20:23].isdigit()
+    ):
         second = _SECOND_CACHE.get(text[:19])
         if second is not None:  # already canonical, and its second was seen before
             return second + int(text[20:23]) / 1000.0, text
@@ -165,7 +175,7 @@ class _Checked:
     def check(self, value: str, field: str) -> None:
         if value in self.ok:
             return
-        if not self.pattern.match(value):
+        if not self.pattern.fullmatch(value):  # `$` alone would let a trailing newline in
             raise ValidationError(f"`{field}` {self.rule}: {value[:80]!r}")
         if len(self.ok) > _CACHE_LIMIT:
             self.ok.clear()
@@ -225,20 +235,26 @@ class Validator:
             return self._decoder.decode(data)
         except msgspec.ValidationError:
             pass
-        except (msgspec.DecodeError, UnicodeDecodeError) as exc:
+        except (msgspec.DecodeError, UnicodeDecodeError, RecursionError) as exc:
             raise ValidationError(f"invalid JSON: {_error_text(exc)}") from None
-        return self._from_mapping(msgspec.json.decode(data))
+        # The typed decoder stops at the first contract error, so the rest of the document
+        # may still be malformed or nested too deeply.
+        try:
+            obj = msgspec.json.decode(data)
+        except (msgspec.DecodeError, UnicodeDecodeError, RecursionError) as exc:
+            raise ValidationError(f"invalid JSON: {_error_text(exc)}") from None
+        return self._from_mapping(obj)
 
     # -- checks and canonical form ------------------------------------------------------------
 
     def accept(self, event: RequestFact | ServiceEvent, now: float | None = None) -> Accepted:
         """Apply the checks msgspec cannot declare, canonicalise in place, render the line."""
         event_id = event.event_id
-        if not _UUID7.match(event_id):
+        if not _UUID7.fullmatch(event_id):
             raise ValidationError(f"`event_id` must be a UUID version 7: {event_id[:40]!r}")
         try:
             ts, stamp = parse_time(event.event_time)
-        except ValueError as exc:
+        except (ValueError, OverflowError) as exc:  # year 1 with a +01:00 offset overflows
             raise ValidationError(f"`event_time` {event.event_time[:40]!r}: {exc}") from None
         now = self.clock() if now is None else now
         if ts > now + self.max_future:
@@ -285,7 +301,12 @@ class Validator:
         if stripped.startswith(b"["):
             try:
                 raws = msgspec.json.decode(stripped, type=list[msgspec.Raw])
-            except (msgspec.DecodeError, msgspec.ValidationError, UnicodeDecodeError) as exc:
+            except (
+                msgspec.DecodeError,
+                msgspec.ValidationError,
+                UnicodeDecodeError,
+                RecursionError,
+            ) as exc:
                 raise ValidationError(f"invalid JSON array: {_error_text(exc)}") from None
             items = [bytes(r) for r in raws]
         else:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import os
 import re
 from collections.abc import Mapping
@@ -95,6 +96,8 @@ def _number(
         number = kind(value)  # type: ignore[call-overload,arg-type]
     except (TypeError, ValueError):
         raise ConfigError(f"{name} must be a number, got {value!r}") from None
+    if not math.isfinite(number):  # "nan" < minimum is False, so NaN would slip through
+        raise ConfigError(f"{name} must be a finite number, got {value!r}")
     if number < minimum:
         raise ConfigError(f"{name} must be ≥ {minimum}, got {value!r}")
     return number

@@ -284,6 +284,10 @@ class FileLock:
 
     def release(self) -> None:
         if self._fd is not None:
+            if not self.shared:
+                # An empty file means "released cleanly"; holder info left behind in a free
+                # lock therefore marks a holder that died, which doctor reports.
+                os.ftruncate(self._fd, 0)
             fcntl.flock(self._fd, fcntl.LOCK_UN)
             os.close(self._fd)
             self._fd = None

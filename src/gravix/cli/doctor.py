@@ -1,14 +1,74 @@
-"""`gravix doctor` (being built)."""
+"""`gravix doctor`: run the runbook's troubleshooting checks and name the fixes."""
 
 from __future__ import annotations
 
-from gravix.cli.app import DataDir, Json, app
+from typing import TYPE_CHECKING, Annotated
+
+import typer
+
+from gravix.cli.app import DataDir, Json, app, boundary
+
+if TYPE_CHECKING:
+    from gravix.doctor import DoctorReport
+
+_STYLE = {"ok": "green", "warn": "yellow", "fail": "bold red"}
 
 
 @app.command("doctor")
-def doctor_command(data_dir: DataDir = None, json: Json = False) -> None:
-    """Not available yet.
+def doctor_command(
+    data_dir: DataDir = None,
+    url: Annotated[
+        str | None,
+        typer.Option("--url", help="Ingest server to check [env GRAVIX_URL].", show_default=False),
+    ] = None,
+    api_key: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--api-key",
+            help="API key clients send, checked against the server [env API_KEY].",
+            show_default=False,
+        ),
+    ] = None,
+    json: Json = False,
+) -> None:
+    """Check ingestion, buffer, raw, rollup, warehouse, query, retention and locks; name
+    the command that fixes each problem. Exits 1 when a check fails.
 
-    Example: gravix doctor --help
+    Example: gravix doctor --url http://127.0.0.1:8090 --api-key "$API_KEY"
     """
-    raise SystemExit("gravix doctor is not available yet")
+    from gravix.doctor import run_doctor
+    from gravix.settings import load_settings
+
+    with boundary():
+        settings = load_settings(data_dir=data_dir, url=url, api_keys=api_key)
+        report = run_doctor(settings=settings)
+    if json:
+        from gravix.cli.render import print_json
+
+        print_json(report.to_dict())
+    else:
+        _render(report)
+    raise typer.Exit(1 if report.failed else 0)
+
+
+def _render(report: DoctorReport) -> None:
+    from rich.table import Table
+
+    from gravix.cli.render import console
+
+    table = Table(title=f"gravix doctor — {report.data_dir}", title_justify="left")
+    table.add_column("check", no_wrap=True)
+    table.add_column("status", no_wrap=True)
+    table.add_column("detail")
+    table.add_column("fix")
+    for check in report.checks:
+        status = f"[{_STYLE[check.status]}]{check.status}[/]"
+        table.add_row(check.name, status, check.detail, check.hint, end_section=False)
+    console().print(table)
+    counts = report.counts()
+    verdict = "[bold red]problems found[/]" if report.failed else "[green]no failures[/]"
+    console().print(
+        f"{verdict}: {counts['ok']} ok, {counts['warn']} warn, {counts['fail']} fail "
+        f"({report.elapsed_s:.2f} s)",
+        highlight=False,
+    )

@@ -1,0 +1,709 @@
+"""`gravix doctor`: the runbook's troubleshooting list, run as checks.
+
+Each check is a small function of a :class:`Context` that returns one
+:class:`CheckResult` (ok / warn / fail, a one-line detail, and a hint naming the
+``gravix`` command that fixes what it found). :func:`run_doctor` runs them all; a
+check that cannot run (a module missing, an unexpected error) becomes a result
+instead of an exception, so one broken part never hides the others.
+
+Doctor only reads: it takes no lock, writes no file and sends the server nothing
+that is stored (the key check posts an empty batch, which the server refuses).
+"""
+
+from __future__ import annotations
+
+import importlib
+import json
+import os
+import shutil
+import socket
+import time
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any, Literal
+
+from gravix import durable, layout
+from gravix.errors import GravixError
+from gravix.settings import DEFAULT_URL, Settings
+
+Status = Literal["ok", "warn", "fail"]
+OK: Status = "ok"
+WARN: Status = "warn"
+FAIL: Status = "fail"
+
+# The runbook's "Check Trino" query, run through the query layer instead.
+CHECK_SQL = "SELECT * FROM gravix.raw.request_metrics_minute LIMIT 10"
+UNAUTHORIZED_HINT = (
+    "send the key the server was started with in header `X-API-Key: <your-secret>`; "
+    "check API_KEY / GRAVIX_API_KEYS (or --api-key) of `gravix ingest-server`"
+)
+
+
+@dataclass(frozen=True)
+class CheckResult:
+    """The outcome of one check."""
+
+    name: str
+    status: Status
+    detail: str
+    hint: str = ""
+
+    def to_dict(self) -> dict[str, str]:
+        return {"name": self.name, "status": self.status, "detail": self.detail, "hint": self.hint}
+
+
+@dataclass(frozen=True)
+class DoctorReport:
+    data_dir: Path
+    url: str
+    checks: tuple[CheckResult, ...]
+    elapsed_s: float
+
+    @property
+    def failed(self) -> bool:
+        return any(c.status == FAIL for c in self.checks)
+
+    def counts(self) -> dict[str, int]:
+        return {s: sum(c.status == s for c in self.checks) for s in (OK, WARN, FAIL)}
+
+    def by_name(self) -> dict[str, CheckResult]:
+        return {c.name: c for c in self.checks}
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "ok": not self.failed,
+            "data_dir": str(self.data_dir),
+            "url": self.url,
+            "counts": self.counts(),
+            "elapsed_s": round(self.elapsed_s, 3),
+            "checks": [c.to_dict() for c in self.checks],
+        }
+
+
+@dataclass(frozen=True)
+class Thresholds:
+    """When a finding turns from normal into a warning or a failure."""
+
+    # No new raw file for this long while facts are expected: warn.
+    raw_stale: timedelta = timedelta(minutes=15)
+    # Raw data may wait this long for the next (e.g. hourly, cron-driven) rollup.
+    rollup_grace: timedelta = timedelta(hours=1)
+    # Newest warehouse bucket older than this: warn (no rollup output lately).
+    warehouse_stale: timedelta = timedelta(hours=3)
+    # Free space under min_free_bytes fails (the server stops being ready); under
+    # this multiple of it, warn.
+    disk_warn_factor: float = 4.0
+    http_timeout_s: float = 2.0
+
+
+@dataclass(frozen=True)
+class Context:
+    settings: Settings
+    now: datetime
+    limits: Thresholds = field(default_factory=Thresholds)
+
+    @property
+    def root(self) -> Path:
+        return self.settings.data_dir
+
+
+class Unavailable(Exception):
+    """A module a check needs is not importable (yet)."""
+
+
+Check = Callable[[Context], CheckResult]
+
+
+# --- helpers ---------------------------------------------------------------------------------
+
+
+def _require(module: str, *names: str) -> list[Any]:
+    try:
+        mod = importlib.import_module(f"gravix.{module}")
+        return [getattr(mod, n) for n in names]
+    except (ImportError, AttributeError) as exc:
+        raise Unavailable(f"gravix.{module} unavailable ({exc})") from None
+
+
+def _ago(seconds: float) -> str:
+    seconds = max(0.0, seconds)
+    if seconds < 90:
+        return f"{seconds:.0f} s ago"
+    if seconds < 90 * 60:
+        return f"{seconds / 60:.0f} min ago"
+    if seconds < 48 * 3600:
+        return f"{seconds / 3600:.1f} h ago"
+    return f"{seconds / 86400:.1f} days ago"
+
+
+def _size(n: float) -> str:
+    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
+        if abs(n) < 1024 or unit == "TiB":
+            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
+        n /= 1024
+    return f"{n:.1f} TiB"
+
+
+def _plural(n: int, word: str) -> str:
+    return f"{n} {word}" if n == 1 else f"{n} {word}s"
+
+
+def _hours_text(hours: Iterable[layout.Hour], limit: int = 3) -> str:
+    items = sorted(hours)
+    shown = ", ".join(str(h) for h in items[:limit])
+    return shown + (f" … (+{len(items) - limit})" if len(items) > limit else "")
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+# --- checks that need only the layout, durable and the file system ---------------------------
+
+
+def check_data_root(ctx: Context) -> CheckResult:
+    root = ctx.root
+    if not root.is_dir():
+        return CheckResult(
+            "data root",
+            FAIL,
+            f"{root} does not exist",
+            "pass the data root with --data-dir (or GRAVIX_DATA_DIR); "
+            "`gravix ingest-server --data-dir DIR` creates it",
+        )
+    areas = [
+        p.name
+        for p in (layout.buffer_root(root), layout.raw_root(root), layout.warehouse_root(root))
+        if p.is_dir()
+    ]
+    return CheckResult("data root", OK, f"{root.resolve()} ({', '.join(areas) or 'empty'})")
+
+
+def check_disk(ctx: Context) -> CheckResult:
+    usage = shutil.disk_usage(ctx.root)
+    floor = ctx.settings.min_free_bytes
+    detail = f"{_size(usage.free)} free of {_size(usage.total)} (floor {_size(floor)})"
+    hint = (
+        "free disk space, or delete old partitions with `gravix cleanup --days N`; "
+        "the ingest server stops being ready below the floor"
+    )
+    if usage.free < floor:
+        return CheckResult("disk", FAIL, detail, hint)
+    if usage.free < floor * ctx.limits.disk_warn_factor:
+        return CheckResult("disk", WARN, detail, hint)
+    return CheckResult("disk", OK, detail)
+
+
+def _newest_raw(root: Path, topic: str) -> tuple[int, float | None]:
+    """(hour partitions, mtime of the newest raw file): the newest arrival is in the hour
+    directory whose entry list changed last, whatever event hour it holds."""
+    hours = layout.raw_hours(root, topic)
+    if not hours:
+        return 0, None
+    newest_dir = max(hours.values(), key=lambda p: p.stat().st_mtime)
+    files = layout.raw_files(newest_dir)
+    stamps = [f.stat().st_mtime for f in files]
+    return len(hours), max(stamps) if stamps else None
+
+
+def check_raw(ctx: Context) -> CheckResult:
+    count, newest = _newest_raw(ctx.root, layout.REQUEST_FACTS)
+    if newest is None:
+        return CheckResult(
+            "raw",
+            WARN,
+            "no raw request facts yet",
+            "start `gravix ingest-server` and send facts (try `gravix loadgen`); "
+            "sealed buffer files reach raw with `gravix recover`",
+        )
+    age = ctx.now.timestamp() - newest
+    detail = f"newest raw file arrived {_ago(age)} ({_plural(count, 'hour partition')})"
+    if age > ctx.limits.raw_stale.total_seconds():
+        return CheckResult(
+            "raw",
+            WARN,
+            detail,
+            "no facts are arriving: check that `gravix ingest-server` runs and clients "
+            "reach it (see the ingestion check); rotation moves files into raw every minute",
+        )
+    return CheckResult("raw", OK, detail)
+
+
+def _lock_files(root: Path) -> list[Path]:
+    base = layout.locks_dir(root)
+    if not base.is_dir():
+        return []
+    return sorted(
+        Path(e.path)
+        for e in os.scandir(base)
+        if e.name.endswith(".lock") and e.is_file(follow_symlinks=False)
+    )
+
+
+def check_locks(ctx: Context) -> CheckResult:
+    held: list[str] = []
+    dead: list[str] = []
+    dead_detail = ""
+    here = socket.gethostname()
+    for path in _lock_files(ctx.root):
+        name = path.stem
+        if durable.is_locked(path):
+            held.append(f"{name} held by {durable.describe_holder(path)}")
+            continue
+        try:
+            info = json.loads(path.read_text() or "{}")
+        except (OSError, ValueError):
+            continue
+        pid = info.get("pid") if isinstance(info, dict) else None
+        if not isinstance(pid, int) or info.get("host", here) != here:
+            continue  # cleanly released, or a holder on another host we cannot judge
+        if not _pid_alive(pid):
+            dead.append(name)
+            if len(dead) == 1:
+                dead_detail = f"{name} lock left by a dead process {durable.describe_holder(path)}"
+    if dead:
+        others = f" (and {', '.join(dead[1:])})" if len(dead) > 1 else ""
+        first = dead[0]
+        return CheckResult(
+            "locks",
+            WARN,
+            f"{dead_detail}, will be taken over{others}",
+            f"that run died; rerun it (e.g. `gravix {_lock_command(first)}`), which takes "
+            "the lock over",
+        )
+    if held:
+        return CheckResult("locks", OK, "; ".join(held))
+    return CheckResult("locks", OK, "no lock held")
+
+
+def _lock_command(name: str) -> str:
+    return {"buffer-recovery": "recover", "retention": "cleanup"}.get(name, name)
+
+
+# --- checks that use the other modules through their contracts -------------------------------
+
+
+def check_buffer(ctx: Context) -> CheckResult:
+    (find_orphans,) = _require("recovery", "find_orphans")
+    # A sealed file being published right now is locked by its publisher: not an orphan.
+    orphans = [p for p in find_orphans(ctx.root) if not durable.is_locked(p)]
+    active = 0
+    base = layout.buffer_root(ctx.root)
+    if base.is_dir():
+        for topic in layout.TOPICS:
+            d = layout.buffer_dir(ctx.root, topic)
+            if d.is_dir():
+                active += sum(
+                    1
+                    for e in os.scandir(d)
+                    if e.name.startswith(layout.ACTIVE_PREFIX) and e.is_file()
+                )
+    if orphans:
+        size = sum(p.stat().st_size for p in orphans if p.exists())
+        names = ", ".join(p.name for p in orphans[:2]) + (" …" if len(orphans) > 2 else "")
+        return CheckResult(
+            "buffer",
+            FAIL,
+            f"{_plural(len(orphans), 'orphaned buffer file')} ({_size(size)}) not in raw: {names}",
+            "run `gravix recover` (an ingest server also recovers them when it starts)",
+        )
+    live = active - len(orphans)
+    return CheckResult(
+        "buffer", OK, f"no orphaned files ({_plural(live, 'active file')} held by live servers)"
+    )
+
+
+def _pending_hours(ctx: Context) -> tuple[list[tuple[Any, float]], list[Any]]:
+    """Hours waiting for rollup: (due, within grace). An hour is due when its newest raw
+    file has waited longer than the grace for a rollup."""
+    (plan_hours,) = _require("rollup", "plan_hours")
+    due: list[tuple[Any, float]] = []
+    waiting: list[Any] = []
+    limit = ctx.now.timestamp() - ctx.limits.rollup_grace.total_seconds()
+    for planned in plan_hours(ctx.root):
+        if getattr(planned, "reason", "new") == "removed":
+            continue  # raw deleted by retention while the warehouse keeps the hour
+        topic = layout.TABLE_SOURCE.get(getattr(planned, "table", ""), layout.REQUEST_FACTS)
+        files = layout.raw_files(layout.raw_hour_dir(ctx.root, topic, planned.hour))
+        newest = max((f.stat().st_mtime for f in files), default=0.0)
+        if newest <= limit:
+            due.append((planned, newest))
+        else:
+            waiting.append(planned)
+    return due, waiting
+
+
+def check_rollup(ctx: Context) -> CheckResult:
+    due, waiting = _pending_hours(ctx)
+    grace = f"{ctx.limits.rollup_grace.total_seconds() / 60:.0f} min"
+    if due:
+        new = [p.hour for p, _ in due if getattr(p, "reason", "") == "new"]
+        late = [p.hour for p, _ in due if getattr(p, "reason", "") != "new"]
+        parts = []
+        if new:
+            parts.append(
+                f"{_plural(len(set(new)), 'hour')} never rolled up ({_hours_text(set(new))})"
+            )
+        if late:
+            parts.append(
+                f"{_plural(len(set(late)), 'hour')} rolled up before late facts arrived "
+                f"({_hours_text(set(late))})"
+            )
+        return CheckResult(
+            "rollup",
+            FAIL,
+            "; ".join(parts) + f", waiting > {grace}",
+            "run `gravix rollup` (incremental: it recomputes exactly these hours)",
+        )
+    if waiting:
+        return CheckResult(
+            "rollup",
+            OK,
+            f"{_plural(len(waiting), 'hour')} with fresh raw data "
+            f"waiting for the next rollup (< {grace})",
+        )
+    return CheckResult("rollup", OK, "every raw hour is rolled up")
+
+
+def _run_bad_lines(run: dict[str, Any]) -> int:
+    for key in ("bad_lines", "bad_line_count", "bad"):
+        value = run.get(key)
+        if isinstance(value, int):
+            return value
+    return 0
+
+
+def check_bad_lines(ctx: Context) -> CheckResult:
+    (recent_runs,) = _require("rollup", "recent_runs")
+    runs: list[dict[str, Any]] = list(recent_runs(ctx.root, limit=10))
+    if not runs:
+        return CheckResult("bad lines", OK, "no rollup run recorded yet")
+    bad = [_run_bad_lines(r) for r in runs]
+    total = sum(bad)
+    detail = f"{total} bad raw lines skipped in the last {_plural(len(runs), 'rollup run')}"
+    if total:
+        return CheckResult(
+            "bad lines",
+            WARN,
+            detail,
+            "damaged raw lines are skipped, not counted; `gravix recover` moves damaged "
+            "files to quarantine and `gravix rollup` then rebuilds the hours",
+        )
+    return CheckResult("bad lines", OK, detail)
+
+
+def _parquet_files(root: Path) -> list[Path]:
+    files: list[Path] = []
+    for table in layout.TABLES:
+        for day_dir in layout.warehouse_days(root, table).values():
+            files.extend(
+                Path(e.path)
+                for e in os.scandir(day_dir)
+                if e.name.endswith(layout.PARQUET)
+                and not e.name.startswith(".")
+                and e.is_file(follow_symlinks=False)
+            )
+    return files
+
+
+def _newest_bucket(root: Path) -> datetime | None:
+    """The newest bucket_start, read from the statistics of the newest hour file's footer."""
+    import pyarrow.parquet as pq
+
+    table = layout.REQUEST_METRICS_MINUTE
+    for day, day_dir in sorted(layout.warehouse_days(root, table).items(), reverse=True):
+        names = sorted(
+            (
+                e.name
+                for e in os.scandir(day_dir)
+                if e.name.startswith("part-") and e.name.endswith(layout.PARQUET)
+            ),
+            reverse=True,
+        )
+        for name in names:
+            meta = pq.read_metadata(day_dir / name)
+            best: datetime | None = None
+            column = (
+                meta.schema.names.index("bucket_start")
+                if ("bucket_start" in meta.schema.names)
+                else -1
+            )
+            for rg in range(meta.num_row_groups):
+                stats = meta.row_group(rg).column(column).statistics if column >= 0 else None
+                if stats is not None and stats.has_min_max and isinstance(stats.max, datetime):
+                    value = stats.max if stats.max.tzinfo else stats.max.replace(tzinfo=UTC)
+                    best = value if best is None or value > best else best
+            if best is not None:
+                return best
+            hour = name[len("part-") : -len(layout.PARQUET)]
+            if hour.isdigit():
+                return datetime(day.year, day.month, day.day, int(hour), 59, tzinfo=UTC)
+    return None
+
+
+def check_warehouse(ctx: Context) -> CheckResult:
+    import pyarrow.parquet as pq
+
+    files = _parquet_files(ctx.root)
+    if not files:
+        return CheckResult(
+            "warehouse",
+            WARN,
+            "no Parquet files yet",
+            "run `gravix rollup` to build the warehouse from raw",
+        )
+    broken: list[str] = []
+    for path in files:
+        try:
+            pq.read_metadata(path)
+        except (OSError, ValueError) as exc:  # ArrowInvalid is a ValueError
+            broken.append(
+                f"{path.relative_to(layout.warehouse_root(ctx.root))} "
+                f"({str(exc).splitlines()[0][:60]})"
+            )
+    if broken:
+        return CheckResult(
+            "warehouse",
+            FAIL,
+            f"{_plural(len(broken), 'unreadable Parquet file')} of {len(files)}: {broken[0]}"
+            + (" …" if len(broken) > 1 else ""),
+            "run `gravix recover --deep` to quarantine them and rebuild those hours from raw",
+        )
+    newest = _newest_bucket(ctx.root)
+    if newest is None:
+        return CheckResult("warehouse", OK, f"{_plural(len(files), 'Parquet file')} readable")
+    age = (ctx.now - newest).total_seconds()
+    detail = (
+        f"{_plural(len(files), 'Parquet file')} readable; newest bucket "
+        f"{newest:%Y-%m-%d %H:%M} UTC ({_ago(age)})"
+    )
+    if age > ctx.limits.warehouse_stale.total_seconds():
+        return CheckResult(
+            "warehouse",
+            WARN,
+            detail,
+            "no recent metrics: run `gravix rollup` (and see the raw check)",
+        )
+    return CheckResult("warehouse", OK, detail)
+
+
+def check_query(ctx: Context) -> CheckResult:
+    (run_sql,) = _require("query", "run_sql")
+    try:
+        frame = run_sql(ctx.root, CHECK_SQL)
+    except GravixError as exc:
+        return CheckResult(
+            "query",
+            FAIL,
+            f"check query failed: {exc.message}",
+            exc.hint or f'see the warehouse check; try `gravix query "{CHECK_SQL}"`',
+        )
+    rows = int(frame.height)
+    if rows == 0:
+        return CheckResult(
+            "query",
+            WARN,
+            "check query returned no rows",
+            "run `gravix rollup` so request_metrics_minute has data",
+        )
+    return CheckResult("query", OK, f"check query returned {_plural(rows, 'row')}")
+
+
+def _plan_count(plan: Any) -> tuple[int, int]:
+    """(raw items, warehouse items) a cleanup plan would delete."""
+    raw = wh = 0
+    for attr in ("raw", "raw_hours", "raw_dirs", "raw_partitions"):
+        value = getattr(plan, attr, None)
+        if value is not None and not isinstance(value, int | float | str):
+            raw = len(value)
+            break
+    for attr in ("warehouse", "warehouse_days", "warehouse_dirs", "warehouse_partitions"):
+        value = getattr(plan, attr, None)
+        if value is not None and not isinstance(value, int | float | str):
+            wh = len(value)
+            break
+    if raw == wh == 0:
+        items = getattr(plan, "items", None) or getattr(plan, "entries", None) or []
+        for item in items:
+            kind = str(getattr(item, "area", getattr(item, "kind", "")))
+            if "ware" in kind:
+                wh += 1
+            else:
+                raw += 1
+    return raw, wh
+
+
+def check_retention(ctx: Context) -> CheckResult:
+    (plan_cleanup,) = _require("retention", "plan_cleanup")
+    days = ctx.settings.retention_days
+    wdays = ctx.settings.warehouse_retention_days
+    plan = plan_cleanup(ctx.root, days=days, warehouse_days=wdays, today=ctx.now.date())
+    raw, wh = _plan_count(plan)
+    limits = f"raw {days} d, warehouse {wdays} d"
+    if raw or wh:
+        parts = ([f"{_plural(raw, 'raw partition')}"] if raw else []) + (
+            [f"{_plural(wh, 'warehouse partition')}"] if wh else []
+        )
+        return CheckResult(
+            "retention",
+            WARN,
+            f"{' and '.join(parts)} older than the retention ({limits})",
+            f"run `gravix cleanup --days {days} --warehouse-days {wdays}` (daily, e.g. from cron)",
+        )
+    return CheckResult("retention", OK, f"nothing older than the retention ({limits})")
+
+
+# --- ingestion --------------------------------------------------------------------------------
+
+
+def check_ingestion(ctx: Context) -> CheckResult:
+    import httpx
+
+    url = ctx.settings.url
+    configured = url != DEFAULT_URL
+    start_hint = "start it with `gravix ingest-server` (or pass the right --url)"
+    try:
+        with httpx.Client(base_url=url, timeout=ctx.limits.http_timeout_s) as client:
+            live = client.get("/live")
+            ready = client.get("/ready")
+            keys = _key_results(client, ctx.settings.api_keys)
+    except httpx.HTTPError as exc:
+        reason = str(exc).splitlines()[0][:80] or type(exc).__name__
+        if not configured:
+            return CheckResult(
+                "ingestion",
+                WARN,
+                f"no server configured; none answers at {url} ({reason})",
+                "pass --url (or GRAVIX_URL) to check a running `gravix ingest-server`",
+            )
+        return CheckResult("ingestion", FAIL, f"no answer from {url} ({reason})", start_hint)
+    if live.status_code != 200:
+        return CheckResult("ingestion", FAIL, f"{url}/live answered {live.status_code}", start_hint)
+    if ready.status_code != 200:
+        return CheckResult(
+            "ingestion",
+            FAIL,
+            f"{url} is live but not ready ({ready.status_code}: {ready.text.strip()[:80]})",
+            "the buffer is not writable or disk space is below the floor: see the disk check, "
+            "free space or run `gravix cleanup`",
+        )
+    if not keys:
+        return CheckResult(
+            "ingestion",
+            WARN,
+            f"{url} is live and ready; no API key given, so not checked",
+            "pass --api-key (or set API_KEY) to check the key clients send",
+        )
+    rejected = [i for i, code in enumerate(keys) if code == 401]
+    odd = [code for code in keys if code not in (200, 400, 401)]
+    if rejected:
+        which = "the API key" if len(keys) == 1 else f"{len(rejected)} of {len(keys)} API keys"
+        return CheckResult(
+            "ingestion",
+            FAIL,
+            f"{url} is live and ready but rejects {which} (401 Unauthorized)",
+            UNAUTHORIZED_HINT,
+        )
+    if odd:
+        return CheckResult(
+            "ingestion",
+            WARN,
+            f"{url} is live and ready; the key probe answered {odd[0]}",
+            "check the server log of `gravix ingest-server`",
+        )
+    return CheckResult("ingestion", OK, f"{url} is live and ready and accepts the API key")
+
+
+def _key_results(client: Any, keys: tuple[str, ...]) -> list[int]:
+    # An empty batch proves the key is accepted (400 "none accepted", not 401) and
+    # stores nothing.
+    return [
+        client.post(
+            "/api/v1/facts/batch",
+            content=b"[]",
+            headers={"X-API-Key": key, "Content-Type": "application/json"},
+        ).status_code
+        for key in keys
+    ]
+
+
+# --- running ----------------------------------------------------------------------------------
+
+CHECKS: tuple[tuple[str, Check], ...] = (
+    ("ingestion", check_ingestion),
+    ("buffer", check_buffer),
+    ("disk", check_disk),
+    ("raw", check_raw),
+    ("rollup", check_rollup),
+    ("bad lines", check_bad_lines),
+    ("warehouse", check_warehouse),
+    ("query", check_query),
+    ("retention", check_retention),
+    ("locks", check_locks),
+)
+
+
+def _run_check(name: str, check: Check, ctx: Context) -> CheckResult:
+    try:
+        return check(ctx)
+    except Unavailable as exc:
+        return CheckResult(name, WARN, str(exc), "this Gravix installation lacks the module")
+    except GravixError as exc:
+        return CheckResult(name, FAIL, exc.message, exc.hint or "")
+    except Exception as exc:  # a check that breaks is itself a finding, never a crash
+        return CheckResult(
+            name,
+            FAIL,
+            f"check could not run: {type(exc).__name__}: {exc}"[:200],
+            "report this with the output of `gravix doctor --json`",
+        )
+
+
+def run_doctor(
+    *,
+    settings: Settings,
+    now: datetime | None = None,
+    thresholds: Thresholds | None = None,
+    only: Iterable[str] | None = None,
+) -> DoctorReport:
+    """Run every check (or those named in ``only``) against ``settings.data_dir`` and
+    ``settings.url``; never raises for what it finds."""
+    started = time.perf_counter()
+    ctx = Context(
+        settings=settings, now=now or datetime.now(UTC), limits=thresholds or Thresholds()
+    )
+    wanted = set(only) if only is not None else None
+    results: list[CheckResult] = []
+    root_result = _run_check("data root", check_data_root, ctx)
+    results.append(root_result)
+    for name, check in CHECKS:
+        if wanted is not None and name not in wanted:
+            continue
+        if root_result.status == FAIL and name != "ingestion":
+            continue
+        results.append(_run_check(name, check, ctx))
+    return DoctorReport(
+        data_dir=settings.data_dir,
+        url=settings.url,
+        checks=tuple(results),
+        elapsed_s=time.perf_counter() - started,
+    )
+
+
+__all__ = [
+    "CHECKS",
+    "CHECK_SQL",
+    "CheckResult",
+    "Context",
+    "DoctorReport",
+    "Thresholds",
+    "run_doctor",
+]

@@ -1,0 +1,433 @@
+"""Crash recovery: orphaned buffer files into raw, stray temporaries, unreadable Parquet.
+
+One implementation serves the ingest server (rotation, and recovery at start) and
+``gravix recover``. Publishing a sealed buffer file is idempotent: every raw file it
+produces has a name derived from the buffer file's id, so a publish redone after a crash
+rewrites the same names and never stores a line under two names. The sealed file is
+removed only after every raw file is durable.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import os
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import msgspec
+
+from gravix import durable, layout, schema
+from gravix.errors import GravixError, StorageError
+
+Progress = Callable[[str, int, int], None]
+
+BUFFER_RECOVERY_LOCK = "buffer-recovery"
+QUARANTINE_BUFFER = "buffer"
+QUARANTINE_PARQUET = "parquet"
+# An empty active file whose lock is free may belong to a server that has created it and
+# not yet locked it; only an older one is certainly an orphan.
+EMPTY_ACTIVE_GRACE_SECONDS = 5.0
+
+
+# --- reports ------------------------------------------------------------------------------------
+
+
+@dataclass
+class PublishReport:
+    """What publishing one sealed buffer file did (or, in a dry run, would do)."""
+
+    topic: str
+    source: Path
+    file_id: str
+    lines: int = 0
+    bytes: int = 0
+    hours: dict[str, int] = field(default_factory=dict)  # "YYYY-MM-DDTHH" -> lines
+    raw_files: list[Path] = field(default_factory=list)
+    torn_tail_lines: int = 0
+    torn_tail_bytes: int = 0
+    damaged_lines: int = 0
+    quarantined: Path | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "topic": self.topic,
+            "source": str(self.source),
+            "file_id": self.file_id,
+            "lines": self.lines,
+            "bytes": self.bytes,
+            "hours": dict(self.hours),
+            "raw_files": [str(p) for p in self.raw_files],
+            "torn_tail_lines": self.torn_tail_lines,
+            "torn_tail_bytes": self.torn_tail_bytes,
+            "damaged_lines": self.damaged_lines,
+            "quarantined": str(self.quarantined) if self.quarantined else None,
+        }
+
+
+@dataclass
+class BufferRecoveryReport:
+    """Orphaned buffer files found and moved into raw."""
+
+    dry_run: bool = False
+    activated: list[Path] = field(default_factory=list)  # active files of dead processes
+    published: list[PublishReport] = field(default_factory=list)
+    skipped_live: list[Path] = field(default_factory=list)  # held by a live process
+
+    @property
+    def lines(self) -> int:
+        return sum(p.lines for p in self.published)
+
+    @property
+    def torn_tail_lines(self) -> int:
+        return sum(p.torn_tail_lines for p in self.published)
+
+    @property
+    def damaged_lines(self) -> int:
+        return sum(p.damaged_lines for p in self.published)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "dry_run": self.dry_run,
+            "files": len(self.published),
+            "lines": self.lines,
+            "torn_tail_lines": self.torn_tail_lines,
+            "damaged_lines": self.damaged_lines,
+            "quarantined": [str(p.quarantined) for p in self.published if p.quarantined],
+            "orphaned_active": [str(p) for p in self.activated],
+            "skipped_live": [str(p) for p in self.skipped_live],
+            "published": [p.to_dict() for p in self.published],
+        }
+
+
+# --- splitting a buffer file ---------------------------------------------------------------------
+
+
+class _Probe(msgspec.Struct):
+    event_time: str
+
+
+_DECODERS: dict[str, msgspec.json.Decoder[Any]] = {}
+
+
+def _decoder(topic: str) -> msgspec.json.Decoder[Any]:
+    # The topic's own struct rejects unknown keys and wrong types in C, which catches most
+    # flipped bytes at the cost of one decode; the event hour is all that is needed.
+    dec = _DECODERS.get(topic)
+    if dec is None:
+        dec = _DECODERS[topic] = msgspec.json.Decoder(schema.STRUCTS[topic])
+    return dec
+
+
+@dataclass
+class _Split:
+    by_hour: dict[layout.Hour, list[bytes]]
+    lines: int
+    good_bytes: int
+    bad: list[bytes]  # damaged segments, original bytes, in file order
+    torn_tail_lines: int
+    torn_tail_bytes: int
+    damaged_lines: int
+
+
+def split_lines(topic: str, data: bytes) -> _Split:
+    """Split buffer content into complete lines by event hour, and damaged segments.
+
+    A damaged segment after the last good line is a torn tail (an unfinished write: no
+    final newline, zeros, garbage); one before it is damage in the middle of the file."""
+    decode = _decoder(topic).decode
+    hours: dict[int, layout.Hour] = {}
+    by_hour: dict[layout.Hour, list[bytes]] = {}
+    segments = data.split(b"\n")
+    # The piece after the last newline is unfinished (empty when the file ends cleanly).
+    tail = segments.pop()
+    kinds: list[layout.Hour | None] = []
+    for seg in segments:
+        hour: layout.Hour | None = None
+        if seg:
+            try:
+                seconds, _ = schema.parse_time(decode(seg).event_time)
+                index = int(seconds // 3600)
+                hour = hours.get(index)
+                if hour is None:
+                    moment = datetime.fromtimestamp(index * 3600, tz=UTC)
+                    hour = hours[index] = layout.Hour.of(moment)
+            except (
+                msgspec.DecodeError,
+                msgspec.ValidationError,
+                UnicodeDecodeError,
+                ValueError,
+                OverflowError,
+                OSError,
+            ):
+                hour = None
+        kinds.append(hour)
+    last_good = max((i for i, h in enumerate(kinds) if h is not None), default=-1)
+    bad: list[bytes] = []
+    lines = good_bytes = damaged = torn_lines = torn_bytes = 0
+    for i, (seg, hour) in enumerate(zip(segments, kinds, strict=True)):
+        if hour is not None:
+            line = seg + b"\n"
+            by_hour.setdefault(hour, []).append(line)
+            lines += 1
+            good_bytes += len(line)
+        else:
+            bad.append(seg + b"\n")
+            if i > last_good:
+                torn_lines += 1
+                torn_bytes += len(seg) + 1
+            else:
+                damaged += 1
+    if tail:
+        bad.append(tail)
+        torn_lines += 1
+        torn_bytes += len(tail)
+    return _Split(
+        dict(sorted(by_hour.items())), lines, good_bytes, bad, torn_lines, torn_bytes, damaged
+    )
+
+
+# --- publishing one sealed file ------------------------------------------------------------------
+
+
+def _quarantine_target(root: Path, topic: str, sealed: Path) -> tuple[Path, Path | None]:
+    """Where the damaged bytes of ``sealed`` go, and an existing copy from an earlier,
+    interrupted publish of the same file (so a re-run does not quarantine twice)."""
+    name = Path(f"{topic}-{sealed.name}")
+    target = layout.quarantine_path(root, QUARANTINE_BUFFER, name)
+    existing: Path | None = None
+    if target.parent.is_dir():
+        suffix = f"-{name.name}"
+        with os.scandir(target.parent) as entries:
+            for entry in entries:
+                if entry.name.endswith(suffix) and entry.is_file(follow_symlinks=False):
+                    existing = Path(entry.path)
+                    break
+    return target, existing
+
+
+def _try_lock(path: Path) -> int | None:
+    """Open ``path`` and take a non-blocking exclusive flock; None if held or gone."""
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC | os.O_NOFOLLOW)
+    except FileNotFoundError:
+        return None
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        os.close(fd)
+        return None
+    # The name may have been renamed or removed between open and flock.
+    try:
+        same = os.fstat(fd).st_ino == os.stat(path, follow_symlinks=False).st_ino
+    except FileNotFoundError:
+        same = False
+    if not same:
+        os.close(fd)
+        return None
+    return fd
+
+
+def _read_fd(fd: int) -> bytes:
+    chunks: list[bytes] = []
+    while True:
+        chunk = os.read(fd, 1 << 22)
+        if not chunk:
+            return b"".join(chunks)
+        chunks.append(chunk)
+
+
+def _plan_publish(
+    root: Path, topic: str, sealed: Path, data: bytes
+) -> tuple[PublishReport, _Split]:
+    parsed = layout.parse_buffer_name(sealed)
+    if parsed is None:
+        raise GravixError(
+            f"{sealed} is not a buffer file name",
+            hint="buffer files are named active-<id>.jsonl or sealed-<id>.jsonl",
+        )
+    file_id = parsed[1]
+    split = split_lines(topic, data)
+    report = PublishReport(
+        topic=topic,
+        source=sealed,
+        file_id=file_id,
+        lines=split.lines,
+        bytes=split.good_bytes,
+        torn_tail_lines=split.torn_tail_lines,
+        torn_tail_bytes=split.torn_tail_bytes,
+        damaged_lines=split.damaged_lines,
+    )
+    for hour, lines in split.by_hour.items():
+        report.hours[str(hour)] = len(lines)
+        report.raw_files.append(layout.raw_file_path(root, topic, hour, file_id))
+    return report, split
+
+
+def publish_sealed(root: Path, topic: str, sealed: Path) -> PublishReport | None:
+    """Move one sealed buffer file into raw; None if another process holds it (or it is gone).
+
+    Complete lines go, bytes unchanged, to one raw file per event hour; damaged segments go
+    to quarantine and are counted; then the sealed file is removed. The caller must have
+    closed (unlocked) its own descriptor of the file first."""
+    fd = _try_lock(sealed)
+    if fd is None:
+        return None
+    try:
+        data = _read_fd(fd)
+        report, split = _plan_publish(root, topic, sealed, data)
+        try:
+            for (_hour, lines), target in zip(split.by_hour.items(), report.raw_files, strict=True):
+                layout.ensure_inside(root, target.parent)
+                durable.atomic_write(target, b"".join(lines))
+            if split.bad:
+                target, existing = _quarantine_target(root, topic, sealed)
+                if existing is None:
+                    layout.ensure_inside(root, target.parent)
+                    durable.atomic_write(target, b"".join(split.bad))
+                    existing = target
+                report.quarantined = existing
+            durable.unlink(sealed)
+        except OSError as exc:
+            raise StorageError(
+                f"could not move {sealed.name} into raw: {exc.strerror or exc}",
+                hint="free disk space or fix the file system, then run `gravix recover`; "
+                "the buffer file is kept until it is fully in raw",
+                errno=exc.errno,
+            ) from exc
+        return report
+    finally:
+        os.close(fd)
+
+
+def _preview(root: Path, topic: str, sealed: Path) -> PublishReport | None:
+    """What :func:`publish_sealed` would do, without changing anything."""
+    try:
+        fd = os.open(sealed, os.O_RDONLY | os.O_CLOEXEC | os.O_NOFOLLOW)
+    except FileNotFoundError:
+        return None
+    try:
+        report, split = _plan_publish(root, topic, sealed, _read_fd(fd))
+    finally:
+        os.close(fd)
+    if split.bad:
+        report.quarantined = _quarantine_target(root, topic, sealed)[0]
+    return report
+
+
+# --- orphans ---------------------------------------------------------------------------------
+
+
+def _buffer_files(root: Path) -> Iterator[tuple[str, str, str, Path]]:
+    """(topic, kind, file_id, path) for every buffer file (symlinks are not followed)."""
+    for topic in layout.TOPICS:
+        directory = layout.buffer_dir(root, topic)
+        if not directory.is_dir() or directory.is_symlink():
+            continue
+        for entry in sorted(os.scandir(directory), key=lambda e: e.name):
+            path = Path(entry.path)
+            parsed = layout.parse_buffer_name(path)
+            if parsed is None or not entry.is_file(follow_symlinks=False):
+                continue
+            yield topic, parsed[0], parsed[1], path
+
+
+def _young_and_empty(path: Path) -> bool:
+    try:
+        st = os.stat(path, follow_symlinks=False)
+    except FileNotFoundError:
+        return False
+    return st.st_size == 0 and time.time() - st.st_mtime < EMPTY_ACTIVE_GRACE_SECONDS
+
+
+def _orphans(root: Path) -> list[tuple[str, str, str, Path]]:
+    return [
+        (topic, kind, file_id, path)
+        for topic, kind, file_id, path in _buffer_files(root)
+        if kind == "sealed" or (not durable.is_locked(path) and not _young_and_empty(path))
+    ]
+
+
+def _live(root: Path, orphans: list[tuple[str, str, str, Path]]) -> list[Path]:
+    orphan_paths = {o[3] for o in orphans}
+    return [p for _t, k, _f, p in _buffer_files(root) if k == "active" and p not in orphan_paths]
+
+
+def find_orphans(root: Path) -> list[Path]:
+    """Buffer files no live process owns: every sealed file, and active files whose lock is
+    free (their process died)."""
+    return [path for _topic, _kind, _file_id, path in _orphans(root)]
+
+
+def _seal_orphan(root: Path, topic: str, file_id: str, active: Path) -> Path | None:
+    """Rename a dead process's active file to sealed while holding its lock."""
+    fd = _try_lock(active)
+    if fd is None:
+        return None
+    try:
+        if _young_and_empty(active):
+            return None
+        sealed = layout.sealed_path(root, topic, file_id)
+        durable.replace(active, sealed)
+        return sealed
+    finally:
+        os.close(fd)
+
+
+def recover_buffers(
+    root: Path, *, dry_run: bool = False, progress: Progress | None = None
+) -> BufferRecoveryReport:
+    """Move every orphaned buffer file into raw (see :func:`find_orphans`)."""
+    report = BufferRecoveryReport(dry_run=dry_run)
+    if dry_run:
+        _recover_preview(root, report, progress)
+        return report
+    lock = durable.FileLock(layout.lock_path(root, BUFFER_RECOVERY_LOCK), "buffer recovery")
+    with lock.acquire(wait=True, timeout=120):
+        orphans = _orphans(root)
+        report.skipped_live.extend(_live(root, orphans))
+        total = len(orphans)
+        for done, (topic, kind, file_id, path) in enumerate(orphans):
+            if progress is not None:
+                progress("buffer files", done, total)
+            sealed: Path | None = path
+            if kind == "active":
+                try:
+                    sealed = _seal_orphan(root, topic, file_id, path)
+                except OSError as exc:
+                    raise StorageError(
+                        f"could not seal orphaned {path.name}: {exc}", errno=exc.errno
+                    ) from exc
+                if sealed is None:
+                    report.skipped_live.append(path)
+                    continue
+                report.activated.append(path)
+            assert sealed is not None
+            published = publish_sealed(root, topic, sealed)
+            if published is None:
+                if sealed.exists():
+                    report.skipped_live.append(sealed)
+                continue
+            report.published.append(published)
+        if progress is not None:
+            progress("buffer files", total, total)
+    return report
+
+
+def _recover_preview(root: Path, report: BufferRecoveryReport, progress: Progress | None) -> None:
+    orphans = _orphans(root)
+    report.skipped_live.extend(_live(root, orphans))
+    total = len(orphans)
+    for done, (topic, kind, _file_id, path) in enumerate(orphans):
+        if progress is not None:
+            progress("buffer files", done, total)
+        if kind == "active":
+            report.activated.append(path)
+        preview = _preview(root, topic, path)
+        if preview is not None:
+            report.published.append(preview)
+    if progress is not None:
+        progress("buffer files", total, total)

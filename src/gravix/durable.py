@@ -63,6 +63,11 @@ class _Rule:
     seen: int = 0
     fired: int = 0
 
+    def __post_init__(self) -> None:
+        # A misspelt action would otherwise quietly behave as "eio".
+        if self.action not in ("eio", "enospc", "kill"):
+            raise TypeError(f"unknown action {self.action!r} (eio, enospc or kill)")
+
     def apply(self, op: str, path: str) -> None:
         if self.op not in ("*", op) or self.path not in path:
             return

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import os
-from datetime import date, datetime, timedelta, timezone
+from datetime import UTC, date, datetime, timedelta, timezone
 from pathlib import Path
 
 import pytest
@@ -101,7 +101,7 @@ def test_partition_directory_names_round_trip_and_bad_ones_are_ignored() -> None
 def test_hour_of_a_moment_uses_utc_and_orders_by_time() -> None:
     moment = datetime(2026, 2, 16, 1, 30, tzinfo=timezone(timedelta(hours=2)))
     assert Hour.of(moment) == Hour(date(2026, 2, 15), 23)
-    assert Hour.of(moment).start == datetime(2026, 2, 15, 23, tzinfo=timezone.utc)
+    assert Hour.of(moment).start == datetime(2026, 2, 15, 23, tzinfo=UTC)
     assert str(H) == "2026-02-16T10"
     assert Hour(date(2026, 2, 15), 23) < Hour(date(2026, 2, 16), 0) < H
 

@@ -1,0 +1,45 @@
+"""SQL over the Gravix tables, incident presets with merged percentiles, and Trino DDL.
+
+``run_sql`` answers SQL through polars' engine over lazy scans of the warehouse
+(``request_metrics_minute``, ``service_events_daily``) and raw (``request_facts``,
+``service_events``) layouts; table names may be bare, ``raw.<t>`` or ``gravix.raw.<t>``.
+"""
+
+from __future__ import annotations
+
+from gravix.query.output import FORMATS, format_result, write_result
+from gravix.query.presets import (
+    DeployComparison,
+    PresetResult,
+    apdex,
+    deploy_compare,
+    endpoint_drilldown,
+    find_deploy,
+    service_health,
+    top_endpoints,
+)
+from gravix.query.tables import TABLES, prepare_sql, run_sql, scan_table, table_names
+from gravix.query.times import parse_when, resolve_window
+from gravix.query.trino import trino_ddl
+
+__all__ = [
+    "FORMATS",
+    "TABLES",
+    "DeployComparison",
+    "PresetResult",
+    "apdex",
+    "deploy_compare",
+    "endpoint_drilldown",
+    "find_deploy",
+    "format_result",
+    "parse_when",
+    "prepare_sql",
+    "resolve_window",
+    "run_sql",
+    "scan_table",
+    "service_health",
+    "table_names",
+    "top_endpoints",
+    "trino_ddl",
+    "write_result",
+]

@@ -1,0 +1,228 @@
+"""The table registry: lazy scans of the warehouse and raw layouts, and SQL over them.
+
+Tables are registered only when a statement names them, so a query over raw facts works
+before the first rollup and an empty warehouse is reported as such rather than as an
+engine error. Warehouse scans are Hive-partitioned on ``event_day``: a filter on it never
+opens the other days' files.
+"""
+
+from __future__ import annotations
+
+import glob
+import re
+from dataclasses import dataclass
+from pathlib import Path
+
+import polars as pl
+
+from gravix import layout
+from gravix.errors import QueryError
+from gravix.schema import RAW_COLUMNS, REQUEST_METRICS_COLUMNS, SERVICE_EVENTS_DAILY_COLUMNS
+
+PARTITION_COLUMN = "event_day"
+
+
+@dataclass(frozen=True)
+class TableInfo:
+    name: str
+    kind: str  # "warehouse" | "raw"
+    columns: dict[str, str]  # logical types as in gravix.schema
+    partitions: tuple[str, ...]  # Hive partition columns, in directory order
+
+
+TABLES: dict[str, TableInfo] = {
+    layout.REQUEST_METRICS_MINUTE: TableInfo(
+        layout.REQUEST_METRICS_MINUTE, "warehouse", REQUEST_METRICS_COLUMNS, (PARTITION_COLUMN,)
+    ),
+    layout.SERVICE_EVENTS_DAILY: TableInfo(
+        layout.SERVICE_EVENTS_DAILY, "warehouse", SERVICE_EVENTS_DAILY_COLUMNS, (PARTITION_COLUMN,)
+    ),
+    layout.REQUEST_FACTS: TableInfo(
+        layout.REQUEST_FACTS, "raw", RAW_COLUMNS[layout.REQUEST_FACTS], (PARTITION_COLUMN, "hour")
+    ),
+    layout.SERVICE_EVENTS: TableInfo(
+        layout.SERVICE_EVENTS, "raw", RAW_COLUMNS[layout.SERVICE_EVENTS], (PARTITION_COLUMN, "hour")
+    ),
+}
+
+
+def table_names() -> list[str]:
+    return list(TABLES)
+
+
+def polars_type(logical: str) -> pl.DataType:
+    """The polars type of a logical column type of gravix.schema. A raw ``properties`` map
+    stays JSON text: its keys differ from event to event."""
+    simple: dict[str, pl.DataType] = {
+        "string": pl.String(),
+        "int8": pl.Int8(),
+        "int32": pl.Int32(),
+        "int64": pl.Int64(),
+        "double": pl.Float64(),
+        "timestamp[ms, UTC]": pl.Datetime("ms", "UTC"),
+        "map<string,string>": pl.String(),
+    }
+    if logical in simple:
+        return simple[logical]
+    m = re.fullmatch(r"list<(.+)>", logical)
+    if m:
+        return pl.List(polars_type(m.group(1)))
+    raise ValueError(f"no polars type for {logical!r}")
+
+
+def table_files(root: Path, table: str) -> list[str]:
+    """The complete data files of a table (temporaries are hidden and never match)."""
+    info = _info(table)
+    pattern = (
+        layout.warehouse_glob(root, table)
+        if info.kind == "warehouse"
+        else layout.raw_glob(root, table)
+    )
+    return sorted(glob.glob(pattern, recursive=True))
+
+
+def _info(table: str) -> TableInfo:
+    try:
+        return TABLES[table]
+    except KeyError:
+        raise QueryError(
+            f"unknown table {table!r}", hint=f"the tables are: {', '.join(TABLES)}"
+        ) from None
+
+
+def scan_table(root: Path, table: str) -> pl.LazyFrame:
+    """A lazy scan of one table; raises QueryError (with what to run) when it has no files."""
+    info = _info(table)
+    files = table_files(root, table)
+    if info.kind == "warehouse":
+        if not files:
+            raise QueryError(
+                f"the warehouse has no {table} data yet (no Parquet files under "
+                f"{layout.warehouse_table_dir(root, table)})",
+                hint="run `gravix rollup` to build the warehouse from the raw facts",
+            )
+        return pl.scan_parquet(
+            layout.warehouse_glob(root, table),
+            hive_partitioning=True,
+            hive_schema={PARTITION_COLUMN: pl.Date()},
+            hidden_file_prefix=".",
+            schema={c: polars_type(t) for c, t in info.columns.items()},
+            missing_columns="insert",
+        )
+    if not files:
+        raise QueryError(
+            f"there are no raw {table} files yet (none under {layout.raw_topic_dir(root, table)})",
+            hint="send events to `gravix ingest-server`, or run `gravix recover` to move "
+            "buffered files into raw",
+        )
+    schema = {c: polars_type(t) for c, t in info.columns.items()}
+    return pl.scan_ndjson(files, schema=schema)
+
+
+# --- SQL ------------------------------------------------------------------------------------------
+
+# String literals and comments are masked before names are looked for, so that a literal such
+# as 'raw.request_facts' is never rewritten.
+_LITERALS = re.compile(r"'(?:[^']|'')*'|--[^\n]*|/\*.*?\*/", re.DOTALL)
+_QUALIFIER = re.compile(
+    r'(?<![\w."])(?:(?:"gravix"|gravix)\s*\.\s*)?(?:"raw"|raw)\s*\.\s*(?=["\w])', re.IGNORECASE
+)
+_IDENT = re.compile(r'"((?:[^"]|"")+)"|\b([A-Za-z_][A-Za-z0-9_]*)\b')
+_RELATION = re.compile(
+    r'\b(?:FROM|JOIN)\s+((?:"[^"]+"|[A-Za-z_][\w]*)(?:\s*\.\s*(?:"[^"]+"|[A-Za-z_][\w]*))*)',
+    re.IGNORECASE,
+)
+
+
+def _mask(sql: str) -> str:
+    return _LITERALS.sub(lambda m: " " * len(m.group(0)), sql)
+
+
+def rewrite_names(sql: str) -> str:
+    """Drop the Trino-style ``gravix.raw.`` / ``raw.`` qualifiers from table names."""
+    masked = _mask(sql)
+    out: list[str] = []
+    last = 0
+    for m in _QUALIFIER.finditer(masked):
+        out.append(sql[last : m.start()])
+        last = m.end()
+    out.append(sql[last:])
+    return "".join(out)
+
+
+def referenced_tables(sql: str) -> tuple[set[str], set[str]]:
+    """(known tables named anywhere, names after FROM/JOIN that are neither tables nor CTEs)."""
+    masked = _mask(sql)
+    idents = {(m.group(1) or m.group(2) or "").lower() for m in _IDENT.finditer(masked)}
+    known = {t for t in TABLES if t in idents}
+    ctes = {
+        m.group(1).strip('"').lower()
+        for m in re.finditer(r'(?:\bWITH|,)\s*("?\w+"?)\s+AS\s*\(', masked, re.IGNORECASE)
+    }
+    unknown = set()
+    for m in _RELATION.finditer(masked):
+        name = m.group(1)
+        if "." in name:
+            unknown.add(re.sub(r"\s+", "", name))
+            continue
+        bare = name.strip('"').lower()
+        if bare not in TABLES and bare not in ctes and not bare.startswith("("):
+            unknown.add(name.strip('"'))
+    return known, unknown
+
+
+def _first_line(text: str) -> str:
+    lines = [line.strip() for line in text.strip().splitlines() if line.strip()]
+    if not lines:
+        return "the SQL engine gave no reason"
+    message = lines[0]
+    # polars puts the useful part after a generic prefix on the first line
+    for prefix in ("sql parser error:", "SQL parser error:"):
+        if message.startswith(prefix):
+            message = message[len(prefix) :].strip()
+    return message[:300]
+
+
+def prepare_sql(root: Path, sql: str) -> pl.LazyFrame:
+    """Compile SQL over the tables into a lazy query (nothing is read yet)."""
+    if not sql.strip():
+        raise QueryError("the SQL statement is empty", hint='e.g. gravix query "SELECT 1"')
+    text = rewrite_names(sql).strip().rstrip(";")
+    known, unknown = referenced_tables(text)
+    if unknown:
+        raise QueryError(
+            f"unknown table {', '.join(sorted(unknown))}",
+            hint=f"the tables are: {', '.join(TABLES)} (bare, raw.<t> or gravix.raw.<t>)",
+        )
+    frames = {name: scan_table(root, name) for name in sorted(known)}
+    context: pl.SQLContext[pl.LazyFrame] = pl.SQLContext(frames=frames)
+    try:
+        return context.execute(text, eager=False)
+    except pl.exceptions.SQLInterfaceError as exc:
+        raise QueryError(f"bad SQL: {_first_line(str(exc))}", hint=_sql_hint(str(exc))) from None
+    except pl.exceptions.SQLSyntaxError as exc:
+        raise QueryError(f"bad SQL: {_first_line(str(exc))}") from None
+    except pl.exceptions.PolarsError as exc:
+        raise QueryError(f"bad SQL: {_first_line(str(exc))}", hint=_sql_hint(str(exc))) from None
+
+
+def _sql_hint(message: str) -> str | None:
+    if re.search(r"relation .* was not found|table .* not found", message, re.IGNORECASE):
+        return f"the tables are: {', '.join(TABLES)}"
+    return None
+
+
+def run_sql(root: Path, sql: str) -> pl.DataFrame:
+    """Run one SQL statement over the tables (names bare, ``raw.x`` or ``gravix.raw.x``)."""
+    lazy = prepare_sql(root, sql)
+    try:
+        return lazy.collect()
+    except pl.exceptions.ColumnNotFoundError as exc:
+        raise QueryError(
+            f"unknown column: {_first_line(str(exc))}",
+            hint='list a table\'s columns with: gravix query "SELECT * FROM <table> LIMIT 1"',
+        ) from None
+    except pl.exceptions.ComputeError as exc:
+        raise QueryError(f"the query failed: {_first_line(str(exc))}") from None
+    except pl.exceptions.PolarsError as exc:
+        raise QueryError(f"the query failed: {_first_line(str(exc))}") from None

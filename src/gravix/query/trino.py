@@ -1,0 +1,85 @@
+"""Trino DDL for the same files: the path for users who outgrow one machine.
+
+The statements declare the tables of the ``gravix`` catalog's ``raw`` schema (the names the
+runbook queries) over the data root, columns in file order with the Hive partition columns
+last, as Trino's Hive connector requires.
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+from gravix import layout
+from gravix.errors import QueryError
+from gravix.query.tables import TABLES
+
+CATALOG = "gravix"
+SCHEMA = "raw"
+# Raw event times stay text: Trino's JSON reader does not parse RFC 3339 with a zone.
+_RAW_TEXT_COLUMNS = {"event_time"}
+_SCALARS = {
+    "string": "varchar",
+    "int8": "tinyint",
+    "int32": "integer",
+    "int64": "bigint",
+    "double": "double",
+    "timestamp[ms, UTC]": "timestamp(3)",
+    "map<string,string>": "map(varchar, varchar)",
+}
+_PARTITION_TYPES = {"event_day": "date", "hour": "varchar"}
+
+
+def trino_type(logical: str) -> str:
+    if logical in _SCALARS:
+        return _SCALARS[logical]
+    m = re.fullmatch(r"list<(.+)>", logical)
+    if m:
+        return f"array({trino_type(m.group(1))})"
+    raise ValueError(f"no Trino type for {logical!r}")
+
+
+def _column_type(kind: str, column: str, logical: str) -> str:
+    return "varchar" if kind == "raw" and column in _RAW_TEXT_COLUMNS else trino_type(logical)
+
+
+def _location(root: Path, path: Path, prefix: str | None) -> str:
+    relative = path.relative_to(root).as_posix()
+    if prefix:
+        return f"{prefix.rstrip('/')}/{relative}"
+    return (root.resolve() / relative).as_uri()
+
+
+def trino_ddl(root: Path, *, location_prefix: str | None = None) -> str:
+    """CREATE SCHEMA / CREATE TABLE statements and partition syncs for every table."""
+    if location_prefix is not None and "'" in location_prefix:
+        raise QueryError("--location-prefix must not contain a quote")
+    root = Path(root)
+    out = [
+        f"CREATE SCHEMA IF NOT EXISTS {CATALOG}.{SCHEMA}\n"
+        f"WITH (location = '{_location(root, layout.warehouse_root(root), location_prefix)}');",
+    ]
+    syncs: list[str] = []
+    for name, info in TABLES.items():
+        if info.kind == "warehouse":
+            where, fmt = layout.warehouse_table_dir(root, name), "PARQUET"
+        else:
+            where, fmt = layout.raw_topic_dir(root, name), "JSON"
+        columns = [
+            f"  {column} {_column_type(info.kind, column, logical)}"
+            for column, logical in info.columns.items()
+        ]
+        columns += [f"  {p} {_PARTITION_TYPES[p]}" for p in info.partitions]
+        partitioned = ", ".join(f"'{p}'" for p in info.partitions)
+        out.append(
+            f"CREATE TABLE IF NOT EXISTS {CATALOG}.{SCHEMA}.{name} (\n"
+            + ",\n".join(columns)
+            + "\n)\nWITH (\n"
+            f"  external_location = '{_location(root, where, location_prefix)}',\n"
+            f"  format = '{fmt}',\n"
+            f"  partitioned_by = ARRAY[{partitioned}]\n);"
+        )
+        syncs.append(
+            f"CALL {CATALOG}.system.sync_partition_metadata('{SCHEMA}', '{name}', 'FULL');"
+        )
+    return "\n\n".join(out + syncs) + "\n"

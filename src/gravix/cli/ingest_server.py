@@ -1,14 +1,113 @@
-"""`gravix ingest-server` (being built)."""
+"""`gravix ingest-server`: parse flags, load settings, run :func:`gravix.server.serve`."""
 
 from __future__ import annotations
 
-from gravix.cli.app import DataDir, Json, app
+from typing import Annotated
+
+import typer
+
+from gravix.cli.app import DataDir, Json, app, boundary
 
 
 @app.command("ingest-server")
-def ingest_server_command(data_dir: DataDir = None, json: Json = False) -> None:
-    """Not available yet.
+def ingest_server_command(
+    data_dir: DataDir = None,
+    api_key: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--api-key",
+            help="Accepted X-API-Key (repeatable) [env API_KEY, GRAVIX_API_KEYS].",
+            show_default=False,
+        ),
+    ] = None,
+    insecure_no_auth: Annotated[
+        bool,
+        typer.Option(
+            "--insecure-no-auth", help="Accept writes without a key (local experiments only)."
+        ),
+    ] = False,
+    host: Annotated[
+        str | None,
+        typer.Option(
+            help="Address to listen on [env GRAVIX_HOST, default 127.0.0.1].", show_default=False
+        ),
+    ] = None,
+    port: Annotated[
+        int | None, typer.Option(help="Port [env GRAVIX_PORT, default 8090].", show_default=False)
+    ] = None,
+    workers: Annotated[
+        int,
+        typer.Option(
+            min=1, help="Server processes sharing the port, each with its own buffer files."
+        ),
+    ] = 1,
+    log_format: Annotated[
+        str,
+        typer.Option("--log-format", help="Logs on stderr as text or json (one object per line)."),
+    ] = "text",
+    rotate_seconds: Annotated[
+        float | None,
+        typer.Option(
+            help="Seal the active buffer file after this many seconds [env "
+            "GRAVIX_ROTATE_SECONDS, default 60].",
+            show_default=False,
+        ),
+    ] = None,
+    rotate_bytes: Annotated[
+        str | None,
+        typer.Option(
+            help="Seal the active buffer file at this size, e.g. 64MiB [env GRAVIX_ROTATE_BYTES].",
+            show_default=False,
+        ),
+    ] = None,
+    rate_limit: Annotated[
+        float | None,
+        typer.Option(
+            help="Requests per second per key, bursts of 2× (0 = off) [env GRAVIX_RATE_LIMIT].",
+            show_default=False,
+        ),
+    ] = None,
+    max_single_bytes: Annotated[
+        str | None,
+        typer.Option(help="Body limit of single-event routes [default 1MiB].", show_default=False),
+    ] = None,
+    max_batch_bytes: Annotated[
+        str | None,
+        typer.Option(help="Body limit of batch routes [default 16MiB].", show_default=False),
+    ] = None,
+    json: Json = False,
+) -> None:
+    """Receive request facts and service events over HTTP and store them durably.
 
-    Example: gravix ingest-server --help
+    A 2xx means the events are on disk and fsynced. Stops cleanly on SIGTERM or Ctrl-C
+    (drains requests, seals the buffer files into raw). With --json, prints a JSON
+    summary on stdout when it stops.
+
+    Example: gravix ingest-server --api-key "$API_KEY" --port 8090 --workers 2
     """
-    raise SystemExit("gravix ingest-server is not available yet")
+    from gravix import server
+    from gravix.settings import load_settings
+
+    with boundary():
+        settings = load_settings(
+            data_dir=data_dir,
+            api_keys=api_key,
+            host=host,
+            port=port,
+            rate_limit=rate_limit,
+            rotate_seconds=rotate_seconds,
+            rotate_bytes=rotate_bytes,
+            max_single_bytes=max_single_bytes,
+            max_batch_bytes=max_batch_bytes,
+        )
+        code = server.serve(
+            settings=settings,
+            workers=workers,
+            log_format=log_format,
+            insecure_no_auth=insecure_no_auth,
+        )
+    if json:
+        from gravix.cli.render import print_json
+
+        print_json({"exit_code": code, "data_dir": str(settings.data_dir)})
+    raise typer.Exit(code)

@@ -1,0 +1,469 @@
+"""The group-commit appender of one topic, and rotation of its active file into raw.
+
+Requests hand their canonical lines to :meth:`TopicBuffer.append` and wait. One writer
+task takes every waiting request's lines, appends them in one write, calls fdatasync
+once, then answers them all: a request is answered only after its lines are on disk.
+
+The writer owns the active file ``buffer/<topic>/active-<id>.jsonl`` and holds an
+exclusive flock on it while the process lives, so a file whose lock is free is an
+orphan that recovery may take. Rotation renames it to ``sealed-<id>.jsonl`` (still
+under the lock), opens a new active file, and publishes the sealed one into raw with
+:func:`gravix.recovery.publish_sealed`.
+
+Failures: a failed write is rolled back to the last durable size (no half line stays)
+and reported as :class:`StorageError`; the buffer then refuses appends for a short
+back-off. A failed fsync is :class:`DurabilityLost`: the buffer refuses everything from
+then on and never retries the fsync; the owner is told through ``on_fatal`` and must exit.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import errno as errno_mod
+import fcntl
+import logging
+import os
+import time
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+
+from gravix import durable, layout
+from gravix.errors import DurabilityLost, StorageError
+
+log = logging.getLogger("gravix.buffer")
+
+STORAGE_BACKOFF_SECONDS = 1.0
+PUBLISH_RETRY_SECONDS = 5.0
+
+
+@dataclass
+class CommitStats:
+    """What one group commit did; handed to the ``on_commit`` observer."""
+
+    requests: int
+    events: int
+    bytes: int
+    fsync_seconds: float
+
+
+@dataclass
+class BufferState:
+    """A snapshot for /metrics and /ready."""
+
+    topic: str
+    active_file: str
+    active_bytes: int
+    active_age_seconds: float
+    sealed_pending: int
+    rotations: int
+    failed: bool
+    storage_error: str | None
+
+
+@dataclass
+class _Pending:
+    data: bytes
+    events: int
+    future: asyncio.Future[None]
+
+
+@dataclass
+class _Active:
+    file_id: str
+    path: Path
+    fd: int
+    size: int = 0
+    first_line_at: float | None = None  # monotonic time of the first append
+
+
+@dataclass
+class BufferObserver:
+    """Callbacks into the owner's metrics and lifecycle; all optional."""
+
+    on_commit: Callable[[str, CommitStats], None] | None = None
+    on_rotate: Callable[[str, str], None] | None = None  # (topic, reason)
+    on_storage_error: Callable[[str, BaseException], None] | None = None
+    on_fatal: Callable[[str, BaseException], None] | None = None
+    on_publish: Callable[[str, int], None] | None = None  # (topic, lines)
+
+
+def _publish(root: Path, topic: str, sealed: Path) -> int | None:
+    """Move one sealed file into raw; lines published, or None if another process has it."""
+    from gravix.recovery import publish_sealed
+
+    report = publish_sealed(root, topic, sealed)
+    return None if report is None else report.lines
+
+
+def _open_active(root: Path, topic: str) -> _Active:
+    file_id = layout.new_file_id()
+    path = layout.active_path(root, topic, file_id)
+    durable.makedirs(path.parent)
+    fd = durable.open_append(path)
+    try:
+        # Taken at once so recovery never mistakes a live, still empty file for an orphan.
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        durable.fsync_dir(path.parent)
+    except BaseException:
+        os.close(fd)
+        raise
+    return _Active(file_id=file_id, path=path, fd=fd)
+
+
+class TopicBuffer:
+    """Group-commit appender for one topic in one process."""
+
+    def __init__(
+        self,
+        root: Path,
+        topic: str,
+        *,
+        rotate_seconds: float,
+        rotate_bytes: int,
+        observer: BufferObserver | None = None,
+    ) -> None:
+        self.root = root
+        self.topic = topic
+        self.rotate_seconds = rotate_seconds
+        self.rotate_bytes = rotate_bytes
+        self.observer = observer or BufferObserver()
+        self.rotations = 0
+        self.failed: BaseException | None = None
+        self.storage_error: str | None = None
+        self._retry_at = 0.0
+        self._pending: list[_Pending] = []
+        self._wake = asyncio.Event()
+        self._closing = False
+        self._active: _Active | None = None
+        self._writer: asyncio.Task[None] | None = None
+        self._io = ThreadPoolExecutor(1, thread_name_prefix=f"gravix-{topic}")
+        self._sealed: list[Path] = []  # rotated, publish not yet done
+        self._publishing: set[asyncio.Task[None]] = set()
+        self._next_publish_retry = 0.0
+
+    # -- lifecycle --------------------------------------------------------------------------
+
+    async def start(self) -> None:
+        loop = asyncio.get_running_loop()
+        try:
+            self._active = await loop.run_in_executor(self._io, _open_active, self.root, self.topic)
+        except OSError as exc:
+            raise StorageError(
+                f"cannot open a buffer file under {layout.buffer_dir(self.root, self.topic)}: "
+                f"{exc.strerror}",
+                hint="check that the data directory is writable and has space",
+                errno=exc.errno,
+            ) from exc
+        self._writer = asyncio.create_task(self._run(), name=f"gravix-writer-{self.topic}")
+
+    async def close(self, *, rotate: bool = True) -> None:
+        """Drain waiting requests, then (unless the buffer failed) seal and publish the
+        active file. After a fatal error the file is left as it is, for recovery."""
+        self._closing = True
+        self._wake.set()
+        if self._writer is not None:
+            await self._writer
+        active, self._active = self._active, None
+        loop = asyncio.get_running_loop()
+        if active is not None:
+            if rotate and self.failed is None:
+                try:
+                    await loop.run_in_executor(self._io, self._seal, active, False)
+                    self._after_seal(active, "shutdown")
+                except OSError as exc:
+                    log.error(
+                        "%s: could not seal %s at shutdown: %s",
+                        self.topic,
+                        active.path.name,
+                        exc.strerror,
+                    )
+                    os.close(active.fd)
+            else:
+                os.close(active.fd)
+        if self._publishing:
+            await asyncio.gather(*self._publishing, return_exceptions=True)
+        if self.failed is None and self._sealed:
+            self._publish_pending()
+            await asyncio.gather(*self._publishing, return_exceptions=True)
+        self._io.shutdown(wait=True)
+
+    # -- appending --------------------------------------------------------------------------
+
+    def check_writable(self, *, new: bool = True) -> None:
+        """Raise if an append would be refused right now (cheap; no I/O)."""
+        if self.failed is not None:
+            raise DurabilityLost(
+                "an fsync failed; this process accepts nothing more and is exiting",
+                hint="the next start recovers the buffer files",
+            )
+        if new and self._closing:
+            raise StorageError("the server is shutting down")
+        if self.storage_error is not None and time.monotonic() < self._retry_at:
+            raise StorageError(f"storage not writable: {self.storage_error}")
+
+    async def append(self, data: bytes, events: int) -> None:
+        """Append complete lines (each ending in a newline); return once fsynced."""
+        self.check_writable()
+        future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._pending.append(_Pending(data, events, future))
+        self._wake.set()
+        await future
+
+    def state(self) -> BufferState:
+        active = self._active
+        now = time.monotonic()
+        return BufferState(
+            topic=self.topic,
+            active_file=active.path.name if active else "",
+            active_bytes=active.size if active else 0,
+            active_age_seconds=(now - active.first_line_at)
+            if active and active.first_line_at is not None
+            else 0.0,
+            sealed_pending=len(self._sealed),
+            rotations=self.rotations,
+            failed=self.failed is not None,
+            storage_error=self.storage_error,
+        )
+
+    def probe(self) -> bool:
+        """True if the buffer can take writes. After a storage error and its back-off,
+        tries an empty write through the durable module (which sees injected faults)."""
+        if self.failed is not None or self._active is None:
+            return False
+        if self.storage_error is None:
+            return True
+        if time.monotonic() < self._retry_at:
+            return False
+        try:
+            durable.write_all(self._active.fd, b"", self._active.path)
+        except OSError as exc:
+            self._set_storage_error(exc)
+            return False
+        self.storage_error = None
+        return True
+
+    # -- the writer -------------------------------------------------------------------------
+
+    async def _run(self) -> None:
+        while True:
+            if not self._pending:
+                if self._closing:
+                    return
+                self._wake.clear()
+                timeout = self._seconds_to_rotation()
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._wake.wait(), timeout)
+            if self._pending:
+                batch, self._pending = self._pending, []
+                await self._commit(batch)
+            if self.failed is not None:
+                self._fail_all(self.failed)
+                if self._closing:
+                    return
+                continue
+            active = self._active
+            if active is not None and active.size > 0 and not self._closing:
+                if active.size >= self.rotate_bytes:
+                    await self._rotate("size")
+                elif self._seconds_to_rotation() == 0:
+                    await self._rotate("age")
+            if self._sealed and time.monotonic() >= self._next_publish_retry:
+                self._publish_pending()
+
+    def _seconds_to_rotation(self) -> float | None:
+        active = self._active
+        if active is None or active.first_line_at is None:
+            return PUBLISH_RETRY_SECONDS if self._sealed else None
+        return max(0.0, active.first_line_at + self.rotate_seconds - time.monotonic())
+
+    def _fail_all(self, error: BaseException) -> None:
+        batch, self._pending = self._pending, []
+        for item in batch:
+            if not item.future.done():
+                item.future.set_exception(_copy_error(error))
+
+    async def _commit(self, batch: list[_Pending]) -> None:
+        active = self._active
+        try:
+            self.check_writable(new=False)
+            if active is None:
+                raise StorageError("no active buffer file")
+        except StorageError as exc:
+            for item in batch:
+                item.future.set_exception(_copy_error(exc))
+            return
+        data = batch[0].data if len(batch) == 1 else b"".join(item.data for item in batch)
+        events = sum(item.events for item in batch)
+        loop = asyncio.get_running_loop()
+        try:
+            fsync_seconds = await loop.run_in_executor(self._io, self._write_sync, active, data)
+        except BaseException as exc:
+            error: BaseException = exc
+            if isinstance(exc, DurabilityLost):
+                self.failed = exc
+                log.critical(
+                    "%s: fsync of %s failed (%s); acknowledging nothing more and "
+                    "exiting; the next start recovers the buffer",
+                    self.topic,
+                    active.path.name,
+                    exc.__cause__ or exc,
+                )
+                if self.observer.on_fatal:
+                    self.observer.on_fatal(self.topic, exc)
+            elif isinstance(exc, StorageError):
+                log.error("%s: write to %s failed: %s", self.topic, active.path.name, exc)
+                if self.observer.on_storage_error:
+                    self.observer.on_storage_error(self.topic, exc)
+            else:
+                error = StorageError(f"unexpected error while appending: {exc!r}")
+                log.exception("%s: unexpected error while appending", self.topic)
+            for item in batch:
+                if not item.future.done():
+                    item.future.set_exception(_copy_error(error))
+            return
+        if active.first_line_at is None:
+            active.first_line_at = time.monotonic()
+        for item in batch:
+            if not item.future.done():
+                item.future.set_result(None)
+        if self.observer.on_commit:
+            self.observer.on_commit(
+                self.topic, CommitStats(len(batch), events, len(data), fsync_seconds)
+            )
+
+    def _set_storage_error(self, exc: OSError) -> None:
+        self.storage_error = exc.strerror or str(exc)
+        self._retry_at = time.monotonic() + STORAGE_BACKOFF_SECONDS
+
+    def _write_sync(self, active: _Active, data: bytes) -> float:
+        """Runs on the I/O thread: one write, one fdatasync."""
+        try:
+            durable.write_all(active.fd, data, active.path)
+        except OSError as exc:
+            self._set_storage_error(exc)
+            try:
+                # A partial write must not leave half a line behind the durable part.
+                os.ftruncate(active.fd, active.size)
+            except OSError as trunc_exc:
+                raise DurabilityLost(
+                    f"could not roll back a failed write to {active.path.name}: "
+                    f"{trunc_exc.strerror}"
+                ) from trunc_exc
+            raise StorageError(
+                f"write to {active.path.name} failed: {exc.strerror}", errno=exc.errno
+            ) from exc
+        started = time.perf_counter()
+        try:
+            durable.fsync_fd(active.fd, active.path)
+        except OSError as exc:
+            # Never retried: after a failed fsync the kernel may have dropped the dirty
+            # pages and a second fsync could report success for data that is gone.
+            raise DurabilityLost(
+                f"fsync of {active.path.name} failed: {exc.strerror}", errno=exc.errno
+            ) from exc
+        active.size += len(data)
+        self.storage_error = None
+        return time.perf_counter() - started
+
+    # -- rotation ---------------------------------------------------------------------------
+
+    async def rotate(self, reason: str = "manual") -> None:
+        """Seal and publish the active file now (used by tests and at shutdown)."""
+        if self._active is not None and self._active.size > 0:
+            await self._rotate(reason)
+
+    async def _rotate(self, reason: str) -> None:
+        old = self._active
+        if old is None:
+            return
+        loop = asyncio.get_running_loop()
+        try:
+            new = await loop.run_in_executor(self._io, _open_active, self.root, self.topic)
+        except OSError as exc:
+            # Keep appending to the current file; rotation is tried again later.
+            log.error(
+                "%s: could not open a new buffer file (%s); rotation postponed",
+                self.topic,
+                exc.strerror,
+            )
+            self._set_storage_error(exc)
+            old.first_line_at = time.monotonic()
+            return
+        try:
+            await loop.run_in_executor(self._io, self._seal, old, True)
+        except OSError as exc:
+            # The old file's name is now uncertain; stop, and let recovery sort it out.
+            error = DurabilityLost(
+                f"rotation of {old.path.name} failed: {exc.strerror}", errno=exc.errno
+            )
+            self.failed = error
+            log.critical("%s: %s; exiting, the next start recovers the buffer", self.topic, error)
+            os.close(new.fd)
+            if self.observer.on_fatal:
+                self.observer.on_fatal(self.topic, error)
+            return
+        self._active = new
+        self._after_seal(old, reason)
+
+    def _seal(self, active: _Active, close_on_error: bool) -> None:
+        """Rename active → sealed while still holding the flock, then release it."""
+        sealed = layout.sealed_path(self.root, self.topic, active.file_id)
+        if active.size == 0:
+            os.close(active.fd)
+            durable.unlink(active.path)
+            return
+        try:
+            durable.replace(active.path, sealed)
+        except BaseException:
+            if close_on_error:
+                os.close(active.fd)
+            raise
+        os.close(active.fd)
+
+    def _after_seal(self, old: _Active, reason: str) -> None:
+        if old.size == 0:
+            return
+        self.rotations += 1
+        self._sealed.append(layout.sealed_path(self.root, self.topic, old.file_id))
+        if self.observer.on_rotate:
+            self.observer.on_rotate(self.topic, reason)
+        self._publish_pending()
+
+    def _publish_pending(self) -> None:
+        sealed, self._sealed = self._sealed, []
+        for path in sealed:
+            task = asyncio.create_task(self._publish_one(path))
+            self._publishing.add(task)
+            task.add_done_callback(self._publishing.discard)
+
+    async def _publish_one(self, sealed: Path) -> None:
+        try:
+            lines = await asyncio.to_thread(_publish, self.root, self.topic, sealed)
+        except (OSError, StorageError) as exc:
+            # The sealed file stays; it is retried later and recovered at the next start.
+            log.error(
+                "%s: publishing %s into raw failed: %s; will retry", self.topic, sealed.name, exc
+            )
+            self._sealed.append(sealed)
+            self._next_publish_retry = time.monotonic() + PUBLISH_RETRY_SECONDS
+            return
+        if lines is not None and self.observer.on_publish:
+            self.observer.on_publish(self.topic, lines)
+
+
+def _copy_error(error: BaseException) -> BaseException:
+    """A fresh exception per waiting request (one instance must not be raised in many
+    tasks at once: tracebacks would pile up on it)."""
+    if isinstance(error, StorageError):
+        return type(error)(error.message, hint=error.hint, errno=error.errno)
+    return StorageError(str(error))
+
+
+def is_no_space(error: BaseException) -> bool:
+    return isinstance(error, StorageError) and error.errno == errno_mod.ENOSPC
+
+
+__all__ = ["BufferObserver", "BufferState", "CommitStats", "TopicBuffer", "is_no_space"]

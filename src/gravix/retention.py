@@ -187,15 +187,26 @@ def _day_partitions(
         plan.partitions.append(partition)
 
 
-def plan_cleanup(
-    root: Path, *, days: int, warehouse_days: int, today: date | None = None
-) -> CleanupPlan:
-    """Every partition older than the cutoffs: raw by ``days``, warehouse by
-    ``warehouse_days``. A rollup's bookkeeping for a day goes once both are gone, so that
-    neither side is rebuilt or mistaken for removed input."""
+def _check_days(days: int, warehouse_days: int) -> None:
     for flag, value in (("--days", days), ("--warehouse-days", warehouse_days)):
         if value < 1:
             raise ConfigError(f"{flag} must be at least 1, got {value}")
+    if warehouse_days < days:
+        # An incremental rollup rebuilds metrics whose raw facts are still there, so metrics
+        # kept for less time than raw would come back after every cleanup.
+        raise ConfigError(
+            f"--warehouse-days ({warehouse_days}) is shorter than --days ({days})",
+            hint="keep warehouse metrics at least as long as raw facts (--warehouse-days ≥ "
+            "--days); the rollup would rebuild deleted metrics from the raw facts kept",
+        )
+
+
+def plan_cleanup(
+    root: Path, *, days: int, warehouse_days: int, today: date | None = None
+) -> CleanupPlan:
+    """Every partition older than the cutoffs: raw by ``days``, warehouse (and the rollup's
+    records of it) by ``warehouse_days``."""
+    _check_days(days, warehouse_days)
     root = Path(root)
     plan = CleanupPlan(
         root=root,
@@ -214,9 +225,12 @@ def plan_cleanup(
             plan.warehouse_cutoff,
             plan,
         )
-    both = min(plan.raw_cutoff, plan.warehouse_cutoff)
+    # A day's rollup records go with its metrics: while metrics outlive their raw facts the
+    # records tell the rollup that the input was removed on purpose.
     for table in layout.TABLES:
-        _day_partitions(root, STATE, table, layout.rollup_state_dir(root, table), both, plan)
+        _day_partitions(
+            root, STATE, table, layout.rollup_state_dir(root, table), plan.warehouse_cutoff, plan
+        )
     return plan
 
 
@@ -258,6 +272,7 @@ def run_cleanup(
 ) -> CleanupReport:
     """Plan, then (unless ``dry_run``) delete, holding the rollup lock while deleting."""
     root = Path(root)
+    _check_days(days, warehouse_days)
     if dry_run:
         plan = plan_cleanup(root, days=days, warehouse_days=warehouse_days, today=today)
         return CleanupReport(plan=plan, dry_run=True)

@@ -1,14 +1,122 @@
-"""`gravix cleanup` (being built)."""
+"""`gravix cleanup`: delete raw and warehouse partitions older than the retention."""
 
 from __future__ import annotations
 
-from gravix.cli.app import DataDir, Json, app
+from typing import TYPE_CHECKING, Annotated
+
+import typer
+
+from gravix.cli.app import DataDir, Json, app, boundary
+
+if TYPE_CHECKING:
+    from gravix.retention import CleanupReport
 
 
 @app.command("cleanup")
-def cleanup_command(data_dir: DataDir = None, json: Json = False) -> None:
-    """Not available yet.
+def cleanup_command(
+    data_dir: DataDir = None,
+    days: Annotated[
+        int | None,
+        typer.Option(
+            "--days",
+            help="Keep raw facts of this many days before today (env GRAVIX_RETENTION_DAYS, "
+            "default 30).",
+            show_default=False,
+        ),
+    ] = None,
+    warehouse_days: Annotated[
+        int | None,
+        typer.Option(
+            "--warehouse-days",
+            help="Keep warehouse metrics this many days (env GRAVIX_WAREHOUSE_RETENTION_DAYS, "
+            "default 30).",
+            show_default=False,
+        ),
+    ] = None,
+    dry_run: Annotated[
+        bool, typer.Option("--dry-run", help="Print the plan and change nothing.")
+    ] = False,
+    json: Json = False,
+) -> None:
+    """Delete raw and warehouse partitions whose event day is older than the retention,
+    judged by the partition's date. The buffer is never touched; a running rollup is
+    waited for.
 
-    Example: gravix cleanup --help
+    Example: gravix cleanup --days 30 --warehouse-days 90 --dry-run
     """
-    raise SystemExit("gravix cleanup is not available yet")
+    from gravix.cli.render import progress
+    from gravix.retention import run_cleanup
+    from gravix.settings import load_settings
+
+    with boundary():
+        settings = load_settings(
+            data_dir=data_dir, retention_days=days, warehouse_retention_days=warehouse_days
+        )
+        with progress(not json, "deleting partitions") as bar:
+            report = run_cleanup(
+                root=settings.data_dir,
+                days=settings.retention_days,
+                warehouse_days=settings.warehouse_retention_days,
+                dry_run=dry_run,
+                progress=bar,
+            )
+    if json:
+        from gravix.cli.render import print_json
+
+        print_json(report.to_dict())
+    else:
+        _render(report)
+
+
+def _size(n: int) -> str:
+    value = float(n)
+    for unit in ("B", "KiB", "MiB", "GiB"):
+        if value < 1024 or unit == "GiB":
+            return f"{value:.0f} {unit}" if unit == "B" else f"{value:.1f} {unit}"
+        value /= 1024
+    return f"{n} B"  # pragma: no cover
+
+
+def _render(report: CleanupReport) -> None:
+    from rich.table import Table
+
+    from gravix.cli.render import console
+
+    plan = report.plan
+    out = console()
+    out.print(
+        f"Retention: raw before {plan.raw_cutoff} ({plan.days} days), warehouse before "
+        f"{plan.warehouse_cutoff} ({plan.warehouse_days} days), in {plan.root}",
+        highlight=False,
+    )
+    tables = plan.tables()
+    if tables:
+        table = Table(
+            title="delete" if not report.dry_run else "would delete", title_justify="left"
+        )
+        for col in ("table", "partitions", "files", "bytes", "event days"):
+            table.add_column(col, justify="right" if col in ("partitions", "files") else "left")
+        for name, row in tables.items():
+            days = sorted(row["days"])
+            span = days[0] if len(days) == 1 else f"{days[0]} … {days[-1]}"
+            table.add_row(
+                name, str(row["partitions"]), str(row["files"]), _size(row["bytes"]), span
+            )
+        out.print(table)
+    for path, reason in plan.skipped:
+        out.print(f"[yellow]skipped[/] {path}: {reason}", highlight=False)
+    if report.dry_run:
+        out.print(
+            f"Would delete {len(plan.partitions)} partitions, {plan.files} files, "
+            f"{_size(plan.bytes)}.",
+            highlight=False,
+        )
+        out.print("No files were changed.")
+    elif not plan.partitions:
+        out.print("Nothing is older than the retention; nothing deleted.")
+    else:
+        out.print(
+            f"Deleted {len(plan.partitions)} partitions: {report.deleted_files} files, "
+            f"{_size(report.deleted_bytes)}; removed {report.removed_dirs} directories.",
+            highlight=False,
+        )

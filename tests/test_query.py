@@ -1,0 +1,213 @@
+"""The query layer: SQL over all four tables by every name form, the same answers as DuckDB
+on the same files, partition pruning, clear errors, and time windows."""
+
+from __future__ import annotations
+
+import math
+from datetime import UTC, date, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from gravix import layout
+from gravix.errors import QueryError
+from gravix.query import parse_when, resolve_window, run_sql
+from gravix.query.tables import referenced_tables, rewrite_names
+from gravix.query.times import default_step
+from test_query_support import (
+    START,
+    build_warehouse,
+    duck,
+    duck_sources,
+    make_facts,
+    populate,
+    write_raw,
+)
+
+TABLES = ["request_metrics_minute", "service_events_daily", "request_facts", "service_events"]
+
+
+@pytest.fixture(scope="module")
+def root(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    data = tmp_path_factory.mktemp("query") / "data"
+    populate(data, minutes=180)
+    build_warehouse(data)
+    return data
+
+
+def same_rows(ours: list[tuple[Any, ...]], theirs: list[tuple[Any, ...]]) -> None:
+    assert len(ours) == len(theirs)
+    for a, b in zip(ours, theirs, strict=True):
+        assert len(a) == len(b)
+        for x, y in zip(a, b, strict=True):
+            if isinstance(x, float) or isinstance(y, float):
+                assert x == pytest.approx(y, rel=1e-12, abs=1e-12) or (
+                    math.isnan(x) and math.isnan(y)
+                )
+            elif isinstance(x, datetime) and isinstance(y, datetime):
+                assert x.astimezone(UTC) == y.astimezone(UTC)
+            else:
+                assert x == y, (a, b)
+
+
+@pytest.mark.parametrize("table", TABLES)
+@pytest.mark.parametrize("prefix", ["", "raw.", "gravix.raw.", '"gravix"."raw".', "GRAVIX.RAW."])
+def test_every_table_answers_by_bare_and_qualified_names(
+    root: Path, table: str, prefix: str
+) -> None:
+    count = run_sql(root, f"SELECT count(*) AS n FROM {prefix}{table}")["n"][0]
+    expected = duck().execute(f"SELECT count(*) FROM {duck_sources(root)[table]}").fetchone()[0]
+    assert count == expected > 0
+
+
+def test_the_runbook_check_returns_ten_warehouse_rows_with_every_column(root: Path) -> None:
+    df = run_sql(root, "SELECT * FROM gravix.raw.request_metrics_minute LIMIT 10")
+    assert df.height == 10
+    from gravix.schema import REQUEST_METRICS_COLUMNS
+
+    assert df.columns == [*REQUEST_METRICS_COLUMNS, "event_day"]
+
+
+def test_qualifiers_inside_string_literals_and_comments_are_left_alone() -> None:
+    sql = "SELECT 'raw.request_facts' AS s -- gravix.raw.x\nFROM gravix.raw.request_facts"
+    assert (
+        rewrite_names(sql) == "SELECT 'raw.request_facts' AS s -- gravix.raw.x\nFROM request_facts"
+    )
+    assert rewrite_names("select * from raw . service_events") == "select * from service_events"
+
+
+def test_unknown_tables_are_found_but_ctes_and_known_tables_are_not() -> None:
+    known, unknown = referenced_tables(
+        "WITH x AS (SELECT * FROM request_facts) SELECT * FROM x JOIN facts2 ON true"
+    )
+    assert known == {"request_facts"}
+    assert unknown == {"facts2"}
+
+
+@pytest.mark.parametrize(
+    "sql",
+    [
+        "SELECT service, count(*) AS n, sum(latency_ms) AS total, min(event_time) AS first "
+        "FROM raw.request_facts GROUP BY service ORDER BY service",
+        "SELECT service, path_template, sum(request_count) AS n, sum(error_count) AS e, "
+        "max(latency_max_ms) AS worst FROM gravix.raw.request_metrics_minute "
+        "WHERE event_day = '2026-02-16' "
+        "GROUP BY service, path_template ORDER BY service, path_template",
+        "SELECT bucket_start, service, method, path_template, request_count, lat_idx, lat_cnt "
+        "FROM request_metrics_minute WHERE service = 'frontend' "
+        "ORDER BY bucket_start, method, path_template LIMIT 50",
+        "SELECT event_type, event_count, first_event_time FROM service_events_daily "
+        "ORDER BY event_type",
+        "SELECT event_id, entity_id, message FROM service_events ORDER BY event_time",
+    ],
+)
+def test_sql_answers_equal_duckdb_on_the_same_files(root: Path, sql: str) -> None:
+    ours = run_sql(root, sql).rows()
+    theirs_sql = sql
+    for name, source in duck_sources(root).items():
+        for prefix in ("gravix.raw.", "raw.", ""):
+            theirs_sql = theirs_sql.replace(f"FROM {prefix}{name} ", f"FROM {source} ")
+            theirs_sql = theirs_sql.replace(f"FROM {prefix}{name}\n", f"FROM {source}\n")
+    theirs_sql = theirs_sql.replace("event_day = '2026-02-16'", "event_day = DATE '2026-02-16'")
+    theirs = duck().execute(theirs_sql).fetchall()
+    same_rows(ours, [tuple(list(v) if isinstance(v, list) else v for v in r) for r in theirs])
+
+
+def test_event_day_filter_never_opens_other_days_files(tmp_path: Path) -> None:
+    root = tmp_path / "data"
+    for day in range(3):
+        write_raw(
+            root,
+            layout.REQUEST_FACTS,
+            make_facts(start=START + timedelta(days=day), minutes=20, seed=day),
+            seed=day,
+        )
+    build_warehouse(root)
+    expected = (
+        duck()
+        .execute(
+            f"SELECT sum(request_count) FROM {duck_sources(root)['request_metrics_minute']} "
+            "WHERE event_day = DATE '2026-02-17'"
+        )
+        .fetchone()[0]
+    )
+    # Damage every file of the other days: a query that opened one of them would fail.
+    for day in (date(2026, 2, 16), date(2026, 2, 18)):
+        for path in layout.warehouse_day_dir(root, "request_metrics_minute", day).iterdir():
+            path.write_bytes(b"not parquet at all")
+    sql = "SELECT sum(request_count) AS n FROM request_metrics_minute WHERE event_day = '{}'"
+    assert run_sql(root, sql.format("2026-02-17"))["n"][0] == expected == 20 * 12
+    with pytest.raises(QueryError):
+        run_sql(root, "SELECT sum(request_count) FROM request_metrics_minute")
+
+
+def test_bad_sql_is_one_line_naming_the_problem(root: Path) -> None:
+    with pytest.raises(QueryError) as err:
+        run_sql(root, "SELEC * FROM request_facts")
+    assert "\n" not in err.value.message
+    assert "SELEC" in err.value.message
+
+
+def test_unknown_column_names_the_column(root: Path) -> None:
+    with pytest.raises(QueryError) as err:
+        run_sql(root, "SELECT no_such_column FROM request_facts")
+    assert "no_such_column" in err.value.message and "\n" not in err.value.message
+
+
+def test_unknown_table_lists_the_tables(root: Path) -> None:
+    with pytest.raises(QueryError) as err:
+        run_sql(root, "SELECT * FROM gravix.raw.request_metrics_hourly")
+    assert "request_metrics_hourly" in err.value.message
+    assert all(t in (err.value.hint or "") for t in TABLES)
+
+
+def test_empty_warehouse_says_to_run_rollup(tmp_path: Path) -> None:
+    root = tmp_path / "data"
+    populate(root, minutes=5)
+    assert run_sql(root, "SELECT count(*) AS n FROM request_facts")["n"][0] > 0
+    with pytest.raises(QueryError) as err:
+        run_sql(root, "SELECT * FROM gravix.raw.request_metrics_minute LIMIT 10")
+    assert "gravix rollup" in (err.value.hint or "")
+
+
+NOW = datetime(2026, 2, 16, 12, 30, 45, tzinfo=UTC)
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("24h", NOW - timedelta(hours=24)),
+        ("90m", NOW - timedelta(minutes=90)),
+        ("7d", NOW - timedelta(days=7)),
+        ("30s", NOW - timedelta(seconds=30)),
+        ("now", NOW),
+        ("2026-02-16T10:00:00Z", datetime(2026, 2, 16, 10, tzinfo=UTC)),
+        ("2026-02-16T11:00:00.5+01:00", datetime(2026, 2, 16, 10, 0, 0, 500000, tzinfo=UTC)),
+    ],
+)
+def test_times_are_relative_or_rfc3339(text: str, expected: datetime) -> None:
+    assert parse_when(text, now=NOW) == expected
+
+
+@pytest.mark.parametrize("text", ["yesterday", "2026-02-16T10:00:00", "-5h", "5 parsecs"])
+def test_times_without_a_zone_or_unit_are_refused(text: str) -> None:
+    with pytest.raises(QueryError):
+        parse_when(text, now=NOW)
+
+
+def test_window_is_whole_minutes_and_must_not_be_empty() -> None:
+    start, end = resolve_window("1h", None, now=NOW)
+    assert (start, end) == (
+        datetime(2026, 2, 16, 11, 30, tzinfo=UTC),
+        datetime(2026, 2, 16, 12, 31, tzinfo=UTC),
+    )
+    with pytest.raises(QueryError):
+        resolve_window("2026-02-16T10:00:00Z", "2026-02-16T09:00:00Z", now=NOW)
+
+
+def test_default_step_keeps_a_window_within_a_hundred_rows() -> None:
+    for minutes in (1, 59, 100, 101, 1440, 7 * 1440, 90 * 1440):
+        start = NOW - timedelta(minutes=minutes)
+        step = default_step(start, NOW)
+        assert math.ceil(minutes / step) <= 100

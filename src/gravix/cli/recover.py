@@ -1,14 +1,173 @@
-"""`gravix recover` (being built)."""
+"""`gravix recover`: orphaned buffer files into raw, stray temporaries, corrupt Parquet."""
 
 from __future__ import annotations
 
-from gravix.cli.app import DataDir, Json, app
+from typing import TYPE_CHECKING, Annotated
+
+import typer
+
+from gravix.cli.app import DataDir, Json, app, boundary
+
+if TYPE_CHECKING:
+    from gravix.recovery import RecoverReport
 
 
 @app.command("recover")
-def recover_command(data_dir: DataDir = None, json: Json = False) -> None:
-    """Not available yet.
+def recover_command(
+    data_dir: DataDir = None,
+    dry_run: Annotated[
+        bool, typer.Option("--dry-run", help="Print the plan and change nothing.")
+    ] = False,
+    deep: Annotated[
+        bool,
+        typer.Option("--deep", help="Read every Parquet file in full, not only its footer."),
+    ] = False,
+    rebuild: Annotated[
+        bool,
+        typer.Option(
+            "--rebuild", help="Also roll up the window --start-time … --end-time again from raw."
+        ),
+    ] = False,
+    start_time: Annotated[
+        str | None,
+        typer.Option(
+            "--start-time",
+            help="Window start for --rebuild (RFC 3339, inclusive).",
+            show_default=False,
+        ),
+    ] = None,
+    end_time: Annotated[
+        str | None,
+        typer.Option(
+            "--end-time", help="Window end for --rebuild (RFC 3339, exclusive).", show_default=False
+        ),
+    ] = None,
+    json: Json = False,
+) -> None:
+    """Recover after a crash: move orphaned buffer files into raw (torn tails dropped,
+    damaged lines quarantined), remove stray temporary files, quarantine unreadable Parquet
+    and rebuild its hours from raw. Safe to interrupt and run again.
 
-    Example: gravix recover --help
+    Example: gravix recover --deep --dry-run
     """
-    raise SystemExit("gravix recover is not available yet")
+    from gravix import durable
+    from gravix.cli.render import progress
+    from gravix.errors import ConfigError
+    from gravix.recovery import run_recover
+    from gravix.settings import load_settings
+
+    with boundary():
+        if (start_time or end_time) and not rebuild:
+            raise ConfigError(
+                "--start-time and --end-time go with --rebuild",
+                hint="add --rebuild to roll that window up again",
+            )
+        if rebuild and not (start_time and end_time):
+            raise ConfigError(
+                "--rebuild needs --start-time and --end-time",
+                hint="e.g. --rebuild --start-time 2026-02-16T10:00:00Z "
+                "--end-time 2026-02-16T11:00:00Z",
+            )
+        settings = load_settings(data_dir=data_dir)
+        durable.install_fault_plan(settings.fault_plan)
+        with progress(not json, "recovering") as bar:
+            report = run_recover(
+                root=settings.data_dir,
+                dry_run=dry_run,
+                deep=deep,
+                rebuild_start=start_time,
+                rebuild_end=end_time,
+                progress=bar,
+            )
+    if json:
+        from gravix.cli.render import print_json
+
+        print_json(report.to_dict())
+    else:
+        _render(report)
+
+
+def _render(report: RecoverReport) -> None:
+    from gravix.cli.render import console
+
+    out = console()
+    dry = report.dry_run
+
+    def would(past: str) -> str:
+        return (
+            {
+                "moved": "to move",
+                "dropped": "to drop",
+                "quarantined": "to quarantine",
+                "removed": "to remove",
+                "rebuilt": "to rebuild",
+                "rolled up again": "to roll up again",
+            }[past]
+            if dry
+            else past
+        )
+
+    buffers = report.buffers
+    out.print(f"Recover {report.root}", highlight=False)
+    if buffers.published:
+        touched = {h for p in buffers.published for h in p.hours}
+        out.print(
+            f"  buffer: {len(buffers.published)} orphaned file(s) {would('moved')} into raw: "
+            f"{buffers.lines:,} lines in {len(touched)} hour(s)"
+            + (f", {len(buffers.activated)} left by dead processes" if buffers.activated else ""),
+            highlight=False,
+        )
+    else:
+        out.print("  buffer: no orphaned files", highlight=False)
+    if buffers.torn_tail_lines:
+        out.print(
+            f"  buffer: {buffers.torn_tail_lines} torn tail line(s) "
+            f"{would('dropped')} (unfinished writes)",
+            highlight=False,
+        )
+    if buffers.damaged_lines:
+        out.print(
+            f"  [yellow]buffer: {buffers.damaged_lines} damaged line(s) {would('quarantined')}[/]",
+            highlight=False,
+        )
+    for p in buffers.published:
+        if p.quarantined:
+            out.print(f"    quarantine: {p.quarantined}", highlight=False)
+    if buffers.skipped_live:
+        out.print(
+            f"  buffer: {len(buffers.skipped_live)} file(s) held by a live server, left alone",
+            highlight=False,
+        )
+    out.print(
+        f"  temporaries: {len(report.temporaries)} stray file(s) {would('removed')}",
+        highlight=False,
+    )
+    mode = "full read" if report.deep else "footer check"
+    out.print(
+        f"  parquet: {report.parquet_checked} file(s) checked ({mode}), "
+        f"{len(report.parquet_problems)} unreadable",
+        highlight=False,
+    )
+    for problem in report.parquet_problems:
+        out.print(f"    [red]{problem.path}[/]: {problem.error}", highlight=False)
+        if problem.quarantined:
+            out.print(f"      → {problem.quarantined}", highlight=False)
+    for table, hours in report.rebuild_hours.items():
+        out.print(f"  rebuild: {table}: {len(hours)} hour(s) {would('rebuilt')} from raw")
+    for table, hours in report.not_rebuildable.items():
+        out.print(
+            f"  [yellow]rebuild: {table}: {len(hours)} hour(s) have no raw facts left "
+            f"(retention); their files stay in quarantine[/]",
+            highlight=False,
+        )
+    if report.window:
+        out.print(
+            f"  window: {report.window[0]} – {report.window[1]} {would('rolled up again')}",
+            highlight=False,
+        )
+    for summary in report.rebuilt:
+        out.print(f"  rollup: {summary['message']}", highlight=False)
+    if dry:
+        out.print("No files were changed.")
+    else:
+        out.print("Recovery complete.")

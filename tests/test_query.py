@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 
 from gravix import layout
-from gravix.errors import QueryError
+from gravix.errors import ConfigError, QueryError
 from gravix.query import parse_when, resolve_window, run_sql
 from gravix.query.tables import referenced_tables, rewrite_names
 from gravix.query.times import default_step
@@ -192,7 +192,7 @@ def test_times_are_relative_or_rfc3339(text: str, expected: datetime) -> None:
 
 @pytest.mark.parametrize("text", ["yesterday", "2026-02-16T10:00:00", "-5h", "5 parsecs"])
 def test_times_without_a_zone_or_unit_are_refused(text: str) -> None:
-    with pytest.raises(QueryError):
+    with pytest.raises(ConfigError):
         parse_when(text, now=NOW)
 
 
@@ -202,7 +202,7 @@ def test_window_is_whole_minutes_and_must_not_be_empty() -> None:
         datetime(2026, 2, 16, 11, 30, tzinfo=UTC),
         datetime(2026, 2, 16, 12, 31, tzinfo=UTC),
     )
-    with pytest.raises(QueryError):
+    with pytest.raises(ConfigError):
         resolve_window("2026-02-16T10:00:00Z", "2026-02-16T09:00:00Z", now=NOW)
 
 

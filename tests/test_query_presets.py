@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 
 from gravix import sketch
-from gravix.errors import QueryError
+from gravix.errors import ConfigError, QueryError
 from gravix.query import apdex, deploy_compare, endpoint_drilldown, service_health, top_endpoints
 from test_query_support import (
     DEPLOY_COMPLETED,
@@ -212,7 +212,7 @@ def test_apdex_at_a_bucket_boundary_is_exact(root: Path) -> None:
 
 
 def test_apdex_refuses_a_threshold_that_is_not_positive(root: Path) -> None:
-    with pytest.raises(QueryError):
+    with pytest.raises(ConfigError):
         apdex(root=root, threshold_ms=0, since=SINCE, until=UNTIL, now=NOW)
 
 

@@ -18,7 +18,7 @@ from typing import Any
 import polars as pl
 
 from gravix import layout, sketch
-from gravix.errors import QueryError
+from gravix.errors import ConfigError, QueryError
 from gravix.query.tables import PARTITION_COLUMN, scan_table
 from gravix.query.times import (
     ceil_minute,
@@ -258,7 +258,7 @@ def top_endpoints(
 ) -> PresetResult:
     """Endpoints ranked by server errors (then error rate, then traffic) over the window."""
     if limit < 1:
-        raise QueryError(f"--limit must be ≥ 1, got {limit}")
+        raise ConfigError(f"--limit must be ≥ 1, got {limit}")
     start, end = resolve_window(since, until, now=now)
     keys = ["service", "method", "path_template"]
     merged = _quantiles(_merged(_metrics(root, [(start, end)], service=service), keys).collect())
@@ -350,7 +350,9 @@ def apdex(
     ``apdex_low`` counts that bucket's requests as above T, ``apdex_high`` as within it.
     """
     if not (threshold_ms > 0 and math.isfinite(threshold_ms)):
-        raise QueryError(f"the Apdex threshold must be a positive number of ms, got {threshold_ms}")
+        raise ConfigError(
+            f"the Apdex threshold must be a positive number of ms, got {threshold_ms}"
+        )
     start, end = resolve_window(since, until, now=now)
     keys = ["service", *(["method", "path_template"] if by_endpoint else [])]
     lf = _metrics(root, [(start, end)], service=service, method=method, path_template=path_template)

@@ -1,4 +1,5 @@
-"""Time windows for presets: relative (``24h``, ``7d``) or RFC 3339 times, and steps."""
+"""Time windows for presets: relative (``24h``, ``7d``) or RFC 3339 times, and steps.
+A bad value is a usage error (ConfigError, exit 2)."""
 
 from __future__ import annotations
 
@@ -6,7 +7,7 @@ import math
 import re
 from datetime import UTC, datetime, timedelta
 
-from gravix.errors import QueryError
+from gravix.errors import ConfigError
 
 _RELATIVE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(s|m|min|h|d|w)\s*$", re.IGNORECASE)
 _UNIT_SECONDS = {"s": 1, "m": 60, "min": 60, "h": 3600, "d": 86400, "w": 7 * 86400}
@@ -23,7 +24,7 @@ def parse_when(value: str | datetime, *, now: datetime, name: str = "time") -> d
     """``24h`` / ``90m`` / ``7d`` (ago), ``now``, or an RFC 3339 time with a zone → UTC."""
     if isinstance(value, datetime):
         if value.tzinfo is None:
-            raise QueryError(f"{name} needs a time zone: {value.isoformat()}")
+            raise ConfigError(f"{name} needs a time zone: {value.isoformat()}")
         return value.astimezone(UTC)
     text = value.strip()
     if text.lower() == "now":
@@ -37,7 +38,7 @@ def parse_when(value: str | datetime, *, now: datetime, name: str = "time") -> d
     except ValueError:
         moment = None
     if moment is None or moment.tzinfo is None:
-        raise QueryError(
+        raise ConfigError(
             f"{name} {value!r} is neither a relative time nor an RFC 3339 time with a zone",
             hint="use e.g. 24h, 90m, 7d, now, or 2026-02-16T10:00:00Z",
         )
@@ -66,7 +67,7 @@ def resolve_window(
     start = floor_minute(parse_when(since or default_since, now=now, name="--since"))
     end = ceil_minute(parse_when(until or "now", now=now, name="--until"))
     if end <= start:
-        raise QueryError(
+        raise ConfigError(
             f"the window is empty: --since {start.isoformat()} is not before --until "
             f"{end.isoformat()}"
         )
@@ -75,7 +76,7 @@ def resolve_window(
 
 def check_step(step_minutes: int) -> int:
     if isinstance(step_minutes, bool) or not isinstance(step_minutes, int) or step_minutes < 1:
-        raise QueryError(f"--step must be a whole number of minutes ≥ 1, got {step_minutes!r}")
+        raise ConfigError(f"--step must be a whole number of minutes ≥ 1, got {step_minutes!r}")
     return step_minutes
 
 

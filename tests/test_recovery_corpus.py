@@ -9,9 +9,9 @@ from pathlib import Path
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from test_recovery import fact_lines, raw_content, write_buffer
 
 from gravix import recovery
+from test_recovery import fact_lines, raw_content, write_buffer
 
 LINES = fact_lines(40)
 BODY = b"".join(LINES)

@@ -285,6 +285,11 @@ def rollup_runs_path(root: Path) -> Path:
     return state_root(root) / "rollup" / "runs.jsonl"
 
 
+def demo_marker_path(root: Path) -> Path:
+    """Written by ``gravix demo``: this data root holds demo data it may replace."""
+    return state_root(root) / "demo.json"
+
+
 def quarantine_path(root: Path, kind: str, original: Path) -> Path:
     stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%S%f")
     return quarantine_root(root) / check_file_id(kind) / f"{stamp}-{original.name}"

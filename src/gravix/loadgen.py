@@ -62,7 +62,7 @@ CATALOG: dict[str, tuple[Endpoint, ...]] = {
         _ep("GET", "/products/{id}", 18, 45, 0.03),
         _ep("GET", "/cart", 8, 30),
         _ep("POST", "/cart/items", 6, 55, 0.02, 422),
-        _ep("POST", "/checkout", 4, 180, 0.01, 422),
+        _ep("POST", "/checkout", 8, 180, 0.01, 422),
         _ep("GET", "/static/{asset}", 30, 6, 0.005),
     ),
     "checkout": (

@@ -273,6 +273,10 @@ def run_cleanup(
     """Plan, then (unless ``dry_run``) delete, holding the rollup lock while deleting."""
     root = Path(root)
     _check_days(days, warehouse_days)
+    if not root.is_dir():
+        raise ConfigError(
+            f"data root {root} does not exist", hint="pass --data-dir or set GRAVIX_DATA_DIR"
+        )
     if dry_run:
         plan = plan_cleanup(root, days=days, warehouse_days=warehouse_days, today=today)
         return CleanupReport(plan=plan, dry_run=True)

@@ -263,3 +263,13 @@ def test_an_empty_active_file_just_created_is_not_taken_as_an_orphan(data_root: 
     report = recovery.recover_buffers(data_root)
     assert report.lines == 0 and not fresh.exists()
     assert raw_content(data_root) == {}
+
+
+def test_recover_buffers_reports_progress_per_file(data_root: Path) -> None:
+    for i in range(5):
+        write_buffer(data_root, f"sealed-g{i}.jsonl", b"".join(fact_lines(3)))
+    calls: list[tuple[str, int, int]] = []
+
+    recovery.recover_buffers(data_root, progress=lambda *a: calls.append(a))
+
+    assert calls == [("buffer files", done, 5) for done in range(6)]

@@ -256,3 +256,17 @@ def test_metrics_kept_shorter_than_raw_are_refused_because_rollup_would_rebuild_
     with pytest.raises(ConfigError, match="shorter than --days"):
         retention.run_cleanup(root=data_root, days=30, warehouse_days=7, today=TODAY)
     assert snapshot(data_root) == before
+
+
+def test_cleanup_reports_progress_per_partition(data_root: Path) -> None:
+    build_tree(data_root)
+    calls: list[tuple[str, int, int]] = []
+
+    report = retention.run_cleanup(
+        root=data_root, days=30, warehouse_days=30, today=TODAY, progress=lambda *a: calls.append(a)
+    )
+
+    total = len(report.plan.partitions)
+    assert total == 14 * 6  # 14 old days × (2 topics + 2 tables + 2 rollup records)
+    assert [done for _label, done, _total in calls] == list(range(total + 1))
+    assert {t for _label, _done, t in calls} == {total}

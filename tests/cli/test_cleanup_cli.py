@@ -130,3 +130,16 @@ def test_help_has_an_example() -> None:
     result = invoke("--help")
     assert result.exit_code == 0
     assert "Example: gravix cleanup" in result.stdout
+
+
+def test_progress_is_shown_on_a_terminal(data_root: Path) -> None:
+    from test_recover_cli import run_on_terminal
+
+    make_days(data_root, list(range(31, 61)))
+
+    code, shown = run_on_terminal("cleanup", "--data-dir", str(data_root))
+
+    assert code == 0
+    # the bar is drawn when the work starts (later frames depend on the clock)
+    assert "\x1b[?25l" in shown and "deleting partitions" in shown
+    assert "Deleted 60 partitions: 90 files" in shown

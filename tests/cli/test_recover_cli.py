@@ -123,3 +123,49 @@ def test_help_has_an_example() -> None:
     result = invoke("--help")
     assert result.exit_code == 0
     assert "Example: gravix recover" in result.stdout
+
+
+def run_on_terminal(*args: str) -> tuple[int, str]:
+    """Run `gravix …` with stdout and stderr on a pseudo-terminal; returns what it showed."""
+    import pty
+    import subprocess
+    import sys
+
+    master, slave = pty.openpty()
+    env = {k: v for k, v in os.environ.items() if not k.startswith("GRAVIX_")}
+    env.pop("NO_COLOR", None)
+    env.update(TERM="xterm", COLUMNS="120")
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "gravix", *args], stdout=slave, stderr=slave, env=env
+    )
+    os.close(slave)
+    shown = b""
+    while True:
+        try:
+            chunk = os.read(master, 65536)
+        except OSError:  # the terminal closes when the process ends
+            break
+        if not chunk:
+            break
+        shown += chunk
+    os.close(master)
+    return proc.wait(timeout=60), shown.decode(errors="replace")
+
+
+def test_progress_is_shown_on_a_terminal_and_not_with_json(data_root: Path) -> None:
+    for i in range(12):
+        write_buffer(data_root, f"sealed-p{i:02d}.jsonl", b"".join(fact_lines(30)))
+
+    code, shown = run_on_terminal("recover", "--data-dir", str(data_root))
+
+    assert code == 0
+    # the bar is drawn when the work starts (later frames depend on the clock)
+    assert "\x1b[?25l" in shown and "recovering" in shown
+    assert "Recovery complete." in shown
+
+    for i in range(12):
+        write_buffer(data_root, f"sealed-q{i:02d}.jsonl", b"".join(fact_lines(30)))
+    code, shown = run_on_terminal("recover", "--data-dir", str(data_root), "--json")
+    assert code == 0
+    assert "recovering" not in shown
+    assert json.loads(shown.replace("\r\n", "\n"))["buffers"]["files"] == 12

@@ -276,6 +276,29 @@ def test_corrupt_parquet_fails_warehouse_check_with_recover_hint(healthy: Path) 
     assert set(not_ok(report)) <= {"warehouse", "query"}
 
 
+def test_damaged_pages_in_the_newest_hour_file_fail_warehouse_check(healthy: Path) -> None:
+    victim = _hour_files(healthy)[-1]
+    data = bytearray(victim.read_bytes())
+    middle = len(data) // 3
+    data[middle : middle + 64] = b"\xa5" * 64  # footer intact, a column chunk damaged
+    victim.write_bytes(bytes(data))
+    report = doctor(healthy)
+    check = report.by_name()["warehouse"]
+    assert check.status == FAIL and victim.name in check.detail
+    assert set(not_ok(report)) <= {"warehouse", "query"}
+
+
+def test_parquet_without_the_metric_columns_fails_warehouse_check(healthy: Path) -> None:
+    import duckdb
+
+    victim = _hour_files(healthy)[0]
+    victim.unlink()
+    with duckdb.connect() as con:
+        con.execute(f"COPY (SELECT 1 AS service) TO '{victim}' (FORMAT parquet)")
+    check = doctor(healthy).by_name()["warehouse"]
+    assert check.status == FAIL and "columns missing" in check.detail
+
+
 def test_empty_warehouse_warns_and_query_returns_no_rows(data_root: Path) -> None:
     needs("query", "run_sql")
     report = run_doctor(settings=settings_for(data_root), only=["warehouse", "query"])

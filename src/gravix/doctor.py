@@ -26,6 +26,7 @@ from typing import Any, Literal
 
 from gravix import durable, layout
 from gravix.errors import GravixError
+from gravix.schema import REQUEST_METRICS_COLUMNS
 from gravix.settings import DEFAULT_URL, Settings
 
 Status = Literal["ok", "warn", "fail"]
@@ -421,43 +422,21 @@ def _parquet_files(root: Path) -> list[Path]:
     return files
 
 
-def _newest_bucket(root: Path) -> datetime | None:
-    """The newest bucket_start, read from the statistics of the newest hour file's footer."""
-    import pyarrow.parquet as pq
-
+def _newest_hour_file(root: Path) -> Path | None:
     table = layout.REQUEST_METRICS_MINUTE
-    for day, day_dir in sorted(layout.warehouse_days(root, table).items(), reverse=True):
+    for day_dir in reversed(layout.warehouse_days(root, table).values()):
         names = sorted(
-            (
-                e.name
-                for e in os.scandir(day_dir)
-                if e.name.startswith("part-") and e.name.endswith(layout.PARQUET)
-            ),
-            reverse=True,
+            e.name
+            for e in os.scandir(day_dir)
+            if e.name.startswith("part-") and e.name.endswith(layout.PARQUET)
         )
-        for name in names:
-            meta = pq.read_metadata(day_dir / name)
-            best: datetime | None = None
-            column = (
-                meta.schema.names.index("bucket_start")
-                if ("bucket_start" in meta.schema.names)
-                else -1
-            )
-            for rg in range(meta.num_row_groups):
-                stats = meta.row_group(rg).column(column).statistics if column >= 0 else None
-                if stats is not None and stats.has_min_max and isinstance(stats.max, datetime):
-                    value = stats.max if stats.max.tzinfo else stats.max.replace(tzinfo=UTC)
-                    best = value if best is None or value > best else best
-            if best is not None:
-                return best
-            hour = name[len("part-") : -len(layout.PARQUET)]
-            if hour.isdigit():
-                return datetime(day.year, day.month, day.day, int(hour), 59, tzinfo=UTC)
+        if names:
+            return day_dir / names[-1]
     return None
 
 
 def check_warehouse(ctx: Context) -> CheckResult:
-    import pyarrow.parquet as pq
+    import polars as pl
 
     files = _parquet_files(ctx.root)
     if not files:
@@ -467,15 +446,31 @@ def check_warehouse(ctx: Context) -> CheckResult:
             "no Parquet files yet",
             "run `gravix rollup` to build the warehouse from raw",
         )
+    base = layout.warehouse_root(ctx.root)
+    expected = set(REQUEST_METRICS_COLUMNS)
+    metrics_dir = layout.warehouse_table_dir(ctx.root, layout.REQUEST_METRICS_MINUTE)
     broken: list[str] = []
+    # Every footer is read (what a query needs first); the newest hour file, the one
+    # dashboards show, is decoded in full below.
     for path in files:
         try:
-            pq.read_metadata(path)
-        except (OSError, ValueError) as exc:  # ArrowInvalid is a ValueError
-            broken.append(
-                f"{path.relative_to(layout.warehouse_root(ctx.root))} "
-                f"({str(exc).splitlines()[0][:60]})"
-            )
+            columns = set(pl.read_parquet_schema(path))
+        except (OSError, pl.exceptions.PolarsError) as exc:
+            broken.append(f"{path.relative_to(base)} ({str(exc).splitlines()[0][:60]})")
+            continue
+        if metrics_dir in path.parents and not expected <= columns:
+            missing = ", ".join(sorted(expected - columns)[:3])
+            broken.append(f"{path.relative_to(base)} (columns missing: {missing})")
+    newest: datetime | None = None
+    newest_file = _newest_hour_file(ctx.root)
+    if newest_file is not None and not broken:
+        try:
+            value = pl.read_parquet(newest_file)["bucket_start"].max()
+        except (OSError, pl.exceptions.PolarsError) as exc:
+            broken.append(f"{newest_file.relative_to(base)} ({str(exc).splitlines()[0][:60]})")
+        else:
+            if isinstance(value, datetime):
+                newest = value if value.tzinfo else value.replace(tzinfo=UTC)
     if broken:
         return CheckResult(
             "warehouse",
@@ -484,7 +479,6 @@ def check_warehouse(ctx: Context) -> CheckResult:
             + (" …" if len(broken) > 1 else ""),
             "run `gravix recover --deep` to quarantine them and rebuild those hours from raw",
         )
-    newest = _newest_bucket(ctx.root)
     if newest is None:
         return CheckResult("warehouse", OK, f"{_plural(len(files), 'Parquet file')} readable")
     age = (ctx.now - newest).total_seconds()

@@ -1,0 +1,310 @@
+"""`gravix query` against DuckDB on the same warehouse files, and `gravix --help` wall time.
+
+A data root holding 7 days of facts (4 services × 6 endpoints, with errors and a lognormal
+latency spread) is generated once into ``bench-results/cache/`` and rolled up with the real
+rollup. Two questions are timed:
+
+* service health — one service over 7 days: request rate, error rate and p50/p95/p99 merged
+  from the minute histograms, per step;
+* top endpoints — every endpoint over the last 24 hours, ranked by errors, with merged
+  percentiles.
+
+The reference is DuckDB answering the same question in SQL over the same Parquet files
+(Hive partitions pruned on ``event_day`` the same way, histograms unnested, summed by index
+and read with the same rank rule). Each engine runs in its own fresh subprocess — one warm-up
+call, then the median of several — so each gets a clean peak RSS and the same treatment.
+"""
+
+from __future__ import annotations
+
+import json
+import random
+import shutil
+import statistics
+import subprocess
+import sys
+import time
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+CACHE = Path("bench-results") / "cache"
+SERVICES = ("frontend", "checkout", "catalog", "payments")
+ENDPOINTS = (
+    ("GET", "/"),
+    ("GET", "/api/items"),
+    ("GET", "/api/items/{id}"),
+    ("POST", "/api/cart"),
+    ("POST", "/api/checkout"),
+    ("GET", "/health"),
+)
+END = datetime(2026, 2, 20, 0, 0, tzinfo=UTC)
+REPEATS = 5
+
+
+def _uuid7(ms: int, rng: random.Random) -> str:
+    value = (ms << 80) | (0x7 << 76) | (rng.getrandbits(12) << 64)
+    value |= (0b10 << 62) | rng.getrandbits(62)
+    text = f"{value:032x}"
+    return f"{text[:8]}-{text[8:12]}-{text[12:16]}-{text[16:20]}-{text[20:]}"
+
+
+def _build(root: Path, days: int, per_minute: int) -> None:
+    from gravix import layout
+    from gravix.rollup import run_rollup
+
+    rng = random.Random(5)
+    start = END - timedelta(days=days)
+    hours = days * 24
+    for h in range(hours):
+        hour_start = start + timedelta(hours=h)
+        lines: list[str] = []
+        for m in range(60):
+            minute = hour_start + timedelta(minutes=m)
+            for _ in range(per_minute):
+                moment = minute + timedelta(milliseconds=rng.randrange(60_000))
+                service = rng.choice(SERVICES)
+                method, path = rng.choice(ENDPOINTS)
+                r = rng.random()
+                status = 503 if r < 0.02 else (404 if r < 0.05 else 200)
+                latency = round(rng.lognormvariate(3.2, 0.9), 3)
+                stamp = moment.strftime("%Y-%m-%dT%H:%M:%S.") + f"{moment.microsecond // 1000:03d}Z"
+                lines.append(
+                    f'{{"event_id":"{_uuid7(int(moment.timestamp() * 1000), rng)}",'
+                    f'"event_time":"{stamp}","service":"{service}","method":"{method}",'
+                    f'"path_template":"{path}","status_code":{status},"latency_ms":{latency}}}\n'
+                )
+        path_out = layout.raw_file_path(
+            root, layout.REQUEST_FACTS, layout.Hour.of(hour_start), f"bench-{h:05d}"
+        )
+        path_out.parent.mkdir(parents=True, exist_ok=True)
+        path_out.write_text("".join(lines))
+    run_rollup(root=root)
+
+
+def _data_root(quick: bool) -> tuple[Path, int]:
+    days, per_minute = (2, 40) if quick else (7, 150)
+    root = CACHE / f"query-{days}d-{per_minute}pm"
+    marker = root / ".complete"
+    if not marker.exists():
+        shutil.rmtree(root, ignore_errors=True)
+        _build(root, days, per_minute)
+        marker.write_text("ok\n")
+    return root, days
+
+
+# --- the reference: the same questions in DuckDB SQL ---------------------------------------------
+
+
+def _duck_merged(keys: str, where: str, source: str, select: str) -> str:
+    from gravix import sketch
+
+    g = sketch.GAMMA
+    per = 2**sketch.SCALE
+
+    def pct(name: str, q: float) -> str:
+        first = "least(greatest(0.0, t.lo), t.hi)"
+        value = f"pow(2.0, q.{name}_i / {per}.0) * {2 * g / (1 + g)!r}"
+        chosen = f"least(greatest({value}, t.lo), t.hi)"
+        rank = f"greatest(1, ceil({q} * t.n))"
+        return f"CASE WHEN t.z >= {rank} THEN {first} ELSE {chosen} END AS {name}"
+
+    return f"""
+    WITH rows AS (SELECT {keys}, request_count, error_count, client_error_count, latency_min_ms,
+                         latency_max_ms, lat_zero_count, lat_idx, lat_cnt
+                  FROM {source} WHERE {where}),
+    t AS (SELECT {keys}, sum(request_count) AS n, sum(error_count) AS e,
+                 sum(client_error_count) AS ce, min(latency_min_ms) AS lo,
+                 max(latency_max_ms) AS hi, sum(lat_zero_count) AS z
+          FROM rows GROUP BY ALL),
+    h AS (SELECT {keys}, i, sum(c) AS c
+          FROM (SELECT {keys}, unnest(lat_idx) AS i, unnest(lat_cnt) AS c FROM rows)
+          GROUP BY ALL),
+    run AS (SELECT h.*, t.n, t.z + sum(h.c) OVER (PARTITION BY {keys} ORDER BY h.i) AS running
+            FROM h JOIN t USING ({keys})),
+    q AS (SELECT {keys},
+                 min(i) FILTER (WHERE running >= greatest(1, ceil(0.5 * n))) AS p50_i,
+                 min(i) FILTER (WHERE running >= greatest(1, ceil(0.95 * n))) AS p95_i,
+                 min(i) FILTER (WHERE running >= greatest(1, ceil(0.99 * n))) AS p99_i
+          FROM run GROUP BY ALL)
+    SELECT {select}, t.n AS requests, t.e AS errors, t.e / t.n AS error_rate,
+           t.ce AS client_errors, {pct("p50", 0.5)}, {pct("p95", 0.95)}, {pct("p99", 0.99)}
+    FROM t LEFT JOIN q USING ({keys})
+    """
+
+
+def _days(since: datetime, until: datetime) -> str:
+    last = (until - timedelta(seconds=1)).date()
+    return f"event_day BETWEEN DATE '{since.date()}' AND DATE '{last}'"
+
+
+def _duck_health(root: Path, since: datetime, until: datetime, step: int) -> str:
+    from gravix import layout
+
+    o, s = int(since.timestamp()), step * 60
+    source = (
+        f"(SELECT *, to_timestamp({o} + floor((epoch(bucket_start) - {o}) / {s}) * {s})"
+        f" AS b FROM read_parquet('{layout.warehouse_glob(root, 'request_metrics_minute')}',"
+        " hive_partitioning = true))"
+    )
+    where = (
+        _days(since, until) + f" AND bucket_start >= TIMESTAMPTZ '{since.isoformat()}'"
+        f" AND bucket_start < TIMESTAMPTZ '{until.isoformat()}' AND service = 'frontend'"
+    )
+    body = _duck_merged("b", where, source, f"t.b, t.n / {s} AS rate")
+    return f"SELECT * FROM ({body}) ORDER BY b"
+
+
+def _duck_top(root: Path, since: datetime, until: datetime) -> str:
+    from gravix import layout
+
+    source = (
+        f"read_parquet('{layout.warehouse_glob(root, 'request_metrics_minute')}', "
+        "hive_partitioning = true)"
+    )
+    where = (
+        _days(since, until) + f" AND bucket_start >= TIMESTAMPTZ '{since.isoformat()}'"
+        f" AND bucket_start < TIMESTAMPTZ '{until.isoformat()}'"
+    )
+    body = _duck_merged(
+        "service, method, path_template", where, source, "t.service, t.method, t.path_template"
+    )
+    return (
+        f"SELECT * FROM ({body}) ORDER BY errors DESC, error_rate DESC, requests DESC, "
+        "service, method, path_template LIMIT 10"
+    )
+
+
+# --- the worker: one engine, one question, in a fresh process ------------------------------------
+
+
+def _cases(root: Path, days: int) -> dict[str, tuple[datetime, datetime, int]]:
+    return {
+        "health": (END - timedelta(days=days), END, 60),
+        "top": (END - timedelta(hours=24), END, 0),
+    }
+
+
+def worker(engine: str, case: str, root_text: str, days: int) -> None:
+    import resource
+
+    root = Path(root_text)
+    since, until, step = _cases(root, days)[case]
+    if engine == "gravix":
+        from gravix.query import service_health, top_endpoints
+
+        def call() -> Any:
+            if case == "health":
+                return service_health(
+                    root=root, service="frontend", since=since, until=until, step_minutes=step
+                ).frame
+            return top_endpoints(root=root, since=since, until=until, limit=10).frame
+
+        def summary(frame: Any) -> list[Any]:
+            return [frame.height, int(frame["requests"].sum()), float(frame["p99_ms"].max())]
+    else:
+        import duckdb
+
+        con = duckdb.connect()
+        con.execute("SET TimeZone = 'UTC'")
+        sql = (
+            _duck_health(root, since, until, step)
+            if case == "health"
+            else _duck_top(root, since, until)
+        )
+
+        def call() -> Any:
+            return con.execute(sql).fetchall()
+
+        def summary(rows: Any) -> list[Any]:
+            return [len(rows), int(sum(r[-7] for r in rows)), float(max(r[-1] for r in rows))]
+
+    result = call()  # warm-up: file listing and metadata caches, as for a user's second query
+    times = []
+    for _ in range(REPEATS):
+        started = time.perf_counter()
+        result = call()
+        times.append(time.perf_counter() - started)
+    rss_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    print(
+        json.dumps(
+            {"seconds": statistics.median(times), "rss_mb": rss_mb, "summary": summary(result)}
+        )
+    )
+
+
+def _run_worker(engine: str, case: str, root: Path, days: int) -> dict[str, Any]:
+    code = (
+        f"from bench.bench_query import worker; worker({engine!r}, {case!r}, {str(root)!r}, {days})"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    return dict(json.loads(out.stdout.strip().splitlines()[-1]))
+
+
+def _help_time() -> tuple[float, float, list[str]]:
+    gravix = Path(sys.executable).with_name("gravix")
+
+    def timed(cmd: list[str]) -> float:
+        runs = []
+        for _ in range(7):
+            started = time.perf_counter()
+            subprocess.run(cmd, capture_output=True, check=True)
+            runs.append(time.perf_counter() - started)
+        return statistics.median(runs)
+
+    heavy = subprocess.run(
+        [
+            sys.executable,
+            "-c",
+            "import sys, gravix.cli; print(' '.join(m for m in ('polars', 'pyarrow', 'duckdb', "
+            "'uvicorn', 'httpx', 'msgspec', 'numpy', 'prometheus_client') if m in sys.modules))",
+        ],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.split()
+    return timed([str(gravix), "--help"]), timed([sys.executable, "-c", "pass"]), heavy
+
+
+def run(quick: bool) -> list[dict[str, Any]]:
+    root, days = _data_root(quick)
+    rows: list[dict[str, Any]] = []
+    labels = {"health": f"service health, 1 service, {days} days", "top": "top endpoints, 24 hours"}
+    for case in ("health", "top"):
+        ours = _run_worker("gravix", case, root, days)
+        ref = _run_worker("duckdb", case, root, days)
+        if ours["summary"][:2] != ref["summary"][:2]:
+            raise AssertionError(f"{case}: answers differ: {ours['summary']} vs {ref['summary']}")
+        ratio = ours["seconds"] / ref["seconds"]
+        rows.append(
+            {
+                "name": labels[case],
+                "value": ours["seconds"],
+                "unit": "s",
+                "reference": ref["seconds"],
+                "ratio": ratio,
+                "target": "ratio ≤ 1.0 vs DuckDB",
+                "ok": ratio <= 1.0,
+                "peak_rss_mb": round(ours["rss_mb"], 1),
+                "reference_peak_rss_mb": round(ref["rss_mb"], 1),
+            }
+        )
+    help_s, python_s, heavy = _help_time()
+    rows.append(
+        {
+            "name": "gravix --help wall time"
+            + (f" (heavy imports: {', '.join(heavy)})" if heavy else ""),
+            "value": help_s,
+            "unit": "s",
+            "reference": python_s,
+            "ratio": help_s / python_s,
+            "target": "≤ 0.25 s (reference: bare interpreter start)",
+            "ok": help_s <= 0.25 and not heavy,
+        }
+    )
+    return rows
+
+
+if __name__ == "__main__":
+    for row in run(quick="--quick" in sys.argv):
+        print(row)

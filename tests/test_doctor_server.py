@@ -3,16 +3,19 @@ and the key accepted without storing anything; 401 is a failure with the runbook
 
 from __future__ import annotations
 
+import contextlib
 import socket
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
+import httpx
 import pytest
 
 from gravix import layout
 from gravix.doctor import FAIL, OK, UNAUTHORIZED_HINT, WARN, run_doctor
 from gravix.settings import DEFAULT_URL, load_settings
-from serverutil import RunningServer, free_port, running_server
+from serverutil import RunningServer, free_port, running_server, start_server
 from test_doctor import FS_CHECKS, needs, not_ok, recent_hours, write_raw
 
 
@@ -95,3 +98,22 @@ def test_healthy_root_with_live_server_passes_every_check(data_root: Path) -> No
         report = run_doctor(settings=settings)
     assert not_ok(report) == {}, report.to_dict()
     assert {c.name for c in report.checks} == {"data root", "ingestion", *FS_CHECKS}
+
+
+def test_live_server_that_is_not_ready_fails_ingestion(data_root: Path) -> None:
+    needs("server", "serve")
+    srv = start_server(data_root, env={"GRAVIX_MIN_FREE_BYTES": "1000000TB"}, wait=False)
+    try:
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            with contextlib.suppress(httpx.TransportError):
+                if httpx.get(f"{srv.url}/live", timeout=1).status_code == 200:
+                    break
+            assert srv.proc.poll() is None, srv.log_text()
+            time.sleep(0.05)
+        status, detail, hint = ingestion(data_root, srv.url, ["test-key"])
+    finally:
+        srv.stop()
+    assert status == FAIL, detail
+    assert "not ready" in detail and "below the floor" in detail
+    assert "gravix cleanup" in hint

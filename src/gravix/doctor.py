@@ -37,8 +37,8 @@ FAIL: Status = "fail"
 # The runbook's "Check Trino" query, run through the query layer instead.
 CHECK_SQL = "SELECT * FROM gravix.raw.request_metrics_minute LIMIT 10"
 BAD_LINES_HINT = (
-    "damaged raw lines are left out of the metrics; `gravix recover` quarantines damaged "
-    "input, then `gravix rollup` rebuilds those hours"
+    "damaged raw lines are left out of the metrics; restore those raw files from a backup "
+    "if you have one and `gravix rollup` rebuilds the hours (otherwise those lines are lost)"
 )
 UNAUTHORIZED_HINT = (
     "send the key the server was started with in header `X-API-Key: <your-secret>`; "
@@ -582,9 +582,9 @@ def check_ingestion(ctx: Context) -> CheckResult:
         return CheckResult(
             "ingestion",
             FAIL,
-            f"{url} is live but not ready ({ready.status_code}: {ready.text.strip()[:80]})",
-            "the buffer is not writable or disk space is below the floor: see the disk check, "
-            "free space or run `gravix cleanup`",
+            f"{url} is live but not ready ({ready.status_code}: {_error_text(ready)})",
+            "the server's buffer is not writable or its disk is below the floor: free space "
+            "(`gravix cleanup` deletes old partitions) and check its data directory",
         )
     if not keys:
         return CheckResult(
@@ -611,6 +611,15 @@ def check_ingestion(ctx: Context) -> CheckResult:
             "check the server log of `gravix ingest-server`",
         )
     return CheckResult("ingestion", OK, f"{url} is live and ready and accepts the API key")
+
+
+def _error_text(response: Any) -> str:
+    try:
+        body = response.json()
+    except ValueError:
+        body = None
+    text = body.get("error") if isinstance(body, dict) else None
+    return str(text or response.text.strip() or response.reason_phrase)[:120]
 
 
 def _key_results(client: Any, keys: tuple[str, ...]) -> list[int]:

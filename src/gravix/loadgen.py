@@ -15,6 +15,7 @@ import os
 import random
 import re
 import time
+from bisect import bisect_right
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
@@ -110,9 +111,11 @@ _GENERIC = (
 )
 _AGENTS = ("Chrome", "Safari", "Firefox", "Edge", "okhttp", "curl")
 _AGENT_WEIGHTS = (50, 25, 10, 8, 5, 2)
+_AGENT_CUMULATIVE = tuple(accumulate(_AGENT_WEIGHTS))
 SERVER_ERROR_RATE = 0.002
 LATENCY_SIGMA = 0.55
 _SERVER_STATUSES = (500, 502, 503, 504)
+_VARIANT = {c: "89ab"[int(c, 16) & 3] for c in "0123456789abcdef"}
 _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d)?\s*$")
 _DURATION_UNITS = {"ms": 0.001, "s": 1.0, "": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0}
 
@@ -189,16 +192,10 @@ class PlannedEvent:
 
 def uuid7(unix_ms: int, rand: random.Random) -> str:
     """A UUID version 7 for ``unix_ms`` (48-bit time, 74 random bits), lower-case."""
-    bits = rand.getrandbits(74)
-    value = (
-        (unix_ms & 0xFFFF_FFFF_FFFF) << 80
-        | 0x7 << 76
-        | (bits >> 62) << 64
-        | 0b10 << 62
-        | (bits & ((1 << 62) - 1))
-    )
-    h = f"{value:032x}"
-    return f"{h[:8]}-{h[8:12]}-{h[12:16]}-{h[16:20]}-{h[20:]}"
+    t = f"{unix_ms & 0xFFFF_FFFF_FFFF:012x}"
+    r = rand.randbytes(10).hex()
+    # 12 random bits after the version, 2 in the variant nibble (10xx), 12 + 48 after it.
+    return f"{t[:8]}-{t[8:]}-7{r[:3]}-{_VARIANT[r[3]]}{r[4:7]}-{r[7:19]}"
 
 
 class _Stamper:
@@ -250,6 +247,21 @@ class Traffic:
                 endpoints.append((incident.service, Endpoint("GET", incident.path, 2.0, 60.0)))
         self.endpoints = endpoints
         self.weights = list(accumulate(e.weight * service_weight[s] for s, e in endpoints))
+        self.total_weight = self.weights[-1]
+        # Per endpoint, everything fact() needs, so the hot path does no lookups.
+        self._fast = [
+            (
+                s,
+                e.method,
+                e.path,
+                math.log(e.median_ms),
+                e.client_error_rate,
+                e.client_status,
+                201 if e.method == "POST" else (204 if e.method == "DELETE" else 200),
+                tuple(i for i in self.incidents if i.service == s and i.path == e.path),
+            )
+            for s, e in endpoints
+        ]
         self.events = self._plan_events(services, span, deploys)
 
     def _plan_events(
@@ -307,33 +319,36 @@ class Traffic:
 
     def fact(self, unix_ms: int, offset: float) -> dict[str, Any]:
         rng = self.rng
-        index = _bisect(self.weights, rng.random() * self.weights[-1])
-        service, ep = self.endpoints[index]
-        median = ep.median_ms
+        random_ = rng.random
+        service, method, path, log_median, client_rate, client_status, ok_status, struck = (
+            self._fast[bisect_right(self.weights, random_() * self.total_weight)]
+        )
         server_error = SERVER_ERROR_RATE
-        for incident in self.incidents:
-            if incident.service == service and incident.path == ep.path and incident.active(offset):
-                median *= incident.latency_factor
+        for incident in struck:
+            if incident.active(offset):
+                log_median += math.log(incident.latency_factor)
                 server_error = incident.error_rate
-        draw = rng.random()
+        draw = random_()
         if draw < server_error:
-            status = _SERVER_STATUSES[rng.randrange(4)]
-        elif draw < server_error + ep.client_error_rate:
-            status = ep.client_status
+            status = _SERVER_STATUSES[int(random_() * 4)]
+        elif draw < server_error + client_rate:
+            status = client_status
         else:
-            status = 201 if ep.method == "POST" else (204 if ep.method == "DELETE" else 200)
-        latency = round(rng.lognormvariate(math.log(median), LATENCY_SIGMA), 3)
+            status = ok_status
+        latency = round(math.exp(rng.gauss(log_median, LATENCY_SIGMA)), 3)
         fact: dict[str, Any] = {
             "event_id": uuid7(unix_ms, self.ids),
             "event_time": self.stamp(unix_ms),
             "service": service,
-            "method": ep.method,
-            "path_template": ep.path,
+            "method": method,
+            "path_template": path,
             "status_code": status,
             "latency_ms": min(latency, 3_600_000.0),
         }
         if service == "frontend":
-            fact["user_agent_family"] = rng.choices(_AGENTS, _AGENT_WEIGHTS)[0]
+            fact["user_agent_family"] = _AGENTS[
+                bisect_right(_AGENT_CUMULATIVE, random_() * _AGENT_CUMULATIVE[-1])
+            ]
         return fact
 
     def event(self, planned: PlannedEvent, unix_ms: int) -> dict[str, Any]:
@@ -346,17 +361,6 @@ class Traffic:
             "message": planned.message,
             "properties": {"version": planned.version, "source": "gravix-loadgen"},
         }
-
-
-def _bisect(cumulative: list[float], x: float) -> int:
-    lo, hi = 0, len(cumulative) - 1
-    while lo < hi:
-        mid = (lo + hi) // 2
-        if cumulative[mid] <= x:
-            lo = mid + 1
-        else:
-            hi = mid
-    return lo
 
 
 # --- the run --------------------------------------------------------------------------------------

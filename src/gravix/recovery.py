@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import fcntl
 import os
+import re
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -124,7 +125,7 @@ def _decoder(topic: str) -> msgspec.json.Decoder[Any]:
 
 @dataclass
 class _Split:
-    by_hour: dict[layout.Hour, list[bytes]]
+    by_hour: dict[layout.Hour, list[bytes]]  # lines without their newline
     lines: int
     good_bytes: int
     bad: list[bytes]  # damaged segments, original bytes, in file order
@@ -133,60 +134,71 @@ class _Split:
     damaged_lines: int
 
 
+_CANONICAL_TIME = re.compile(rb"\d{4}-\d{2}-\d{2}T\d{2}:[0-5]\d:[0-5]\d\.\d{3}Z")
+_DAMAGE = (
+    msgspec.DecodeError,
+    msgspec.ValidationError,
+    UnicodeDecodeError,
+    ValueError,
+    OverflowError,
+    OSError,
+)
+
+
 def split_lines(topic: str, data: bytes) -> _Split:
-    """Split buffer content into complete lines by event hour, and damaged segments.
+    """Split buffer content into complete lines (without their newline) by event hour, and
+    damaged segments.
 
     A damaged segment after the last good line is a torn tail (an unfinished write: no
     final newline, zeros, garbage); one before it is damage in the middle of the file."""
     decode = _decoder(topic).decode
-    hours: dict[int, layout.Hour] = {}
-    by_hour: dict[layout.Hour, list[bytes]] = {}
+    # Canonical times share an hour prefix; each distinct prefix is parsed (and so checked)
+    # once, the rest of the time only has to match the canonical pattern.
+    prefixes: dict[str, int] = {}
+    canonical = _CANONICAL_TIME.fullmatch
+    by_index: dict[int, list[bytes]] = {}
     segments = data.split(b"\n")
     # The piece after the last newline is unfinished (empty when the file ends cleanly).
     tail = segments.pop()
-    kinds: list[layout.Hour | None] = []
-    for seg in segments:
-        hour: layout.Hour | None = None
-        if seg:
-            try:
-                seconds, _ = schema.parse_time(decode(seg).event_time)
-                index = int(seconds // 3600)
-                hour = hours.get(index)
-                if hour is None:
-                    moment = datetime.fromtimestamp(index * 3600, tz=UTC)
-                    hour = hours[index] = layout.Hour.of(moment)
-            except (
-                msgspec.DecodeError,
-                msgspec.ValidationError,
-                UnicodeDecodeError,
-                ValueError,
-                OverflowError,
-                OSError,
-            ):
-                hour = None
-        kinds.append(hour)
-    last_good = max((i for i, h in enumerate(kinds) if h is not None), default=-1)
-    bad: list[bytes] = []
-    lines = good_bytes = damaged = torn_lines = torn_bytes = 0
-    for i, (seg, hour) in enumerate(zip(segments, kinds, strict=True)):
-        if hour is not None:
-            line = seg + b"\n"
-            by_hour.setdefault(hour, []).append(line)
-            lines += 1
-            good_bytes += len(line)
-        else:
-            bad.append(seg + b"\n")
-            if i > last_good:
-                torn_lines += 1
-                torn_bytes += len(seg) + 1
-            else:
-                damaged += 1
+    bad_at: list[int] = []
+    last_good = -1
+    for i, seg in enumerate(segments):
+        try:
+            stamp = decode(seg).event_time
+            index = prefixes.get(stamp[:13]) if canonical(stamp.encode()) else None
+            if index is None:
+                index = int(schema.parse_time(stamp)[0] // 3600)
+                if canonical(stamp.encode()):
+                    prefixes[stamp[:13]] = index
+        except _DAMAGE:
+            bad_at.append(i)
+            continue
+        group = by_index.get(index)
+        if group is None:
+            group = by_index[index] = []
+        group.append(seg)
+        last_good = i
+    bad = [segments[i] + b"\n" for i in bad_at]
+    torn_lines = sum(1 for i in bad_at if i > last_good)
+    torn_bytes = sum(len(segments[i]) + 1 for i in bad_at if i > last_good)
     if tail:
         bad.append(tail)
         torn_lines += 1
         torn_bytes += len(tail)
+    by_hour = {
+        layout.Hour.of(datetime.fromtimestamp(index * 3600, tz=UTC)): group
+        for index, group in sorted(by_index.items())
+    }
+    lines = len(segments) - len(bad_at)
+    good_bytes = sum(map(len, (seg for group in by_index.values() for seg in group))) + lines
     return _Split(
-        dict(sorted(by_hour.items())), lines, good_bytes, bad, torn_lines, torn_bytes, damaged
+        by_hour,
+        lines,
+        good_bytes,
+        bad,
+        torn_lines,
+        torn_bytes,
+        len(bad_at) - (torn_lines - bool(tail)),
     )
 
 
@@ -282,7 +294,7 @@ def publish_sealed(root: Path, topic: str, sealed: Path) -> PublishReport | None
         try:
             for (_hour, lines), target in zip(split.by_hour.items(), report.raw_files, strict=True):
                 layout.ensure_inside(root, target.parent)
-                durable.atomic_write(target, b"".join(lines))
+                durable.atomic_write(target, b"\n".join(lines) + b"\n")
             if split.bad:
                 target, existing = _quarantine_target(root, topic, sealed)
                 if existing is None:

@@ -1,14 +1,100 @@
-"""`gravix rollup` (being built)."""
+"""`gravix rollup`: raw facts → per-minute metrics and daily service events."""
 
 from __future__ import annotations
 
-from gravix.cli.app import DataDir, Json, app
+from typing import TYPE_CHECKING, Annotated
+
+import typer
+
+from gravix.cli.app import DataDir, Json, app, boundary
+
+if TYPE_CHECKING:
+    from gravix.rollup import RollupSummary
 
 
 @app.command("rollup")
-def rollup_command(data_dir: DataDir = None, json: Json = False) -> None:
-    """Not available yet.
+def rollup_command(
+    start_time: Annotated[
+        str | None,
+        typer.Option(
+            "--start-time",
+            help="Window start, RFC 3339 (e.g. 2026-02-16T10:00:00Z); "
+            "widened down to a whole hour.",
+            show_default=False,
+        ),
+    ] = None,
+    end_time: Annotated[
+        str | None,
+        typer.Option(
+            "--end-time",
+            help="Window end, RFC 3339, exclusive; widened up to a whole hour.",
+            show_default=False,
+        ),
+    ] = None,
+    table: Annotated[
+        str,
+        typer.Option("--table", help="request_metrics_minute, service_events_daily or all."),
+    ] = "all",
+    data_dir: DataDir = None,
+    json: Json = False,
+) -> None:
+    """Roll raw facts up into the warehouse tables, one hour of event time at a time.
 
-    Example: gravix rollup --help
+    Without a window it is incremental: it rebuilds exactly the hours whose raw files
+    changed since they were built (new hours, late facts). With --start-time/--end-time
+    it rebuilds every hour the window touches. Each hour is replaced atomically; one
+    rollup runs at a time per data root.
+
+    Example: gravix rollup --start-time 2026-02-16T10:00:00Z --end-time 2026-02-16T11:00:00Z
     """
-    raise SystemExit("gravix rollup is not available yet")
+    from gravix import durable
+    from gravix.cli.render import progress
+    from gravix.rollup import run_rollup
+    from gravix.settings import load_settings
+
+    with boundary():
+        settings = load_settings(data_dir=data_dir)
+        durable.install_fault_plan(settings.fault_plan)
+        with progress(not json, "rollup") as bar:
+            summary = run_rollup(
+                root=settings.data_dir, start=start_time, end=end_time, tables=table, progress=bar
+            )
+    if json:
+        from gravix.cli.render import print_json
+
+        print_json(summary.to_dict())
+    else:
+        _render(summary)
+
+
+def _render(summary: RollupSummary) -> None:
+    from rich.table import Table
+
+    from gravix.cli.render import console
+
+    out = console()
+    if summary.widened_note:
+        out.print(f"Note: {summary.widened_note}.", highlight=False)
+    if summary.hours:
+        grid = Table(title_justify="left")
+        for col in ("table", "hour", "reason", "files", "facts", "dupes", "bad lines", "rows"):
+            grid.add_column(col, justify="left" if col in ("table", "hour", "reason") else "right")
+        for h in summary.hours:
+            grid.add_row(
+                h.table,
+                str(h.hour),
+                h.reason,
+                f"{h.files:,}",
+                f"{h.facts:,}",
+                f"{h.duplicates:,}",
+                f"{h.bad_lines:,}",
+                f"{h.rows:,}",
+            )
+        out.print(grid)
+    if summary.hours_without_raw:
+        out.print(
+            f"{summary.hours_without_raw} hour(s) in the window have no raw files; "
+            "their rows were kept.",
+            highlight=False,
+        )
+    out.print(summary.message, highlight=False)

@@ -9,7 +9,9 @@ with ``server.log_text()``.
 
 from __future__ import annotations
 
+import json
 import os
+import secrets
 import signal
 import socket
 import subprocess
@@ -23,6 +25,62 @@ from pathlib import Path
 import httpx
 
 READY_TIMEOUT = 30.0
+
+
+def uuid7(ms: int | None = None) -> str:
+    """A random UUID version 7 (lower-case) for a given Unix time in milliseconds."""
+    ms = int(time.time() * 1000) if ms is None else ms
+    raw = bytearray(ms.to_bytes(6, "big") + secrets.token_bytes(10))
+    raw[6] = 0x70 | (raw[6] & 0x0F)
+    raw[8] = 0x80 | (raw[8] & 0x3F)
+    h = raw.hex()
+    return f"{h[:8]}-{h[8:12]}-{h[12:16]}-{h[16:20]}-{h[20:]}"
+
+
+def stamp(seconds_ago: float = 0.0) -> str:
+    """An event time ``seconds_ago`` before now, in the stored form (UTC, ms, Z)."""
+    t = time.time() - seconds_ago
+    ms = int(t * 1000) % 1000
+    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(t)) + f".{ms:03d}Z"
+
+
+def fact(**overrides: object) -> dict[str, object]:
+    """A valid RequestFact (snake_case), with fields replaced by ``overrides``."""
+    doc: dict[str, object] = {
+        "event_id": uuid7(),
+        "event_time": stamp(),
+        "service": "frontend",
+        "method": "GET",
+        "path_template": "/checkout",
+        "status_code": 200,
+        "latency_ms": 12.5,
+    }
+    doc.update(overrides)
+    return doc
+
+
+def service_event(**overrides: object) -> dict[str, object]:
+    """A valid ServiceEvent (snake_case), with fields replaced by ``overrides``."""
+    doc: dict[str, object] = {
+        "event_id": uuid7(),
+        "event_time": stamp(),
+        "service": "frontend",
+        "event_type": "deploy_started",
+    }
+    doc.update(overrides)
+    return doc
+
+
+def ndjson(docs: list[dict[str, object]]) -> bytes:
+    return b"".join(json.dumps(d).encode() + b"\n" for d in docs)
+
+
+def raw_lines(data_dir: Path, topic: str) -> list[dict[str, object]]:
+    """Every line of every raw file of a topic, parsed (independently of gravix code)."""
+    out: list[dict[str, object]] = []
+    for path in sorted((data_dir / "raw" / topic).glob("event_day=*/hour=*/*.jsonl")):
+        out.extend(json.loads(line) for line in path.read_bytes().splitlines() if line)
+    return out
 
 
 def free_port() -> int:

@@ -1,0 +1,484 @@
+"""Ingestion throughput, measured against references in the same run.
+
+(a) durably acknowledged events/s on ``/api/v1/facts/batch``: NDJSON batches of 1000
+    from 8 keep-alive connections;
+(b) single-event requests/s on ``/api/v1/facts`` from 32 connections;
+(c) the same HTTP stack (``gravix.server.run_asgi``: uvicorn, uvloop, httptools, same
+    worker count) answering a route that reads the body and does no work, 32 connections;
+(d) one write + fdatasync per event on the same disk.
+
+The load generator is a separate process driving raw asyncio protocol connections with
+pre-built requests, so it costs little CPU next to the server (both share the machine).
+
+    python -m bench ingest
+    python -m bench.bench_ingest loadgen --port 8090 --kind batch --conns 8 --seconds 5
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import secrets
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+REPO = Path(__file__).resolve().parent.parent
+API_KEY = "bench-key"
+BATCH_SIZE = 1000
+SERVICES = ("frontend", "checkout", "cart", "search", "auth", "payments")
+PATHS = ("/", "/checkout", "/cart/{id}", "/search", "/login", "/api/v1/items/{id}")
+
+
+# --- events -------------------------------------------------------------------------------------
+
+
+def _uuid7(ms: int) -> str:
+    raw = bytearray(ms.to_bytes(6, "big") + secrets.token_bytes(10))
+    raw[6] = 0x70 | (raw[6] & 0x0F)
+    raw[8] = 0x80 | (raw[8] & 0x3F)
+    h = raw.hex()
+    return f"{h[:8]}-{h[8:12]}-{h[12:16]}-{h[16:20]}-{h[20:]}"
+
+
+def _fact(i: int, now_ms: int) -> bytes:
+    ms = now_ms - (i % 60_000)
+    stamp = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(ms / 1000)) + f".{ms % 1000:03d}Z"
+    doc = {
+        "event_id": _uuid7(ms),
+        "event_time": stamp,
+        "service": SERVICES[i % len(SERVICES)],
+        "method": "GET" if i % 4 else "POST",
+        "path_template": PATHS[i % len(PATHS)],
+        "status_code": 500 if i % 97 == 0 else 200,
+        "latency_ms": round(1 + (i * 7919 % 3000) / 10, 1),
+        "user_agent_family": "Chrome",
+    }
+    return json.dumps(doc, separators=(",", ":")).encode()
+
+
+def _request(path: str, body: bytes, ctype: str, port: int) -> bytes:
+    head = (
+        f"POST {path} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nX-API-Key: {API_KEY}\r\n"
+        f"Content-Type: {ctype}\r\nContent-Length: {len(body)}\r\n\r\n"
+    )
+    return head.encode() + body
+
+
+def build_requests(kind: str, port: int, count: int) -> list[bytes]:
+    now_ms = int(time.time() * 1000)
+    if kind == "batch":
+        out = []
+        for b in range(count):
+            lines = [_fact(b * BATCH_SIZE + i, now_ms) for i in range(BATCH_SIZE)]
+            out.append(
+                _request(
+                    "/api/v1/facts/batch", b"\n".join(lines) + b"\n", "application/x-ndjson", port
+                )
+            )
+        return out
+    return [
+        _request("/api/v1/facts", _fact(i, now_ms), "application/json", port) for i in range(count)
+    ]
+
+
+# --- load generator (runs in its own process) -----------------------------------------------------
+
+
+class _Client(asyncio.Protocol):
+    """One keep-alive connection: send a request, parse the response, send the next."""
+
+    def __init__(
+        self,
+        requests: list[bytes],
+        offset: int,
+        stats: dict[str, Any],
+        deadline: float,
+        done: asyncio.Future[None],
+    ) -> None:
+        self.requests = requests
+        self.index = offset
+        self.stats = stats
+        self.deadline = deadline
+        self.done = done
+        self.buf = b""
+        self.transport: asyncio.Transport | None = None
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = transport  # type: ignore[assignment]
+        self._send()
+
+    def _send(self) -> None:
+        assert self.transport is not None
+        self.transport.write(self.requests[self.index % len(self.requests)])
+        self.index += 1
+
+    def data_received(self, data: bytes) -> None:
+        self.buf += data
+        while True:
+            end = self.buf.find(b"\r\n\r\n")
+            if end < 0:
+                return
+            head = self.buf[:end]
+            start = head.lower().find(b"content-length:")
+            length = int(
+                head[
+                    start + 15 : head.find(b"\r\n", start)
+                    if head.find(b"\r\n", start) > 0
+                    else len(head)
+                ]
+            )
+            if len(self.buf) < end + 4 + length:
+                return
+            status = int(head[9:12])
+            self.buf = self.buf[end + 4 + length :]
+            self.stats["responses"] += 1
+            self.stats["status"][status] = self.stats["status"].get(status, 0) + 1
+            if time.perf_counter() >= self.deadline:
+                assert self.transport is not None
+                self.transport.close()
+                if not self.done.done():
+                    self.done.set_result(None)
+                return
+            self._send()
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        if not self.done.done():
+            self.done.set_result(None)
+
+
+async def _drive(
+    port: int, requests: list[bytes], conns: int, seconds: float, warmup: float
+) -> dict[str, Any]:
+    loop = asyncio.get_running_loop()
+    warm: dict[str, Any] = {"responses": 0, "status": {}}
+    done_w = [loop.create_future() for _ in range(conns)]
+    end_w = time.perf_counter() + warmup
+    for i in range(conns):
+        await loop.create_connection(
+            lambda i=i: _Client(requests, i * 7, warm, end_w, done_w[i]), "127.0.0.1", port
+        )
+    await asyncio.gather(*done_w)
+    stats: dict[str, Any] = {"responses": 0, "status": {}}
+    futures = [loop.create_future() for _ in range(conns)]
+    started = time.perf_counter()
+    deadline = started + seconds
+    for i in range(conns):
+        await loop.create_connection(
+            lambda i=i: _Client(requests, i * 13, stats, deadline, futures[i]), "127.0.0.1", port
+        )
+    await asyncio.gather(*futures)
+    stats["seconds"] = time.perf_counter() - started
+    return stats
+
+
+def loadgen_main(argv: list[str]) -> int:
+    p = argparse.ArgumentParser()
+    p.add_argument("--port", type=int, required=True)
+    p.add_argument("--kind", choices=["batch", "single"], required=True)
+    p.add_argument("--conns", type=int, required=True)
+    p.add_argument("--seconds", type=float, default=5.0)
+    p.add_argument("--warmup", type=float, default=1.0)
+    args = p.parse_args(argv)
+    import uvloop
+
+    requests = build_requests(args.kind, args.port, 40 if args.kind == "batch" else 4000)
+    stats = uvloop.run(_drive(args.port, requests, args.conns, args.seconds, args.warmup))
+    sys.stdout.write(json.dumps(stats) + "\n")
+    return 0
+
+
+# --- the no-work reference app --------------------------------------------------------------------
+
+
+class NoWorkApp:
+    """Reads the request body and answers 201 with a small JSON document: the cost of the
+    HTTP stack alone."""
+
+    exit_code = 0
+
+    def __init__(self) -> None:
+        self.request_exit = lambda: None
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        if scope["type"] != "http":
+            if scope["type"] == "lifespan":
+                while True:
+                    message = await receive()
+                    await send({"type": message["type"] + ".complete"})
+                    if message["type"] == "lifespan.shutdown":
+                        return
+            return
+        more = True
+        while more:
+            message = await receive()
+            more = message.get("more_body", False)
+        body = b'{"accepted":1}'
+        await send(
+            {
+                "type": "http.response.start",
+                "status": 201,
+                "headers": [
+                    (b"content-type", b"application/json"),
+                    (b"content-length", str(len(body)).encode()),
+                ],
+            }
+        )
+        await send({"type": "http.response.body", "body": body})
+
+
+def noop_main(argv: list[str]) -> int:
+    p = argparse.ArgumentParser()
+    p.add_argument("--port", type=int, required=True)
+    p.add_argument("--workers", type=int, default=1)
+    args = p.parse_args(argv)
+    from gravix.server import configure_logging, run_asgi
+
+    configure_logging("text")
+    return run_asgi(NoWorkApp, host="127.0.0.1", port=args.port, workers=args.workers)
+
+
+# --- orchestration --------------------------------------------------------------------------------
+
+
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def _wait_up(port: int, proc: subprocess.Popen[bytes], path: str = "/live") -> None:
+    import httpx
+
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError(f"server exited with {proc.returncode}")
+        try:
+            httpx.get(f"http://127.0.0.1:{port}{path}", timeout=1)
+            return
+        except httpx.TransportError:
+            time.sleep(0.05)
+    raise RuntimeError("server did not come up")
+
+
+def _tree_peak_rss_mb(pid: int) -> float:
+    import psutil
+
+    total = 0
+    try:
+        procs = [psutil.Process(pid), *psutil.Process(pid).children(recursive=True)]
+    except psutil.NoSuchProcess:
+        return 0.0
+    for proc in procs:
+        try:
+            for line in Path(f"/proc/{proc.pid}/status").read_text().splitlines():
+                if line.startswith("VmHWM:"):
+                    total += int(line.split()[1]) * 1024
+        except OSError:
+            pass
+    return total / 2**20
+
+
+def _loadgen(port: int, kind: str, conns: int, seconds: float) -> dict[str, Any]:
+    out = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "bench.bench_ingest",
+            "loadgen",
+            "--port",
+            str(port),
+            "--kind",
+            kind,
+            "--conns",
+            str(conns),
+            "--seconds",
+            str(seconds),
+        ],
+        cwd=REPO,
+        capture_output=True,
+        check=True,
+        timeout=600,
+    )
+    result: dict[str, Any] = json.loads(out.stdout)
+    return result
+
+
+def _stop(proc: subprocess.Popen[bytes]) -> int:
+    proc.send_signal(signal.SIGTERM)
+    try:
+        return proc.wait(120)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        return proc.wait()
+
+
+def measure_server(
+    data_dir: Path, workers: int, kind: str, conns: int, seconds: float
+) -> tuple[dict[str, Any], float]:
+    port = _free_port()
+    log = data_dir.parent / f"server-{port}.log"
+    env = {k: v for k, v in os.environ.items() if not k.startswith("GRAVIX_")}
+    with log.open("wb") as err:
+        proc = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "gravix",
+                "ingest-server",
+                "--data-dir",
+                str(data_dir),
+                "--port",
+                str(port),
+                "--api-key",
+                API_KEY,
+                "--workers",
+                str(workers),
+            ],
+            stdout=subprocess.DEVNULL,
+            stderr=err,
+            env=env,
+            cwd=REPO,
+        )
+    try:
+        _wait_up(port, proc, "/ready")
+        stats = _loadgen(port, kind, conns, seconds)
+        rss = _tree_peak_rss_mb(proc.pid)
+    finally:
+        code = _stop(proc)
+    if code != 0:
+        raise RuntimeError(f"ingest-server exited with {code}; see {log}")
+    return stats, rss
+
+
+def measure_noop(workers: int, conns: int, seconds: float) -> tuple[dict[str, Any], float]:
+    port = _free_port()
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "bench.bench_ingest",
+            "noop-server",
+            "--port",
+            str(port),
+            "--workers",
+            str(workers),
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        cwd=REPO,
+    )
+    try:
+        _wait_up(port, proc)
+        stats = _loadgen(port, "single", conns, seconds)
+        rss = _tree_peak_rss_mb(proc.pid)
+    finally:
+        _stop(proc)
+    return stats, rss
+
+
+def measure_fsync_per_event(directory: Path, seconds: float) -> float:
+    """Events/s when every event is its own write + fdatasync (no group commit)."""
+    line = _fact(1, int(time.time() * 1000)) + b"\n"
+    path = directory / "fsync-per-event.jsonl"
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
+    count = 0
+    started = time.perf_counter()
+    try:
+        while time.perf_counter() - started < seconds:
+            os.write(fd, line)
+            os.fdatasync(fd)
+            count += 1
+    finally:
+        os.close(fd)
+        path.unlink()
+    return count / (time.perf_counter() - started)
+
+
+def _ok_rate(stats: dict[str, Any], ok_status: int) -> tuple[float, int]:
+    ok = int(stats["status"].get(str(ok_status), 0))
+    bad = int(stats["responses"]) - ok
+    return ok / float(stats["seconds"]), bad
+
+
+def run(quick: bool) -> list[dict[str, Any]]:
+    seconds = 3.0 if quick else 8.0
+    workers = 2
+    rows: list[dict[str, Any]] = []
+    with tempfile.TemporaryDirectory(prefix="gravix-bench-") as tmp:
+        base = Path(tmp)
+        fsync_rate = measure_fsync_per_event(base, 2.0 if quick else 4.0)
+        batch_stats, batch_rss = measure_server(base / "a", workers, "batch", 8, seconds)
+        batch_rate, batch_bad = _ok_rate(batch_stats, 200)
+        events_rate = batch_rate * BATCH_SIZE
+        single_stats, single_rss = measure_server(base / "b", workers, "single", 32, seconds)
+        single_rate, single_bad = _ok_rate(single_stats, 201)
+        noop_stats, noop_rss = measure_noop(workers, 32, seconds)
+        noop_rate, _ = _ok_rate(noop_stats, 201)
+    rows.append(
+        {
+            "name": f"(a) batch route, NDJSON x{BATCH_SIZE}, 8 conns, {workers} workers",
+            "value": events_rate,
+            "unit": "events/s",
+            "reference": fsync_rate,
+            "ratio": events_rate / fsync_rate,
+            "target": "≥ 300,000 events/s",
+            "ok": events_rate >= 300_000 and batch_bad == 0,
+            "peak_rss_mb": round(batch_rss, 1),
+            "non_2xx": batch_bad,
+        }
+    )
+    rows.append(
+        {
+            "name": f"(b) single-event route, 32 conns, {workers} workers",
+            "value": single_rate,
+            "unit": "requests/s",
+            "reference": noop_rate,
+            "ratio": single_rate / noop_rate,
+            "target": "≥ 0.70 × (c)",
+            "ok": single_rate >= 0.7 * noop_rate and single_bad == 0,
+            "peak_rss_mb": round(single_rss, 1),
+            "non_2xx": single_bad,
+        }
+    )
+    rows.append(
+        {
+            "name": f"(c) same HTTP stack, no-work route, 32 conns, {workers} workers",
+            "value": noop_rate,
+            "unit": "requests/s",
+            "peak_rss_mb": round(noop_rss, 1),
+        }
+    )
+    rows.append(
+        {
+            "name": "(d) one write + fdatasync per event, same disk",
+            "value": fsync_rate,
+            "unit": "events/s",
+        }
+    )
+    rows.append(
+        {
+            "name": "(b) vs (d): group commit over fsync per event",
+            "value": single_rate / fsync_rate,
+            "unit": "x",
+        }
+    )
+    return rows
+
+
+if __name__ == "__main__":
+    if len(sys.argv) > 1 and sys.argv[1] == "loadgen":
+        sys.exit(loadgen_main(sys.argv[2:]))
+    if len(sys.argv) > 1 and sys.argv[1] == "noop-server":
+        sys.exit(noop_main(sys.argv[2:]))
+    for row in run(quick="--quick" in sys.argv):
+        print(row)

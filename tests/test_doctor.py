@@ -328,25 +328,31 @@ def test_data_older_than_retention_warns_with_cleanup_hint(healthy: Path) -> Non
 
 _HOLD = (
     "import os, sys, signal; from pathlib import Path; from gravix.durable import FileLock\n"
-    "lock = FileLock(Path(sys.argv[1]), 'rollup').acquire()\n"
+    "lock = FileLock(Path(sys.argv[1]), sys.argv[3]).acquire()\n"
     "if sys.argv[2] == 'die': os.kill(os.getpid(), signal.SIGKILL)\n"
     "lock.release()\n"
 )
 
 
-def _lock_in_child(root: Path, how: str) -> Path:
+def _lock_in_child(root: Path, how: str, purpose: str = "rollup") -> Path:
     path = layout.lock_path(root, "rollup")
-    subprocess.run([sys.executable, "-c", _HOLD, str(path), how], check=False, timeout=60)
+    args = [sys.executable, "-c", _HOLD, str(path), how, purpose]
+    subprocess.run(args, check=False, timeout=60)
     return path
 
 
-def test_lock_of_a_dead_process_warns_that_it_will_be_taken_over(data_root: Path) -> None:
-    path = _lock_in_child(data_root, "die")
+@pytest.mark.parametrize(
+    ("purpose", "command"), [("rollup", "gravix rollup"), ("cleanup", "gravix cleanup")]
+)
+def test_lock_of_a_dead_process_warns_that_it_will_be_taken_over(
+    data_root: Path, purpose: str, command: str
+) -> None:
+    path = _lock_in_child(data_root, "die", purpose)
     report = run_doctor(settings=settings_for(data_root), only=["locks"])
     check = report.by_name()["locks"]
     assert check.status == WARN
     assert "left by a dead process" in check.detail and "will be taken over" in check.detail
-    assert "gravix rollup" in check.hint
+    assert command in check.hint
     # and it is true: the next holder takes it over
     durable.FileLock(path, "test").acquire().release()
 

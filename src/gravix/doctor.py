@@ -256,7 +256,7 @@ def _lock_files(root: Path) -> list[Path]:
 def check_locks(ctx: Context) -> CheckResult:
     held: list[str] = []
     dead: list[str] = []
-    dead_detail = ""
+    dead_detail = command = ""
     here = socket.gethostname()
     for path in _lock_files(ctx.root):
         name = path.stem
@@ -274,23 +274,27 @@ def check_locks(ctx: Context) -> CheckResult:
             dead.append(name)
             if len(dead) == 1:
                 dead_detail = f"{name} lock left by a dead process {durable.describe_holder(path)}"
+                command = _lock_command(name, str(info.get("purpose", "")))
     if dead:
         others = f" (and {', '.join(dead[1:])})" if len(dead) > 1 else ""
-        first = dead[0]
         return CheckResult(
             "locks",
             WARN,
             f"{dead_detail}, will be taken over{others}",
-            f"that run died; rerun it (e.g. `gravix {_lock_command(first)}`), which takes "
-            "the lock over",
+            f"that run died; run `gravix {command}` again, which takes the lock over",
         )
     if held:
         return CheckResult("locks", OK, "; ".join(held))
     return CheckResult("locks", OK, "no lock held")
 
 
-def _lock_command(name: str) -> str:
-    return {"buffer-recovery": "recover", "retention": "cleanup"}.get(name, name)
+def _lock_command(name: str, purpose: str) -> str:
+    """The command whose run left a lock: several commands share the rollup lock, and
+    their purpose says which one held it."""
+    for word, command in (("cleanup", "cleanup"), ("recover", "recover"), ("rollup", "rollup")):
+        if word in purpose or word in name:
+            return command
+    return "recover" if "recovery" in name or "recovery" in purpose else name
 
 
 # --- checks that use the other modules through their contracts -------------------------------
@@ -320,9 +324,8 @@ def check_buffer(ctx: Context) -> CheckResult:
             f"{_plural(len(orphans), 'orphaned buffer file')} ({_size(size)}) not in raw: {names}",
             "run `gravix recover` (an ingest server also recovers them when it starts)",
         )
-    live = active - len(orphans)
     return CheckResult(
-        "buffer", OK, f"no orphaned files ({_plural(live, 'active file')} held by live servers)"
+        "buffer", OK, f"no orphaned files ({_plural(active, 'active file')} held by live servers)"
     )
 
 

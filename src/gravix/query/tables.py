@@ -11,6 +11,7 @@ from __future__ import annotations
 import glob
 import re
 from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import polars as pl
@@ -195,6 +196,16 @@ def prepare_sql(root: Path, sql: str) -> pl.LazyFrame:
             hint=f"the tables are: {', '.join(TABLES)} (bare, raw.<t> or gravix.raw.<t>)",
         )
     frames = {name: scan_table(root, name) for name in sorted(known)}
+    lazy = _compile(text, frames)
+    if layout.REQUEST_METRICS_MINUTE in frames:
+        files = _files_for_bucket_filter(root, lazy)
+        if files is not None:
+            frames[layout.REQUEST_METRICS_MINUTE] = _scan_files(files)
+            lazy = _compile(text, frames)
+    return lazy
+
+
+def _compile(text: str, frames: dict[str, pl.LazyFrame]) -> pl.LazyFrame:
     context: pl.SQLContext[pl.LazyFrame] = pl.SQLContext(frames=frames)
     try:
         return context.execute(text, eager=False)
@@ -204,6 +215,119 @@ def prepare_sql(root: Path, sql: str) -> pl.LazyFrame:
         raise QueryError(f"bad SQL: {_first_line(str(exc))}") from None
     except pl.exceptions.PolarsError as exc:
         raise QueryError(f"bad SQL: {_first_line(str(exc))}", hint=_sql_hint(str(exc))) from None
+
+
+_HOUR_FILE = re.compile(r"event_day=(\d{4}-\d{2}-\d{2})/part-(\d{2})\.parquet$")
+_BOUND = re.compile(
+    r'^col\("bucket_start"\) (>=|>|<=|<|==) '
+    r"(\d{4}-\d{2}-\d{2} \d{2}:\d{2}:\d{2}(?:\.\d+)?) UTC$"
+)
+
+
+def _conjuncts(expr: str) -> list[str]:
+    """Split a printed predicate at its top-level ``&``; quotes and brackets are respected."""
+    parts: list[str] = []
+    depth, quoted, start = 0, False, 0
+    for i, ch in enumerate(expr):
+        if ch == '"' and (i == 0 or expr[i - 1] != "\\"):
+            quoted = not quoted
+        elif not quoted and ch in "([":
+            depth += 1
+        elif not quoted and ch in ")]":
+            depth -= 1
+        elif not quoted and depth == 0 and expr.startswith(" & ", i):
+            parts.append(expr[start:i])
+            start = i + 3
+    parts.append(expr[start:])
+    out: list[str] = []
+    for part in parts:
+        part = part.strip()
+        while part.startswith("(") and part.endswith(")") and _balanced(part[1:-1]):
+            part = part[1:-1].strip()
+        nested = _conjuncts(part) if len(parts) > 1 or part != expr.strip() else [part]
+        out.extend(nested)
+    return out
+
+
+def _balanced(text: str) -> bool:
+    depth = 0
+    for ch in text:
+        depth += ch == "("
+        depth -= ch == ")"
+        if depth < 0:
+            return False
+    return depth == 0
+
+
+def _files_for_bucket_filter(root: Path, lazy: pl.LazyFrame) -> list[str] | None:
+    """The hourly files a bucket_start filter can match, when every scan of the minute table
+    in the optimised plan carries such a filter as a top-level conjunct; else None.
+
+    Polars pushes the filter into the scan but can only use it on each file's statistics,
+    so every footer would be read; the file name (``event_day=D/part-HH``) already tells
+    which hour a file holds, so files outside the bounds are not handed to the scan at all.
+    """
+    table_dir = str(layout.warehouse_table_dir(root, layout.REQUEST_METRICS_MINUTE))
+    try:
+        plan = lazy.explain()
+    except pl.exceptions.PolarsError:
+        return None
+    lines = plan.splitlines()
+    scans = [i for i, line in enumerate(lines) if "SCAN [" in line and table_dir in line]
+    if not scans:
+        return None
+    per_scan: list[tuple[datetime | None, datetime | None]] = []
+    for i in scans:
+        selection = next(
+            (
+                ln.strip()[len("SELECTION: ") :]
+                for ln in lines[i + 1 : i + 4]
+                if ln.strip().startswith("SELECTION: ")
+            ),
+            None,
+        )
+        if selection is None:
+            return None
+        lo: datetime | None = None
+        hi: datetime | None = None
+        for part in _conjuncts(selection):
+            m = _BOUND.match(part)
+            if not m:
+                continue
+            moment = datetime.fromisoformat(m.group(2)).replace(tzinfo=UTC)
+            if m.group(1) in (">=", ">", "=="):
+                lo = moment if lo is None else max(lo, moment)
+            if m.group(1) in ("<=", "<", "=="):
+                hi = moment if hi is None else min(hi, moment)
+        if lo is None and hi is None:
+            return None
+        per_scan.append((lo, hi))
+    # several scans (a self-join): keep what any of them may need
+    low = None if any(lo is None for lo, _ in per_scan) else min(lo for lo, _ in per_scan if lo)
+    high = None if any(hi is None for _, hi in per_scan) else max(hi for _, hi in per_scan if hi)
+    kept = []
+    for path in table_files(root, layout.REQUEST_METRICS_MINUTE):
+        m = _HOUR_FILE.search(path)
+        if not m:
+            return None  # a file that is not one hour: cannot tell what it holds
+        start = datetime.fromisoformat(f"{m.group(1)}T{m.group(2)}:00:00+00:00")
+        if (high is None or start <= high) and (low is None or start + timedelta(hours=1) > low):
+            kept.append(path)
+    return kept
+
+
+def _scan_files(files: list[str]) -> pl.LazyFrame:
+    info = TABLES[layout.REQUEST_METRICS_MINUTE]
+    schema = {c: polars_type(t) for c, t in info.columns.items()}
+    if not files:
+        return pl.LazyFrame(schema={**schema, PARTITION_COLUMN: pl.Date()})
+    return pl.scan_parquet(
+        files,
+        hive_partitioning=True,
+        hive_schema={PARTITION_COLUMN: pl.Date()},
+        schema=schema,
+        missing_columns="insert",
+    )
 
 
 def _sql_hint(message: str) -> str | None:

@@ -1,0 +1,215 @@
+"""The group-commit appender: one fsync for many requests, failures, rotation into raw."""
+
+from __future__ import annotations
+
+import asyncio
+import errno
+import json
+import os
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+
+from gravix import durable
+from gravix.buffer import BufferObserver, CommitStats, TopicBuffer
+from gravix.errors import DurabilityLost, StorageError
+from gravix.schema import Validator
+from serverutil import fact, raw_lines, stamp
+
+TOPIC = "request_facts"
+
+
+def lines(count: int, **overrides: object) -> list[bytes]:
+    validator = Validator(TOPIC)
+    return [
+        validator.one(json.dumps(fact(**overrides)).encode()).line + b"\n" for _ in range(count)
+    ]
+
+
+@pytest.fixture()
+def ops() -> Iterator[list[tuple[str, str]]]:
+    """Record every durable operation (op, path) while the test runs."""
+    seen: list[tuple[str, str]] = []
+    previous = durable.set_hook(lambda op, path: seen.append((op, path)))
+    yield seen
+    durable.set_hook(previous)
+
+
+def install(hook: Callable[[str, str], None]) -> None:
+    durable.set_hook(hook)
+
+
+def buffer_files(root: Path) -> list[str]:
+    folder = root / "buffer" / TOPIC
+    return sorted(p.name for p in folder.iterdir()) if folder.exists() else []
+
+
+def test_concurrent_appends_share_fsyncs(data_root: Path, ops: list[tuple[str, str]]) -> None:
+    commits: list[CommitStats] = []
+    payload = lines(200)
+
+    async def main() -> None:
+        buf = TopicBuffer(
+            data_root,
+            TOPIC,
+            rotate_seconds=3600,
+            rotate_bytes=2**30,
+            observer=BufferObserver(on_commit=lambda _t, s: commits.append(s)),
+        )
+        await buf.start()
+        await asyncio.gather(*(buf.append(line, 1) for line in payload))
+        await buf.close()
+
+    asyncio.run(main())
+    fsyncs = [path for op, path in ops if op == "fsync" and "active-" in path]
+    assert sum(c.requests for c in commits) == 200
+    assert len(fsyncs) == len(commits) < 200 / 5
+    stored = raw_lines(data_root, TOPIC)
+    assert sorted(json.dumps(d, separators=(",", ":")).encode() + b"\n" for d in stored) == sorted(
+        payload
+    )
+
+
+def test_fsync_failure_fails_the_batch_and_is_never_retried(data_root: Path) -> None:
+    fsyncs: list[str] = []
+    fatal: list[BaseException] = []
+
+    def hook(op: str, path: str) -> None:
+        if op == "fsync" and "active-" in path:
+            fsyncs.append(path)
+            raise OSError(errno.EIO, "injected EIO", path)
+
+    async def main() -> list[BaseException | None]:
+        buf = TopicBuffer(
+            data_root,
+            TOPIC,
+            rotate_seconds=3600,
+            rotate_bytes=2**30,
+            observer=BufferObserver(on_fatal=lambda _t, e: fatal.append(e)),
+        )
+        await buf.start()
+        install(hook)
+        results = await asyncio.gather(
+            *(buf.append(line, 1) for line in lines(10)), return_exceptions=True
+        )
+        later = await asyncio.gather(buf.append(lines(1)[0], 1), return_exceptions=True)
+        await buf.close()
+        return [*results, *later]
+
+    try:
+        results = asyncio.run(main())
+    finally:
+        durable.set_hook(None)
+    assert all(isinstance(r, DurabilityLost) for r in results), results
+    assert len(fsyncs) == 1  # the one that failed; never a second try
+    assert len(fatal) == 1
+    # The file is left for recovery: still named active, nothing moved into raw.
+    assert [n.startswith("active-") for n in buffer_files(data_root)] == [True]
+    assert raw_lines(data_root, TOPIC) == []
+
+
+def test_failed_write_leaves_no_partial_line_and_recovers(data_root: Path) -> None:
+    full = {"on": True}
+
+    def hook(op: str, path: str) -> None:
+        if op == "write" and "active-" in path and full["on"]:
+            # The disk takes a few bytes, then fills up: a torn write.
+            fd = os.open(path, os.O_WRONLY | os.O_APPEND)
+            os.write(fd, b'{"event_id":"half')
+            os.close(fd)
+            raise OSError(errno.ENOSPC, "No space left on device", path)
+
+    good = lines(3)
+
+    async def main() -> tuple[list[object], int]:
+        buf = TopicBuffer(data_root, TOPIC, rotate_seconds=3600, rotate_bytes=2**30)
+        await buf.start()
+        await buf.append(good[0], 1)
+        install(hook)
+        first = await asyncio.gather(buf.append(good[1], 1), return_exceptions=True)
+        refused = await asyncio.gather(buf.append(good[1], 1), return_exceptions=True)
+        size = buf.state().active_bytes
+        active = data_root / "buffer" / TOPIC / buf.state().active_file
+        on_disk = active.stat().st_size
+        assert on_disk == size == len(good[0])  # the torn bytes were cut off
+        assert not buf.probe()
+        full["on"] = False
+        await asyncio.sleep(1.1)  # the back-off
+        assert buf.probe()
+        await buf.append(good[2], 1)
+        await buf.close()
+        return [*first, *refused], on_disk
+
+    try:
+        results, _ = asyncio.run(main())
+    finally:
+        durable.set_hook(None)
+    assert all(isinstance(r, StorageError) and r.errno == errno.ENOSPC for r in results[:1])
+    assert isinstance(results[1], StorageError)
+    stored = [d["event_id"] for d in raw_lines(data_root, TOPIC)]
+    assert sorted(stored) == sorted(json.loads(line)["event_id"] for line in (good[0], good[2]))
+
+
+def test_rotation_at_size_splits_raw_by_event_hour(data_root: Path) -> None:
+    older = lines(5, event_time=stamp(2 * 3600))
+    newer = lines(5)
+    rotations: list[str] = []
+
+    async def main() -> None:
+        buf = TopicBuffer(
+            data_root,
+            TOPIC,
+            rotate_seconds=3600,
+            rotate_bytes=len(older[0]) * 4,
+            observer=BufferObserver(on_rotate=lambda _t, reason: rotations.append(reason)),
+        )
+        await buf.start()
+        for a, b in zip(older, newer, strict=True):
+            await buf.append(a + b, 2)
+        await buf.close()
+
+    asyncio.run(main())
+    assert "size" in rotations and rotations[-1] == "shutdown"
+    hours = sorted(
+        p.relative_to(data_root / "raw" / TOPIC).parts[:2]
+        for p in (data_root / "raw" / TOPIC).glob("event_day=*/hour=*/*.jsonl")
+    )
+    assert len(set(hours)) == 2
+    for path in (data_root / "raw" / TOPIC).glob("event_day=*/hour=*/*.jsonl"):
+        hour = int(path.parent.name.split("=")[1])
+        day = path.parent.parent.name.split("=")[1]
+        for line in path.read_bytes().splitlines():
+            assert json.loads(line)["event_time"].startswith(f"{day}T{hour:02d}:")
+    assert len(raw_lines(data_root, TOPIC)) == 10
+    assert buffer_files(data_root) == []
+
+
+def test_rotation_by_age_publishes_without_shutdown(data_root: Path) -> None:
+    async def main() -> int:
+        buf = TopicBuffer(data_root, TOPIC, rotate_seconds=0.2, rotate_bytes=2**30)
+        await buf.start()
+        await buf.append(b"".join(lines(3)), 3)
+        deadline = time.monotonic() + 10
+        while len(raw_lines(data_root, TOPIC)) < 3 and time.monotonic() < deadline:
+            await asyncio.sleep(0.05)
+        found = len(raw_lines(data_root, TOPIC))
+        await buf.close()
+        return found
+
+    assert asyncio.run(main()) == 3
+    assert len(raw_lines(data_root, TOPIC)) == 3
+
+
+def test_active_file_is_locked_while_the_buffer_lives(data_root: Path) -> None:
+    async def main() -> None:
+        buf = TopicBuffer(data_root, TOPIC, rotate_seconds=3600, rotate_bytes=2**30)
+        await buf.start()
+        active = data_root / "buffer" / TOPIC / buf.state().active_file
+        assert durable.is_locked(active)
+        await buf.close()
+        assert not active.exists()  # empty at shutdown: removed, not sealed
+
+    asyncio.run(main())
+    assert buffer_files(data_root) == []

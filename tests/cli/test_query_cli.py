@@ -276,3 +276,12 @@ def test_ddl_prints_trino_statements_for_every_table(root: Path) -> None:
 def test_help_has_an_example() -> None:
     result = CliRunner().invoke(app, ["query", "--help"], env=ENV)
     assert result.exit_code == 0 and "Example: gravix query" in result.stdout
+
+
+def test_relative_window_and_any_whole_step_are_accepted(root: Path) -> None:
+    # the test data lies in the past, so the last 3 hours are quiet: every step shows 0
+    result = invoke(root, "--preset", "health", "--since", "3h", "--step", "7", "--format", "json")
+    assert result.exit_code == 0, result.output
+    rows = json.loads(result.stdout)
+    assert len(rows) == 26  # 181 minutes (the until minute is included) in 7-minute steps
+    assert all(r["requests"] == 0 for r in rows)

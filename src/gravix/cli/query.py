@@ -175,9 +175,14 @@ def _emit_text(text: str, output: Path | None) -> None:
 
 
 def _table(frame: pl.DataFrame) -> str:
+    """A preset's table for reading: milliseconds to 2 decimals, rates and ratios to 4."""
+    import polars as pl
+
     from gravix.query.output import render_table
 
-    return render_table(frame.columns, frame.rows())
+    floats = [name for name, dtype in frame.schema.items() if dtype == pl.Float64]
+    readable = frame.with_columns(pl.col(name).round(2 if "_ms" in name else 4) for name in floats)
+    return render_table(readable.columns, readable.rows())
 
 
 def _render_preset(

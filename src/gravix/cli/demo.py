@@ -23,7 +23,9 @@ def demo_command(
     ] = Path("demo-data"),
     force: Annotated[
         bool,
-        typer.Option(help="Use a non-empty directory the demo did not make: add, delete nothing."),
+        typer.Option(
+            "--force", help="Use a non-empty directory the demo did not make: add, delete nothing."
+        ),
     ] = False,
     json: Json = False,
 ) -> None:

@@ -13,10 +13,10 @@ from gravix.cli.app import Json, app, boundary
 def loadgen_command(
     url: Annotated[
         str | None,
-        typer.Option(help="Server URL [env GRAVIX_URL, default http://127.0.0.1:8090]."),
+        typer.Option(help="Server URL (env GRAVIX_URL; default http://127.0.0.1:8090)."),
     ] = None,
     api_key: Annotated[
-        str | None, typer.Option("--api-key", help="API key to send [env API_KEY].")
+        str | None, typer.Option("--api-key", help="API key to send (env API_KEY).")
     ] = None,
     rate: Annotated[
         float, typer.Option(help="Facts per second to send; 0 = as fast as the server takes them.")

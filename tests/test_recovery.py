@@ -12,6 +12,8 @@ from collections import Counter
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+import pytest
+
 from gravix import durable, recovery
 from gravix.layout import is_tmp
 from gravix.schema import Validator
@@ -273,3 +275,31 @@ def test_recover_buffers_reports_progress_per_file(data_root: Path) -> None:
     recovery.recover_buffers(data_root, progress=lambda *a: calls.append(a))
 
     assert calls == [("buffer files", done, 5) for done in range(6)]
+
+
+def test_recovery_never_follows_a_symlink_out_of_the_data_root(tmp_path: Path) -> None:
+    from gravix.errors import UnsafePath
+
+    root = tmp_path / "data"
+    outside = tmp_path / "outside"
+    (outside / "hour=10").mkdir(parents=True)
+    (outside / "hour=10" / "precious.jsonl").write_bytes(b"keep\n")
+    (outside / "part-10.parquet").write_bytes(b"not parquet, and not ours")
+    (outside / ".x.jsonl.1.tmp").write_bytes(b"not ours either")
+    before = {p: p.read_bytes() for p in outside.rglob("*") if p.is_file()}
+    lines = fact_lines(10, start=datetime(2026, 2, 16, 10, 1, tzinfo=UTC))
+    sealed = write_buffer(root, "sealed-sym.jsonl", b"".join(lines))
+    (root / "raw" / "request_facts").mkdir(parents=True)
+    (root / "raw" / "request_facts" / "event_day=2026-02-16").symlink_to(outside)
+    (root / "warehouse" / "request_metrics_minute").mkdir(parents=True)
+    (root / "warehouse" / "request_metrics_minute" / "event_day=2026-02-16").symlink_to(outside)
+    (root / "state").mkdir()
+    (root / "state" / "elsewhere").symlink_to(outside)
+
+    with pytest.raises(UnsafePath):
+        recovery.publish_sealed(root, "request_facts", sealed)
+    report = recovery.run_recover(root=root, dry_run=True)
+
+    assert sealed.exists()  # kept until it can be published safely
+    assert report.temporaries == [] and report.parquet_checked == 0
+    assert {p: p.read_bytes() for p in outside.rglob("*") if p.is_file()} == before

@@ -562,10 +562,6 @@ class RecoverReport:
     rebuilt: list[dict[str, Any]] = field(default_factory=list)  # rollup summaries
     window: tuple[str, str] | None = None
 
-    @property
-    def changed_nothing(self) -> bool:
-        return self.dry_run
-
     def to_dict(self) -> dict[str, Any]:
         return {
             "data_dir": str(self.root),

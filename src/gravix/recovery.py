@@ -179,8 +179,10 @@ def split_lines(topic: str, data: bytes) -> _Split:
         group.append(seg)
         last_good = i
     bad = [segments[i] + b"\n" for i in bad_at]
-    torn_lines = sum(1 for i in bad_at if i > last_good)
-    torn_bytes = sum(len(segments[i]) + 1 for i in bad_at if i > last_good)
+    torn = [i for i in bad_at if i > last_good]
+    damaged = len(bad_at) - len(torn)
+    torn_lines = len(torn)
+    torn_bytes = sum(len(segments[i]) + 1 for i in torn)
     if tail:
         bad.append(tail)
         torn_lines += 1
@@ -191,15 +193,7 @@ def split_lines(topic: str, data: bytes) -> _Split:
     }
     lines = len(segments) - len(bad_at)
     good_bytes = sum(map(len, (seg for group in by_index.values() for seg in group))) + lines
-    return _Split(
-        by_hour,
-        lines,
-        good_bytes,
-        bad,
-        torn_lines,
-        torn_bytes,
-        len(bad_at) - (torn_lines - bool(tail)),
-    )
+    return _Split(by_hour, lines, good_bytes, bad, torn_lines, torn_bytes, damaged)
 
 
 # --- publishing one sealed file ------------------------------------------------------------------

@@ -346,7 +346,12 @@ def run_sql(root: Path, sql: str) -> pl.DataFrame:
             f"unknown column: {_first_line(str(exc))}",
             hint='list a table\'s columns with: gravix query "SELECT * FROM <table> LIMIT 1"',
         ) from None
-    except pl.exceptions.ComputeError as exc:
-        raise QueryError(f"the query failed: {_first_line(str(exc))}") from None
     except pl.exceptions.PolarsError as exc:
-        raise QueryError(f"the query failed: {_first_line(str(exc))}") from None
+        message = _first_line(str(exc))
+        hint = None
+        if "parsing line" in message or "parquet" in message.lower():
+            hint = (
+                "a data file is damaged; `gravix doctor` checks the raw and warehouse files "
+                "and names the fix"
+            )
+        raise QueryError(f"the query failed: {message}", hint=hint) from None

@@ -43,7 +43,8 @@ def _build(root: Path, days: int, facts_per_hour: int, files_per_hour: int) -> N
 
     rng = random.Random(7)
     encode = msgspec.json.Encoder().encode
-    end = datetime.now(UTC).replace(minute=0, second=0, microsecond=0)
+    # The last complete hour ends the data: no fact lies in the future.
+    end = datetime.now(UTC).replace(minute=0, second=0, microsecond=0) - timedelta(hours=1)
     start = end - timedelta(days=days) + timedelta(hours=1)
     hour_start = start
     while hour_start <= end:
@@ -52,7 +53,9 @@ def _build(root: Path, days: int, facts_per_hour: int, files_per_hour: int) -> N
         for f in range(files_per_hour):
             lines = []
             for i in range(per_file):
-                moment = hour_start + timedelta(seconds=(f * 3600 + i * 61) // files_per_hour % 3600)
+                moment = hour_start + timedelta(
+                    seconds=(f * 3600 + i * 61) // files_per_hour % 3600
+                )
                 moment += timedelta(milliseconds=rng.randrange(1000))
                 status = 500 if rng.random() < 0.02 else (404 if rng.random() < 0.03 else 200)
                 fact = RequestFact(
@@ -84,7 +87,7 @@ def _build(root: Path, days: int, facts_per_hour: int, files_per_hour: int) -> N
 
 
 def _data_root(days: int, facts_per_hour: int, files_per_hour: int) -> Path:
-    root = CACHE / f"doctor-{days}d-{facts_per_hour}fph-{files_per_hour}f-v1" / "data"
+    root = CACHE / f"doctor-{days}d-{facts_per_hour}fph-{files_per_hour}f-v2" / "data"
     done = root.parent / "complete"
     if not done.exists():
         shutil.rmtree(root.parent, ignore_errors=True)
@@ -146,7 +149,7 @@ def run(quick: bool) -> list[dict[str, Any]]:
     from gravix.doctor import CHECKS, run_doctor
     from gravix.settings import load_settings
 
-    days, facts, files = (3, 600, 12) if quick else (30, 2400, 60)
+    days, facts, files = (3, 600, 12) if quick else (30, 1200, 60)
     root = _data_root(days, facts, files)
     settings = load_settings(data_dir=root, url="http://127.0.0.1:9", environ={})
     run_doctor(settings=settings)  # warm the imports and the page cache like the references

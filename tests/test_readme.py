@@ -3,10 +3,12 @@ accepted by the CLI, and its tables cover the settings, the runbook and the depe
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import re
 import shlex
+import signal
 import subprocess
 import sys
 import tomllib
@@ -153,16 +155,23 @@ def test_quickstart_runs_against_a_real_server(tmp_path: Path) -> None:
     port = free_port()
     script = _quickstart().replace("8090", str(port))
     env = server_env({"PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"})
-    proc = subprocess.run(
+    proc = subprocess.Popen(
         ["bash", "-euo", "pipefail", "-c", script],
         cwd=tmp_path,
         env=env,
-        capture_output=True,
         text=True,
-        timeout=240,
-        check=False,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        start_new_session=True,
     )
-    assert proc.returncode == 0, f"stdout:\n{proc.stdout}\nstderr:\n{proc.stderr}"
+    try:
+        stdout, stderr = proc.communicate(timeout=240)
+    finally:
+        # A failed step leaves the background server running: end the script's group.
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait()
+    assert proc.returncode == 0, f"stdout:\n{stdout}\nstderr:\n{stderr}"
     loadgen = json.loads((tmp_path / "loadgen.json").read_text())
     assert loadgen["acknowledged"] == loadgen["sent"] > 0
     # The curl fact and the loadgen facts reached the warehouse, read back by DuckDB.
@@ -174,7 +183,7 @@ def test_quickstart_runs_against_a_real_server(tmp_path: Path) -> None:
     ).fetchall()[0]
     assert total == loadgen["acknowledged"] + 1
     assert orders >= 1
-    assert "checkout" in proc.stdout
+    assert "checkout" in stdout
     doctor = json.loads((tmp_path / "doctor.json").read_text())
     assert doctor["checks"], "doctor ran its checks"
 

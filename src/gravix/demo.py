@@ -252,9 +252,19 @@ class _Server:
 
 @contextmanager
 def _server(root: Path, api_key: str) -> Iterator[_Server]:
-    server = _Server(root, api_key)
+    for attempt in range(3):
+        server = _Server(root, api_key)
+        try:
+            server.wait_ready()
+            break
+        except GravixError:
+            # A server that exited early may have lost its free port to another process:
+            # try a new port. One that hangs, or a third failure, is reported.
+            alive = server.proc.poll() is None
+            server.stop()
+            if alive or attempt == 2:
+                raise
     try:
-        server.wait_ready()
         yield server
     finally:
         if server.proc.poll() is None:
@@ -416,6 +426,10 @@ def run_demo(
         report.server_exit_code = server.stop()
     step("stopped the ingest server", exit_code=report.server_exit_code)
 
+    if not rotated:
+        # The graceful stop sealed what the timer had not; roll those hours up too.
+        report.rollup = run_rollup(root=root).to_dict()
+        step("rolled up after the stop", hours=report.rollup["hours_built"])
     lines, files, hours = _raw_lines(root, layout.REQUEST_FACTS)
     report.raw = {"facts": lines, "files": files, "hours": hours}
     tell("answering the incident questions")

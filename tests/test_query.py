@@ -8,6 +8,7 @@ from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+import polars as pl
 import pytest
 
 from gravix import layout
@@ -77,12 +78,36 @@ def test_qualifiers_inside_string_literals_and_comments_are_left_alone() -> None
     assert rewrite_names("select * from raw . service_events") == "select * from service_events"
 
 
-def test_unknown_tables_are_found_but_ctes_and_known_tables_are_not() -> None:
-    known, unknown = referenced_tables(
-        "WITH x AS (SELECT * FROM request_facts) SELECT * FROM x JOIN facts2 ON true"
+def test_known_tables_are_found_outside_literals_only() -> None:
+    found = referenced_tables(
+        "WITH x AS (SELECT * FROM request_facts) SELECT 'service_events' FROM x JOIN facts2"
     )
-    assert known == {"request_facts"}
-    assert unknown == {"facts2"}
+    assert found == {"request_facts"}
+
+
+def test_sql_functions_with_from_are_not_taken_for_tables(root: Path) -> None:
+    df = run_sql(
+        root,
+        "SELECT EXTRACT(hour FROM bucket_start) AS h, sum(request_count) AS n "
+        "FROM request_metrics_minute GROUP BY h ORDER BY h",
+    )
+    theirs = (
+        duck()
+        .execute(
+            "SELECT hour(bucket_start) AS h, sum(request_count) FROM "
+            f"{duck_sources(root)['request_metrics_minute']} GROUP BY h ORDER BY h"
+        )
+        .fetchall()
+    )
+    assert df.rows() == theirs
+
+
+def test_file_reading_functions_are_refused(root: Path, tmp_path: Path) -> None:
+    outside = tmp_path / "outside.parquet"
+    pl.DataFrame({"secret": [1]}).write_parquet(outside)
+    with pytest.raises(QueryError) as err:
+        run_sql(root, f"SELECT * FROM read_parquet('{outside}')")
+    assert "read_parquet" in err.value.message
 
 
 @pytest.mark.parametrize(

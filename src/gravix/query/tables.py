@@ -129,10 +129,12 @@ _QUALIFIER = re.compile(
     r'(?<![\w."])(?:(?:"gravix"|gravix)\s*\.\s*)?(?:"raw"|raw)\s*\.\s*(?=["\w])', re.IGNORECASE
 )
 _IDENT = re.compile(r'"((?:[^"]|"")+)"|\b([A-Za-z_][A-Za-z0-9_]*)\b')
-_RELATION = re.compile(
-    r'\b(?:FROM|JOIN)\s+((?:"[^"]+"|[A-Za-z_][\w]*)(?:\s*\.\s*(?:"[^"]+"|[A-Za-z_][\w]*))*)',
-    re.IGNORECASE,
-)
+# Table functions read any path; queries stay inside the data root's tables.
+_FILE_FUNCTION = re.compile(r"\b(read_\w+|scan_\w+)\s*\(", re.IGNORECASE)
+_NOT_FOUND = re.compile(r"relation '([^']*)' was not found")
+
+
+_TABLES_HINT = f"the tables are: {', '.join(TABLES)} (bare, raw.<t> or gravix.raw.<t>)"
 
 
 def _mask(sql: str) -> str:
@@ -151,25 +153,10 @@ def rewrite_names(sql: str) -> str:
     return "".join(out)
 
 
-def referenced_tables(sql: str) -> tuple[set[str], set[str]]:
-    """(known tables named anywhere, names after FROM/JOIN that are neither tables nor CTEs)."""
-    masked = _mask(sql)
-    idents = {(m.group(1) or m.group(2) or "").lower() for m in _IDENT.finditer(masked)}
-    known = {t for t in TABLES if t in idents}
-    ctes = {
-        m.group(1).strip('"').lower()
-        for m in re.finditer(r'(?:\bWITH|,)\s*("?\w+"?)\s+AS\s*\(', masked, re.IGNORECASE)
-    }
-    unknown = set()
-    for m in _RELATION.finditer(masked):
-        name = m.group(1)
-        if "." in name:
-            unknown.add(re.sub(r"\s+", "", name))
-            continue
-        bare = name.strip('"').lower()
-        if bare not in TABLES and bare not in ctes and not bare.startswith("("):
-            unknown.add(name.strip('"'))
-    return known, unknown
+def referenced_tables(sql: str) -> set[str]:
+    """The known tables a statement names (anywhere outside literals and comments)."""
+    idents = {(m.group(1) or m.group(2) or "").lower() for m in _IDENT.finditer(_mask(sql))}
+    return {t for t in TABLES if t in idents}
 
 
 def _first_line(text: str) -> str:
@@ -189,13 +176,13 @@ def prepare_sql(root: Path, sql: str) -> pl.LazyFrame:
     if not sql.strip():
         raise QueryError("the SQL statement is empty", hint='e.g. gravix query "SELECT 1"')
     text = rewrite_names(sql).strip().rstrip(";")
-    known, unknown = referenced_tables(text)
-    if unknown:
+    reader = _FILE_FUNCTION.search(_mask(text))
+    if reader:
         raise QueryError(
-            f"unknown table {', '.join(sorted(unknown))}",
-            hint=f"the tables are: {', '.join(TABLES)} (bare, raw.<t> or gravix.raw.<t>)",
+            f"{reader.group(1)}() is not available: queries read the Gravix tables only",
+            hint=_TABLES_HINT,
         )
-    frames = {name: scan_table(root, name) for name in sorted(known)}
+    frames = {name: scan_table(root, name) for name in sorted(referenced_tables(text))}
     lazy = _compile(text, frames)
     if layout.REQUEST_METRICS_MINUTE in frames:
         files = _files_for_bucket_filter(root, lazy)
@@ -210,11 +197,14 @@ def _compile(text: str, frames: dict[str, pl.LazyFrame]) -> pl.LazyFrame:
     try:
         return context.execute(text, eager=False)
     except pl.exceptions.SQLInterfaceError as exc:
-        raise QueryError(f"bad SQL: {_first_line(str(exc))}", hint=_sql_hint(str(exc))) from None
+        missing = _NOT_FOUND.search(str(exc))
+        if missing:
+            raise QueryError(f"unknown table {missing.group(1)!r}", hint=_TABLES_HINT) from None
+        raise QueryError(f"bad SQL: {_first_line(str(exc))}") from None
     except pl.exceptions.SQLSyntaxError as exc:
         raise QueryError(f"bad SQL: {_first_line(str(exc))}") from None
     except pl.exceptions.PolarsError as exc:
-        raise QueryError(f"bad SQL: {_first_line(str(exc))}", hint=_sql_hint(str(exc))) from None
+        raise QueryError(f"bad SQL: {_first_line(str(exc))}") from None
 
 
 _HOUR_FILE = re.compile(r"event_day=(\d{4}-\d{2}-\d{2})/part-(\d{2})\.parquet$")
@@ -330,12 +320,6 @@ def _scan_files(files: list[str]) -> pl.LazyFrame:
     )
 
 
-def _sql_hint(message: str) -> str | None:
-    if re.search(r"relation .* was not found|table .* not found", message, re.IGNORECASE):
-        return f"the tables are: {', '.join(TABLES)}"
-    return None
-
-
 def run_sql(root: Path, sql: str) -> pl.DataFrame:
     """Run one SQL statement over the tables (names bare, ``raw.x`` or ``gravix.raw.x``)."""
     lazy = prepare_sql(root, sql)
@@ -347,6 +331,9 @@ def run_sql(root: Path, sql: str) -> pl.DataFrame:
             hint='list a table\'s columns with: gravix query "SELECT * FROM <table> LIMIT 1"',
         ) from None
     except pl.exceptions.PolarsError as exc:
+        missing = _NOT_FOUND.search(str(exc))
+        if missing:
+            raise QueryError(f"unknown table {missing.group(1)!r}", hint=_TABLES_HINT) from None
         message = _first_line(str(exc))
         hint = None
         if "parsing line" in message or "parquet" in message.lower():

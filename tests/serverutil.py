@@ -75,6 +75,48 @@ def ndjson(docs: list[dict[str, object]]) -> bytes:
     return b"".join(json.dumps(d).encode() + b"\n" for d in docs)
 
 
+async def _keep_alive_client(port: int, requests: list[bytes], statuses: list[int]) -> None:
+    import asyncio
+
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    try:
+        for request in requests:
+            writer.write(request)
+            head = await reader.readuntil(b"\r\n\r\n")
+            length = 0
+            for line in head.split(b"\r\n"):
+                if line.lower().startswith(b"content-length:"):
+                    length = int(line.split(b":", 1)[1])
+            await reader.readexactly(length)
+            statuses.append(int(head[9:12]))
+    finally:
+        writer.close()
+
+
+def hammer(
+    port: int, path: str, bodies: list[list[bytes]], api_key: str | None = "test-key"
+) -> list[int]:
+    """Send ``bodies[i]`` (JSON documents) one after another over keep-alive connection i,
+    all connections at once, with a light raw-socket client; returns every status."""
+    import asyncio
+
+    def request(body: bytes) -> bytes:
+        head = f"POST {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
+        if api_key:
+            head += f"X-API-Key: {api_key}\r\n"
+        return (head + f"Content-Length: {len(body)}\r\n\r\n").encode() + body
+
+    statuses: list[int] = []
+
+    async def main() -> None:
+        await asyncio.gather(
+            *(_keep_alive_client(port, [request(b) for b in conn], statuses) for conn in bodies)
+        )
+
+    asyncio.run(main())
+    return statuses
+
+
 def raw_lines(data_dir: Path, topic: str) -> list[dict[str, object]]:
     """Every line of every raw file of a topic, parsed (independently of gravix code)."""
     out: list[dict[str, object]] = []

@@ -223,3 +223,22 @@ def test_cli_bad_incident_is_a_usage_error() -> None:
     )
     assert proc.returncode == 2
     assert "SERVICE:PATH:START:DURATION" in proc.stderr
+
+
+def test_a_rate_limited_server_slows_loadgen_down_without_losing_facts(data_root: Path) -> None:
+    with running_server(data_root, "--rate-limit", "10") as server:
+        summary = run_loadgen(
+            url=server.url,
+            api_key=server.api_key,
+            rate=0,
+            total=1500,
+            batch_size=50,
+            services=2,
+            deploys=False,
+            concurrency=4,
+        )
+        assert server.stop() == 0
+    # 30 batches against 10 requests/s (burst 20): some were told to wait, then got in.
+    assert summary.retries > 0
+    assert (summary.acknowledged, summary.failed) == (1500, 0)
+    assert _stored(data_root, layout.REQUEST_FACTS) == (1500, 1500)

@@ -370,7 +370,8 @@ class Traffic:
 class LoadgenSummary:
     """What a run sent and what the server said. ``acknowledged + rejected + failed ==
     sent``: acknowledged facts are on the server's disk; rejected ones broke the
-    contract; failed ones got no answer or an error status and were not stored."""
+    contract; failed ones got an error status (not stored) or no answer at all (a request
+    that timed out may still have been stored, which is why ids are unique)."""
 
     url: str
     requested_rate: float
@@ -479,7 +480,7 @@ def run_loadgen(
     concurrency: int = 4,
     seed: int | None = None,
     deploys: bool = True,
-    timeout: float = 10.0,
+    timeout: float = 30.0,
     progress: ProgressCallback | None = None,
 ) -> LoadgenSummary:
     """Send synthetic facts (``rate`` per second, 0 = as fast as accepted) for ``duration``

@@ -96,6 +96,8 @@ def query_command(
     if len(chosen) != 1:
         raise typer.BadParameter("give exactly one of SQL, --preset or --ddl")
     out_fmt = Format.json if json else fmt
+    if out_fmt is Format.parquet and output is None and sys.stdout.isatty():
+        raise typer.BadParameter("Parquet is binary: give --output FILE or redirect stdout")
     with boundary():
         root = load_settings(data_dir=data_dir).data_dir
         if ddl is not None:
@@ -105,58 +107,22 @@ def query_command(
             _emit(query.write_result(query.run_sql(root, sql), out_fmt.value, output))
             return
         assert preset is not None
-        if preset is Preset.health:
-            result: PresetResult | DeployComparison = query.service_health(
-                root=root, service=service, since=since, until=until, step_minutes=step
-            )
-        elif preset is Preset.top_endpoints:
-            result = query.top_endpoints(
-                root=root, service=service, since=since, until=until, limit=limit
-            )
-        elif preset is Preset.endpoint:
-            _need(service=service, endpoint=endpoint)
-            assert service is not None and endpoint is not None
-            result = query.endpoint_drilldown(
-                root=root,
-                service=service,
-                path_template=endpoint,
-                method=method,
-                since=since,
-                until=until,
-                step_minutes=step,
-            )
-        elif preset is Preset.apdex:
-            _need(threshold=threshold)
-            assert threshold is not None
-            result = query.apdex(
-                root=root,
-                threshold_ms=threshold,
-                service=service,
-                path_template=endpoint,
-                method=method,
-                by_endpoint=by_endpoint,
-                since=since,
-                until=until,
-            )
-        else:
-            _need(service=service)
-            assert service is not None
-            result = query.deploy_compare(
-                root=root,
-                service=service,
-                deploy=deploy,
-                window_minutes=window,
-                since=since,
-                until=until,
-                limit=limit,
-            )
+        result = query.run_preset(
+            root=root,
+            preset=preset.value,
+            service=service,
+            endpoint=endpoint,
+            method=method,
+            since=since,
+            until=until,
+            step_minutes=step,
+            threshold_ms=threshold,
+            by_endpoint=by_endpoint,
+            deploy=deploy,
+            window_minutes=window,
+            limit=limit,
+        )
         _render_preset(result, out_fmt, output, as_document=json)
-
-
-def _need(**values: object) -> None:
-    missing = [f"--{name.replace('_', '-')}" for name, value in values.items() if value is None]
-    if missing:
-        raise typer.BadParameter(f"this preset needs {', '.join(missing)}")
 
 
 def _emit(data: bytes | None) -> None:

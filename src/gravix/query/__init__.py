@@ -9,12 +9,14 @@ from __future__ import annotations
 
 from gravix.query.output import FORMATS, format_result, write_result
 from gravix.query.presets import (
+    PRESETS,
     DeployComparison,
     PresetResult,
     apdex,
     deploy_compare,
     endpoint_drilldown,
     find_deploy,
+    run_preset,
     service_health,
     top_endpoints,
 )
@@ -24,6 +26,7 @@ from gravix.query.trino import trino_ddl
 
 __all__ = [
     "FORMATS",
+    "PRESETS",
     "TABLES",
     "DeployComparison",
     "PresetResult",
@@ -35,6 +38,7 @@ __all__ = [
     "parse_when",
     "prepare_sql",
     "resolve_window",
+    "run_preset",
     "run_sql",
     "scan_table",
     "service_health",

@@ -613,3 +613,84 @@ def deploy_compare(
         endpoints=endpoints,
         notes=tuple(notes),
     )
+
+
+PRESETS: tuple[str, ...] = ("health", "top-endpoints", "endpoint", "apdex", "deploy")
+
+
+def run_preset(
+    *,
+    root: Path,
+    preset: str,
+    service: str | None = None,
+    endpoint: str | None = None,
+    method: str | None = None,
+    since: str | datetime | None = None,
+    until: str | datetime | None = None,
+    step_minutes: int | None = None,
+    threshold_ms: float | None = None,
+    by_endpoint: bool = False,
+    deploy: str | None = None,
+    window_minutes: int = 30,
+    limit: int = 10,
+    now: datetime | None = None,
+) -> PresetResult | DeployComparison:
+    """One preset by name, with the options the command line gives (ConfigError when one
+    it needs is missing)."""
+
+    def need(**values: object) -> None:
+        missing = [
+            f"--{k.replace('_ms', '').replace('_', '-')}" for k, v in values.items() if v is None
+        ]
+        if missing:
+            raise ConfigError(f"the {preset} preset needs {', '.join(missing)}")
+
+    if preset == "health":
+        return service_health(
+            root=root, service=service, step_minutes=step_minutes, since=since, until=until, now=now
+        )
+    if preset == "top-endpoints":
+        return top_endpoints(
+            root=root, service=service, limit=limit, since=since, until=until, now=now
+        )
+    if preset == "endpoint":
+        need(service=service, endpoint=endpoint)
+        assert service is not None and endpoint is not None
+        return endpoint_drilldown(
+            root=root,
+            service=service,
+            path_template=endpoint,
+            method=method,
+            step_minutes=step_minutes,
+            since=since,
+            until=until,
+            now=now,
+        )
+    if preset == "apdex":
+        need(threshold_ms=threshold_ms)
+        assert threshold_ms is not None
+        return apdex(
+            root=root,
+            threshold_ms=threshold_ms,
+            service=service,
+            path_template=endpoint,
+            method=method,
+            by_endpoint=by_endpoint,
+            since=since,
+            until=until,
+            now=now,
+        )
+    if preset == "deploy":
+        need(service=service)
+        assert service is not None
+        return deploy_compare(
+            root=root,
+            service=service,
+            deploy=deploy,
+            window_minutes=window_minutes,
+            limit=limit,
+            since=since,
+            until=until,
+            now=now,
+        )
+    raise ConfigError(f"unknown preset {preset!r}", hint=f"use one of: {', '.join(PRESETS)}")

@@ -511,12 +511,13 @@ def check_query(ctx: Context) -> CheckResult:
     try:
         frame = run_sql(ctx.root, CHECK_SQL)
     except GravixError as exc:
-        return CheckResult(
-            "query",
-            FAIL,
-            f"check query failed: {exc.message}",
-            exc.hint or f'see the warehouse check; try `gravix query "{CHECK_SQL}"`',
-        )
+        hint = exc.hint or ""
+        if not hint or "gravix doctor" in hint:  # we are the doctor: name the fix itself
+            hint = (
+                "if the warehouse check fails too, `gravix recover --deep` rebuilds the damaged "
+                f'files; otherwise see `gravix query "{CHECK_SQL}"`'
+            )
+        return CheckResult("query", FAIL, f"check query failed: {exc.message[:160]}", hint)
     rows = int(frame.height)
     if rows == 0:
         return CheckResult(

@@ -527,6 +527,7 @@ class _Runner:
         self.fatal: GravixError | None = None
         self.done_facts = 0
         self._last_report = 0.0
+        self._started = time.monotonic()
         self._encoder = msgspec.json.Encoder()
 
     async def run(self) -> LoadgenSummary:
@@ -547,6 +548,7 @@ class _Runner:
                 ) from None
             queue: asyncio.Queue[_Job | None] = asyncio.Queue(maxsize=self.concurrency * 2)
             started = time.perf_counter()
+            self._started = time.monotonic()
             workers = [
                 asyncio.create_task(self._worker(client, queue)) for _ in range(self.concurrency)
             ]
@@ -718,7 +720,16 @@ class _Runner:
         now = time.monotonic()
         if force or now - self._last_report > 0.1:
             self._last_report = now
-            self.progress("sending facts", self.done_facts, self.plan.total or 0)
+            if self.plan.total:
+                self.progress("sending facts", self.done_facts, self.plan.total)
+            elif self.plan.duration:
+                # No count to reach: the bar follows the clock instead.
+                elapsed = now - self._started
+                self.progress(
+                    f"sending facts ({self.done_facts:,} sent)",
+                    int(min(elapsed, self.plan.duration) * 10),
+                    int(self.plan.duration * 10),
+                )
 
 
 def _retry_after(header: str | None, attempt: int) -> float:

@@ -4,6 +4,7 @@ on the same files, partition pruning, clear errors, and time windows."""
 from __future__ import annotations
 
 import math
+import shutil
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -298,3 +299,23 @@ def test_default_step_keeps_a_window_within_a_hundred_rows() -> None:
         start = NOW - timedelta(minutes=minutes)
         step = default_step(start, NOW)
         assert math.ceil(minutes / step) <= 100
+
+
+def test_symlinks_leading_out_of_the_data_root_are_not_read(tmp_path: Path) -> None:
+    root = tmp_path / "data"
+    populate(root, minutes=10)
+    build_warehouse(root)
+    before = run_sql(root, "SELECT count(*) AS n FROM request_metrics_minute")["n"][0]
+    raw_before = run_sql(root, "SELECT count(*) AS n FROM request_facts")["n"][0]
+    outside = tmp_path / "outside"
+    day = layout.warehouse_day_dir(root, "request_metrics_minute", date(2026, 2, 16))
+    shutil.copytree(day, outside / "wh")
+    shutil.copytree(
+        next(layout.raw_hours(root, "request_facts").values().__iter__()), outside / "raw"
+    )
+    (day.parent / "event_day=2030-01-01").symlink_to(outside / "wh")
+    raw_day = layout.raw_day_dir(root, "request_facts", date(2030, 1, 1))
+    raw_day.mkdir(parents=True)
+    (raw_day / "hour=00").symlink_to(outside / "raw")
+    assert run_sql(root, "SELECT count(*) AS n FROM request_metrics_minute")["n"][0] == before
+    assert run_sql(root, "SELECT count(*) AS n FROM request_facts")["n"][0] == raw_before

@@ -8,7 +8,7 @@ opens the other days' files.
 
 from __future__ import annotations
 
-import glob
+import os
 import re
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -72,14 +72,22 @@ def polars_type(logical: str) -> pl.DataType:
 
 
 def table_files(root: Path, table: str) -> list[str]:
-    """The complete data files of a table (temporaries are hidden and never match)."""
+    """The complete data files of a table. Temporaries (hidden) never match, and no symlink
+    is followed, so a query never reads outside the data root."""
     info = _info(table)
-    pattern = (
-        layout.warehouse_glob(root, table)
-        if info.kind == "warehouse"
-        else layout.raw_glob(root, table)
-    )
-    return sorted(glob.glob(pattern, recursive=True))
+    if info.kind == "raw":
+        hours = layout.raw_hours(root, table)
+        return [str(p) for hour_dir in hours.values() for p in layout.raw_files(hour_dir)]
+    files: list[str] = []
+    for day_dir in layout.warehouse_days(root, table).values():
+        files.extend(
+            entry.path
+            for entry in sorted(os.scandir(day_dir), key=lambda e: e.name)
+            if entry.name.endswith(layout.PARQUET)
+            and not entry.name.startswith(".")
+            and entry.is_file(follow_symlinks=False)
+        )
+    return files
 
 
 def _info(table: str) -> TableInfo:
@@ -102,14 +110,7 @@ def scan_table(root: Path, table: str) -> pl.LazyFrame:
                 f"{layout.warehouse_table_dir(root, table)})",
                 hint="run `gravix rollup` to build the warehouse from the raw facts",
             )
-        return pl.scan_parquet(
-            layout.warehouse_glob(root, table),
-            hive_partitioning=True,
-            hive_schema={PARTITION_COLUMN: pl.Date()},
-            hidden_file_prefix=".",
-            schema={c: polars_type(t) for c, t in info.columns.items()},
-            missing_columns="insert",
-        )
+        return _scan_parquet(table, files)
     if not files:
         raise QueryError(
             f"there are no raw {table} files yet (none under {layout.raw_topic_dir(root, table)})",
@@ -187,7 +188,9 @@ def prepare_sql(root: Path, sql: str) -> pl.LazyFrame:
     if layout.REQUEST_METRICS_MINUTE in frames:
         files = _files_for_bucket_filter(root, lazy)
         if files is not None:
-            frames[layout.REQUEST_METRICS_MINUTE] = _scan_files(files)
+            frames[layout.REQUEST_METRICS_MINUTE] = _scan_parquet(
+                layout.REQUEST_METRICS_MINUTE, files
+            )
             lazy = _compile(text, frames)
     return lazy
 
@@ -306,9 +309,8 @@ def _files_for_bucket_filter(root: Path, lazy: pl.LazyFrame) -> list[str] | None
     return kept
 
 
-def _scan_files(files: list[str]) -> pl.LazyFrame:
-    info = TABLES[layout.REQUEST_METRICS_MINUTE]
-    schema = {c: polars_type(t) for c, t in info.columns.items()}
+def _scan_parquet(table: str, files: list[str]) -> pl.LazyFrame:
+    schema = {c: polars_type(t) for c, t in TABLES[table].columns.items()}
     if not files:
         return pl.LazyFrame(schema={**schema, PARTITION_COLUMN: pl.Date()})
     return pl.scan_parquet(

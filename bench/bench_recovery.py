@@ -98,7 +98,13 @@ def _child(kind: str, root: str, source: str) -> None:
     elif kind == "rmtree":
         shutil.rmtree(base / "raw")
     seconds = time.perf_counter() - started
+    # ru_maxrss survives exec and so would count the parent's memory; VmHWM does not
     rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    status = Path("/proc/self/status")
+    if status.exists():
+        for line in status.read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                rss = int(line.split()[1]) / 1024
     print(json.dumps({"seconds": seconds, "rss_mb": rss}))
 
 
@@ -152,12 +158,12 @@ def run(quick: bool) -> list[dict[str, Any]]:
                     "unit": "MB/s",
                     "reference": round(mb / timings[ref]["seconds"], 1),
                     "ratio": round(timings[ref]["seconds"] / publish["seconds"], 3),
-                    "target": "≥ 0.2× copy" if ref == "copy" else "≥ 1× json.loads",
-                    "ok": timings[ref]["seconds"] / publish["seconds"]
-                    >= (0.2 if ref == "copy" else 1.0),
                     "peak_rss_mb": round(publish["rss_mb"], 1),
                 }
             )
+        # the copy is the floor, for scale; the json.loads split does the same job
+        rows[-1].update(target="≥ 1× json.loads split", ok=rows[-1]["ratio"] >= 1.0)
+        rows[-2].update(target="(I/O floor, for scale)")
 
         days, per_hour = (3, 10) if quick else (10, 30)
         cleanup_root, rmtree_root = Path(tmp) / "cleanup", Path(tmp) / "rmtree"

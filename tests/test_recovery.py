@@ -165,7 +165,7 @@ def _publish_crashing_at(root: Path, sealed: Path, crash_at: int) -> int:
 def test_publish_redone_after_a_crash_at_any_operation_stores_each_line_once(
     tmp_path: Path,
 ) -> None:
-    lines = fact_lines(200)  # two event hours
+    lines = fact_lines(100, step_s=60.0)  # two event hours
     content = b"".join(lines) + b"\x00" * 40  # and a zero-filled tail for quarantine
     total = _publish_crashing_at(
         tmp_path / "count", write_buffer(tmp_path / "count", "sealed-crashy.jsonl", content), 0

@@ -47,7 +47,7 @@ def _root(
 DataDir = Annotated[
     Path | None,
     typer.Option(
-        "--data-dir", help="Data root [env GRAVIX_DATA_DIR, default ./data].", show_default=False
+        "--data-dir", help="Data root (env GRAVIX_DATA_DIR; default ./data).", show_default=False
     ),
 ]
 Json = Annotated[bool, typer.Option("--json", help="Print one JSON document on stdout.")]

@@ -1,0 +1,84 @@
+"""The batch fast path of the validator gives exactly what the per-event path gives."""
+
+from __future__ import annotations
+
+import json
+import time
+
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from gravix.schema import Validator
+from serverutil import fact, uuid7
+
+NOW = 1_795_000_000.0
+
+
+def _fmt(seconds: float) -> str:
+    ms = round(seconds * 1000) % 1000
+    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(int(seconds))) + f".{ms:03d}Z"
+
+
+# Values near the rules' edges, valid and not, mixed into otherwise valid facts.
+FIELD_VALUES = {
+    "event_id": st.one_of(
+        st.builds(uuid7),
+        st.builds(lambda: uuid7().upper()),
+        st.just("3b241101-e2bb-4255-8caf-4136c566a962"),
+        st.just("0190a0b0-0000-7000-c000-000000000000"),
+        st.just("0190a0b0-0000-7000-8000-00000000000g"),
+    ),
+    "event_time": st.one_of(
+        st.integers(0, 3000).map(lambda s: _fmt(NOW - s)),
+        st.just(_fmt(NOW + 301)),
+        st.just(_fmt(NOW - 31 * 86400)),
+        st.just("2026-11-28T10:00:00Z"),
+        st.just("2026-11-28T10:00:00.5+01:00"),
+        st.just("2026-02-30T10:00:00.000Z"),
+        st.just("2026-11-28T24:00:00.000Z"),
+        st.just("2026-11-28T10:61:00.000Z"),
+        st.just("2026-11-28T10:00:00.000z"),
+        st.just("２026-11-28T10:00:00.000Z"),
+    ),
+    "service": st.sampled_from(["frontend", "a.b-c_d", "", "bad service", "s" * 129]),
+    "method": st.sampled_from(["GET", "post", "Get", "FETCH", "DELETE"]),
+    "path_template": st.sampled_from(["/", "/a/{id}", "x", "/a?b", "/orders/1234", "/o/123"]),
+    "user_agent_family": st.sampled_from([None, "Chrome", "u" * 65, "bad\x01agent"]),
+}
+
+
+@st.composite
+def facts(draw: st.DrawFn) -> dict[str, object]:
+    doc = fact(event_time=_fmt(NOW - 10))
+    for name, values in FIELD_VALUES.items():
+        if draw(st.booleans()):
+            doc[name] = draw(values)
+    return {k: v for k, v in doc.items() if v is not None}
+
+
+def _lines(validator: Validator, body: bytes) -> tuple[bytes, int, list[tuple[int, str]]]:
+    accepted, errors = validator.batch(body, now=NOW)
+    return b"".join(a.line + b"\n" for a in accepted), len(accepted), errors
+
+
+@settings(max_examples=150, deadline=None)
+@given(st.lists(facts(), min_size=1, max_size=12), st.booleans())
+def test_batch_lines_equals_the_per_event_path(docs: list[dict[str, object]], array: bool) -> None:
+    body = (
+        json.dumps(docs).encode()
+        if array
+        else b"\n".join(json.dumps(d).encode() for d in docs) + b"\n"
+    )
+    fast = Validator("request_facts", clock=lambda: NOW)
+    slow = Validator("request_facts", clock=lambda: NOW)
+    fast.batch_lines(body, now=NOW)  # warm the caches, as a running server has them
+    assert fast.batch_lines(body, now=NOW) == _lines(slow, body)
+
+
+def test_two_values_on_one_line_are_not_accepted_as_two_events() -> None:
+    validator = Validator("request_facts", clock=lambda: NOW)
+    one, two = (json.dumps(fact(event_time=_fmt(NOW))) for _ in range(2))
+    body = f"{one} {two}\n{one}\n".encode()
+    _blob, count, errors = validator.batch_lines(body, now=NOW)
+    assert count == 1
+    assert [index for index, _ in errors] == [0]

@@ -5,6 +5,7 @@ from __future__ import annotations
 import gzip
 import json
 import socket
+import time
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta, timezone
 from pathlib import Path
@@ -279,6 +280,9 @@ def test_logs_never_contain_a_key_or_a_body(server: RunningServer, client: httpx
     marker = "unique-service-marker-123"
     post(client, "/api/v1/facts", fact(service=marker))
     post(client, "/api/v1/facts", fact(), **{"X-API-Key": "leaked-wrong-key"})
+    deadline = time.monotonic() + 10  # access lines are written every 0.2 s
+    while '"POST /api/v1/facts" 401' not in server.log_text() and time.monotonic() < deadline:
+        time.sleep(0.05)
     log = server.log_text()
     assert '"POST /api/v1/facts" 201' in log  # the access log is there
     for secret in (server.api_key or "", "second-key", "leaked-wrong-key", marker):

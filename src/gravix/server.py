@@ -10,6 +10,7 @@ group commit; the 2xx is sent only after the fdatasync that covers it.
 
 from __future__ import annotations
 
+import asyncio
 import hmac
 import json
 import logging
@@ -40,7 +41,6 @@ Receive = Callable[[], Awaitable[Message]]
 Send = Callable[[Message], Awaitable[None]]
 
 log = logging.getLogger("gravix.server")
-access_log = logging.getLogger("gravix.access")
 
 RETRY_AFTER_STORAGE = "2"
 GRACEFUL_TIMEOUT_SECONDS = 30
@@ -86,6 +86,15 @@ class HttpError(Exception):
 
 
 # --- metrics ------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class TopicCounters:
+    """Label children resolved once: ``labels()`` on every request costs more than the inc."""
+
+    accepted: Any
+    rejected: Any
+    body_bytes: Any
 
 
 class Metrics:
@@ -170,6 +179,14 @@ class Metrics:
             "gravix_rate_limited", "Requests refused by the rate limit", registry=r
         )
         self._request_children: dict[tuple[str, int], Any] = {}
+        self.topic_counters = {
+            topic: TopicCounters(
+                self.accepted.labels(topic),
+                self.rejected.labels(topic),
+                self.body_bytes.labels(topic),
+            )
+            for topic in layout.TOPICS
+        }
 
     def count_request(self, route: str, status: int) -> None:
         child = self._request_children.get((route, status))
@@ -251,7 +268,9 @@ def _error_body(status: int, message: str, extra: dict[str, Any] | None = None) 
 class IngestApp:
     """The ASGI application of one server process."""
 
-    def __init__(self, settings: Settings, *, insecure_no_auth: bool = False) -> None:
+    def __init__(
+        self, settings: Settings, *, insecure_no_auth: bool = False, log_format: str = "text"
+    ) -> None:
         self.settings = settings
         self.root = settings.data_dir
         self.keys = [k.encode() for k in settings.api_keys]
@@ -266,7 +285,9 @@ class IngestApp:
             for topic in layout.TOPICS
         }
         self.metrics = Metrics()
+        self.access = AccessLog(log_format)
         self.buffers: dict[str, TopicBuffer] = {}
+        self._flusher: asyncio.Task[None] | None = None
         self.exit_code = 0
         self.request_exit: Callable[[], None] = lambda: None
         self.closing = False
@@ -275,6 +296,7 @@ class IngestApp:
     # -- lifecycle --------------------------------------------------------------------------
 
     async def startup(self) -> None:
+        self._flusher = asyncio.create_task(self.access.flush_every(0.2))
         observer = self.metrics.observer(self._on_fatal)
         started: list[TopicBuffer] = []
         try:
@@ -298,6 +320,9 @@ class IngestApp:
         self.closing = True
         for buf in self.buffers.values():
             await buf.close(rotate=True)
+        if self._flusher is not None:
+            self._flusher.cancel()
+        self.access.flush()
 
     def _on_fatal(self, topic: str, error: BaseException) -> None:
         self.exit_code = 1
@@ -355,26 +380,16 @@ class IngestApp:
         headers.append((b"content-length", str(len(body)).encode()))
         await send({"type": "http.response.start", "status": status, "headers": headers})
         await send({"type": "http.response.body", "body": body})
-        route_name = route.name if route is not None else "other"
-        self.metrics.count_request(route_name, status)
-        if access_log.isEnabledFor(logging.INFO):
-            client = scope.get("client")
-            access_log.info(
-                '%s "%s %s" %d %.1fms',
-                f"{client[0]}:{client[1]}" if client else "-",
-                scope["method"],
-                path[:200],
-                status,
-                (time.perf_counter() - started) * 1000,
-                extra={
-                    "client": f"{client[0]}:{client[1]}" if client else None,
-                    "method": scope["method"],
-                    "path": path[:200],
-                    "status": status,
-                    "duration_ms": round((time.perf_counter() - started) * 1000, 3),
-                    "body_bytes": received,
-                },
-            )
+        self.metrics.count_request(route.name if route is not None else "other", status)
+        client = scope.get("client")
+        self.access.log(
+            f"{client[0]}:{client[1]}" if client else "-",
+            scope["method"],
+            path,
+            status,
+            (time.perf_counter() - started) * 1000,
+            received,
+        )
 
     def get_route(self, route: Route) -> tuple[int, bytes, bytes]:
         if route.name in ("live", "health"):
@@ -492,7 +507,8 @@ class IngestApp:
         received = len(body)
         if gzip:
             body = self._gunzip(body, limit)
-        self.metrics.body_bytes.labels(topic).inc(len(body))
+        counters = self.metrics.topic_counters[topic]
+        counters.body_bytes.inc(len(body))
         validator = self.validators[topic]
         if route.batch:
             try:
@@ -500,7 +516,7 @@ class IngestApp:
             except ValidationError as exc:
                 raise HttpError(400, exc.message) from None
             if errors:
-                self.metrics.rejected.labels(topic).inc(len(errors))
+                counters.rejected.inc(len(errors))
             error_docs = [{"index": i, "error": e} for i, e in errors]
             if not count:
                 raise HttpError(
@@ -509,7 +525,7 @@ class IngestApp:
                     extra={"accepted": 0, "rejected": len(errors), "errors": error_docs},
                 )
             await self._append(buf, data, count)
-            self.metrics.accepted.labels(topic).inc(count)
+            counters.accepted.inc(count)
             return (
                 200,
                 _encode({"accepted": count, "rejected": len(errors), "errors": error_docs}),
@@ -518,10 +534,10 @@ class IngestApp:
         try:
             one = validator.one(body)
         except ValidationError as exc:
-            self.metrics.rejected.labels(topic).inc()
+            counters.rejected.inc()
             raise HttpError(400, exc.message) from None
         await self._append(buf, one.line + b"\n", 1)
-        self.metrics.accepted.labels(topic).inc()
+        counters.accepted.inc()
         return 201, _encode({"accepted": 1, "event_id": one.event_id}), received
 
     async def _append(self, buf: TopicBuffer, data: bytes, events: int) -> None:
@@ -831,6 +847,72 @@ def openapi_document() -> dict[str, Any]:
 
 # --- logging ------------------------------------------------------------------------------------
 
+
+class AccessLog:
+    """One line per request on stderr, in the same text or JSON form as the other logs.
+
+    Lines are buffered and written every 0.2 s (and at shutdown): going through
+    :mod:`logging` and a write per line would cost more than the request itself. Only the
+    client address, method, path, status, duration and body size are logged: never a
+    header (keys) or a body."""
+
+    def __init__(self, log_format: str = "text", stream: Any = None) -> None:
+        self.json = log_format == "json"
+        self.stream = stream
+        self.pid = os.getpid()
+        self.lines: list[str] = []
+        self._second = -1
+        self._prefix = ""
+
+    def log(
+        self, client: str, method: str, path: str, status: int, duration_ms: float, size: int
+    ) -> None:
+        now = time.time()
+        second = int(now)
+        if second != self._second:
+            self._second = second
+            self._prefix = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(second))
+        stamp = f"{self._prefix}.{int((now - second) * 1000):03d}Z"
+        if len(path) > 200 or not path.isprintable():
+            path = path[:200].encode("unicode_escape").decode("ascii")
+        if self.json:
+            line = _encode(
+                {
+                    "time": stamp,
+                    "level": "info",
+                    "logger": "gravix.access",
+                    "message": f'{client} "{method} {path}" {status} {duration_ms:.1f}ms',
+                    "pid": self.pid,
+                    "client": client,
+                    "method": method,
+                    "path": path,
+                    "status": status,
+                    "duration_ms": round(duration_ms, 3),
+                    "body_bytes": size,
+                }
+            ).decode()
+        else:
+            line = (
+                f'{stamp} INFO [{self.pid}] gravix.access: {client} "{method} {path}" '
+                f"{status} {duration_ms:.1f}ms"
+            )
+        self.lines.append(line)
+        if len(self.lines) >= 512:
+            self.flush()
+
+    def flush(self) -> None:
+        if self.lines:
+            stream = self.stream or sys.stderr
+            stream.write("\n".join(self.lines) + "\n")
+            stream.flush()
+            self.lines.clear()
+
+    async def flush_every(self, seconds: float) -> None:
+        while True:
+            await asyncio.sleep(seconds)
+            self.flush()
+
+
 _ACCESS_FIELDS = ("client", "method", "path", "status", "duration_ms", "body_bytes")
 
 
@@ -1022,7 +1104,7 @@ def serve(
     )
 
     def factory() -> ServedApp:
-        return IngestApp(settings, insecure_no_auth=insecure_no_auth)
+        return IngestApp(settings, insecure_no_auth=insecure_no_auth, log_format=log_format)
 
     return run_asgi(factory, host=settings.host, port=settings.port, workers=workers)
 

@@ -206,7 +206,7 @@ nasty_scalar = st.one_of(
 def valid_fact(n: int = 0) -> dict[str, Any]:
     return {
         "event_id": uuid7(),
-        "event_time": now_stamp(-n % 600),
+        "event_time": now_stamp(-(n % 600) - 1),
         "service": f"svc-{n % 3}",
         "method": ["GET", "post", "Delete"][n % 3],
         "path_template": f"/api/{n % 7}/{{id}}",
@@ -218,7 +218,7 @@ def valid_fact(n: int = 0) -> dict[str, Any]:
 def valid_event(n: int = 0) -> dict[str, Any]:
     return {
         "event_id": uuid7(),
-        "event_time": now_stamp(-n % 600),
+        "event_time": now_stamp(-(n % 600) - 1),
         "service": f"svc-{n % 3}",
         "event_type": "deploy_started",
         "properties": {"version": str(n)},

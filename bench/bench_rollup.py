@@ -39,6 +39,7 @@ STATUSES = (200,) * 20 + (201, 204, 304, 400, 401, 404, 429, 500, 502, 503)
 
 DUCKDB_SQL = """
 SET TimeZone = 'UTC';
+SET enable_progress_bar = false;
 COPY (
   WITH facts AS (
     SELECT DISTINCT ON (event_id) *
@@ -169,7 +170,7 @@ def _duckdb(root: Path) -> tuple[float, float, int]:
         ".fetchone()[0])\n"
     )
     seconds, rss, text = _run([sys.executable, "-c", script])
-    return seconds, rss, int(text.strip())
+    return seconds, rss, int(text.strip().splitlines()[-1])
 
 
 def run(quick: bool) -> list[dict[str, Any]]:

@@ -13,12 +13,12 @@ import duckdb
 import polars as pl
 import pyarrow.parquet as pq
 import pytest
-from rollup_facts import Facts, event_line, fact_line, generate, stamp
 
 from gravix import layout, sketch
 from gravix.errors import ConfigError
 from gravix.layout import Hour
 from gravix.rollup import plan_hours, rebuild_hours, recent_runs, run_rollup
+from rollup_facts import Facts, event_line, fact_line, generate, stamp
 
 DAY1 = date(2026, 2, 16)
 DAY2 = date(2026, 2, 17)
@@ -77,9 +77,37 @@ def assert_matches_duckdb(root: Path) -> int:
     """).fetchall()
     assert rows
     for row in rows:
-        (bucket, _svc, _meth, _path, n, errors, client, s, lo, hi, p50, p95, p99, zeros,
-         count, error_count, client_count, lsum, lmin, lmax, q50, q95, q99, zero_count,
-         error_rate, event_day, hist_n, idx, scale) = row
+        (
+            bucket,
+            _svc,
+            _meth,
+            _path,
+            n,
+            errors,
+            client,
+            s,
+            lo,
+            hi,
+            p50,
+            p95,
+            p99,
+            zeros,
+            count,
+            error_count,
+            client_count,
+            lsum,
+            lmin,
+            lmax,
+            q50,
+            q95,
+            q99,
+            zero_count,
+            error_rate,
+            event_day,
+            hist_n,
+            idx,
+            scale,
+        ) = row
         assert n is not None and count is not None, f"row only on one side: {row}"
         assert (count, error_count, client_count) == (n, errors, client)
         assert (lsum, lmin, lmax) == (s, lo, hi)
@@ -192,9 +220,7 @@ def _inodes(root: Path) -> dict[str, int]:
 
 def test_runbook_window_recomputes_exactly_that_hour(built: Path) -> None:
     before = _inodes(built)
-    summary = run_rollup(
-        root=built, start="2026-02-16T10:00:00Z", end="2026-02-16T11:00:00Z"
-    )
+    summary = run_rollup(root=built, start="2026-02-16T10:00:00Z", end="2026-02-16T11:00:00Z")
     assert not summary.widened
     assert [(h.table, h.hour) for h in summary.hours] == [
         (layout.REQUEST_METRICS_MINUTE, Hour(DAY1, 10))
@@ -207,9 +233,7 @@ def test_runbook_window_recomputes_exactly_that_hour(built: Path) -> None:
 
 
 def test_window_not_on_hours_is_widened_and_says_so(built: Path) -> None:
-    summary = run_rollup(
-        root=built, start="2026-02-16T09:15:00Z", end="2026-02-16T10:00:00.001Z"
-    )
+    summary = run_rollup(root=built, start="2026-02-16T09:15:00Z", end="2026-02-16T10:00:00.001Z")
     assert summary.widened
     assert summary.start == datetime(2026, 2, 16, 9, tzinfo=UTC)
     assert summary.end == datetime(2026, 2, 16, 11, tzinfo=UTC)
@@ -241,21 +265,38 @@ def test_tables_have_design_columns_types_hive_partitions_and_zstd(built: Path) 
     run_rollup(root=built)
     con = connect()
     expected_request = {
-        "bucket_start": "TIMESTAMP WITH TIME ZONE", "service": "VARCHAR", "method": "VARCHAR",
-        "path_template": "VARCHAR", "request_count": "BIGINT", "error_count": "BIGINT",
-        "client_error_count": "BIGINT", "error_rate": "DOUBLE", "latency_sum_ms": "DOUBLE",
-        "latency_min_ms": "DOUBLE", "latency_max_ms": "DOUBLE", "p50_latency_ms": "DOUBLE",
-        "p95_latency_ms": "DOUBLE", "p99_latency_ms": "DOUBLE", "lat_scale": "TINYINT",
-        "lat_zero_count": "BIGINT", "lat_idx": "INTEGER[]", "lat_cnt": "BIGINT[]",
+        "bucket_start": "TIMESTAMP WITH TIME ZONE",
+        "service": "VARCHAR",
+        "method": "VARCHAR",
+        "path_template": "VARCHAR",
+        "request_count": "BIGINT",
+        "error_count": "BIGINT",
+        "client_error_count": "BIGINT",
+        "error_rate": "DOUBLE",
+        "latency_sum_ms": "DOUBLE",
+        "latency_min_ms": "DOUBLE",
+        "latency_max_ms": "DOUBLE",
+        "p50_latency_ms": "DOUBLE",
+        "p95_latency_ms": "DOUBLE",
+        "p99_latency_ms": "DOUBLE",
+        "lat_scale": "TINYINT",
+        "lat_zero_count": "BIGINT",
+        "lat_idx": "INTEGER[]",
+        "lat_cnt": "BIGINT[]",
         "event_day": "DATE",
     }
     expected_daily = {
-        "service": "VARCHAR", "event_type": "VARCHAR", "event_count": "BIGINT",
+        "service": "VARCHAR",
+        "event_type": "VARCHAR",
+        "event_count": "BIGINT",
         "first_event_time": "TIMESTAMP WITH TIME ZONE",
-        "last_event_time": "TIMESTAMP WITH TIME ZONE", "event_day": "DATE",
+        "last_event_time": "TIMESTAMP WITH TIME ZONE",
+        "event_day": "DATE",
     }
-    for table, expected in ((layout.REQUEST_METRICS_MINUTE, expected_request),
-                            (layout.SERVICE_EVENTS_DAILY, expected_daily)):
+    for table, expected in (
+        (layout.REQUEST_METRICS_MINUTE, expected_request),
+        (layout.SERVICE_EVENTS_DAILY, expected_daily),
+    ):
         glob = layout.warehouse_glob(built, table)
         described = con.execute(
             f"DESCRIBE SELECT * FROM read_parquet('{glob}', hive_partitioning = true)"
@@ -268,8 +309,11 @@ def test_tables_have_design_columns_types_hive_partitions_and_zstd(built: Path) 
         for path in files:
             assert path.parent.name.startswith("event_day=")
             meta = pq.ParquetFile(path).metadata
-            codecs = {meta.row_group(g).column(c).compression
-                      for g in range(meta.num_row_groups) for c in range(meta.num_columns)}
+            codecs = {
+                meta.row_group(g).column(c).compression
+                for g in range(meta.num_row_groups)
+                for c in range(meta.num_columns)
+            }
             assert codecs == {"ZSTD"}
     # rows sorted by service, then bucket_start, within each file
     for path in layout.warehouse_table_dir(built, layout.REQUEST_METRICS_MINUTE).rglob("*.parquet"):
@@ -287,8 +331,9 @@ def test_service_events_daily_equals_duckdb_across_hours_of_a_day(data_root: Pat
                 moment = hour.start  # the first and last millisecond of the hour
             if n == 1:
                 moment = hour.start + timedelta(hours=1) - timedelta(milliseconds=1)
-            line = event_line(rng, moment, rng.choice(("deploy_started", "deploy_completed",
-                                                       "restart")))
+            line = event_line(
+                rng, moment, rng.choice(("deploy_started", "deploy_completed", "restart"))
+            )
             for _ in range(rng.choice((1, 1, 2, 3))):
                 events.add(hour, f"e{rng.randrange(2):03d}", line)
     events.write(data_root, layout.SERVICE_EVENTS)
@@ -331,29 +376,39 @@ def test_torn_and_invalid_lines_are_counted_skipped_and_recorded(data_root: Path
     clean, damaged = Hour(DAY1, 10), Hour(DAY1, 11)
 
     def good(hour: Hour, n: int) -> list[bytes]:
-        return [fact_line(rng, hour.start + timedelta(seconds=rng.randrange(3600)))
-                for _ in range(n)]
+        return [
+            fact_line(rng, hour.start + timedelta(seconds=rng.randrange(3600))) for _ in range(n)
+        ]
 
     sample = good(clean, 1)[0].decode()
     other_hour = stamp(datetime(2026, 2, 16, 12, 0, tzinfo=UTC))
     # well-formed JSON that breaks the contract: the fast path has to catch these
     invalid = [
         b'{"event_id":"x"}',
-        sample.replace(sample[sample.index('"latency_ms":'):].split(",")[0].rstrip("}"),
-                       '"latency_ms":-1').encode(),
-        sample.replace(sample[sample.index('"status_code":'):].split(",")[0],
-                       '"status_code":"abc"').encode(),
-        sample.replace(sample[sample.index('"event_time":'):].split(",")[0],
-                       f'"event_time":"{other_hour}"').encode(),
-        sample.replace(sample[sample.index('"event_time":'):].split(",")[0],
-                       '"event_time":"soon"').encode(),
+        sample.replace(
+            sample[sample.index('"latency_ms":') :].split(",")[0].rstrip("}"), '"latency_ms":-1'
+        ).encode(),
+        sample.replace(
+            sample[sample.index('"status_code":') :].split(",")[0], '"status_code":"abc"'
+        ).encode(),
+        sample.replace(
+            sample[sample.index('"event_time":') :].split(",")[0], f'"event_time":"{other_hour}"'
+        ).encode(),
+        sample.replace(
+            sample[sample.index('"event_time":') :].split(",")[0], '"event_time":"soon"'
+        ).encode(),
     ]
     _write_lines(data_root, clean, "a", good(clean, 50) + invalid[:3])
     _write_lines(data_root, clean, "b", invalid[3:] + good(clean, 50))
     # not JSON at all: a broken line mid-file, an array, a torn tail, zero fill
     torn = good(damaged, 1)[0][:37]
-    _write_lines(data_root, damaged, "a", [*good(damaged, 40), b"{not json", b"[1, 2]",
-                                           *good(damaged, 40)], tail=torn)
+    _write_lines(
+        data_root,
+        damaged,
+        "a",
+        [*good(damaged, 40), b"{not json", b"[1, 2]", *good(damaged, 40)],
+        tail=torn,
+    )
     _write_lines(data_root, damaged, "b", good(damaged, 20), tail=b"\x00" * 64)
     summary = run_rollup(root=data_root)
     by_hour = {h.hour: h for h in summary.hours}
@@ -405,8 +460,17 @@ def _summary_keys(summary: Any) -> set[str]:
 
 def test_summary_reports_every_count_for_json(built: Path) -> None:
     summary = run_rollup(root=built, start="2026-02-16T10:00:00Z", end="2026-02-16T11:00:00Z")
-    assert {"hours_built", "facts", "duplicates", "bad_lines", "rows", "lines", "notes",
-            "message", "hours"} <= _summary_keys(summary)
+    assert {
+        "hours_built",
+        "facts",
+        "duplicates",
+        "bad_lines",
+        "rows",
+        "lines",
+        "notes",
+        "message",
+        "hours",
+    } <= _summary_keys(summary)
     doc = summary.to_dict()
     assert doc["hours_built"] == 1
     assert doc["facts"] + doc["duplicates"] + doc["bad_lines"] == doc["lines"]

@@ -33,6 +33,7 @@ from __future__ import annotations
 import io
 import json
 import os
+import re
 import time
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
@@ -392,7 +393,32 @@ def _parse(topic: str, data: bytes) -> tuple[pl.DataFrame, int]:
         return _loose_frame(topic, data)
 
 
-_TIME_FORMAT = "%Y-%m-%dT%H:%M:%S%.fZ"
+def _event_times(frame: pl.DataFrame, hour: Hour) -> pl.DataFrame:
+    """``event_time`` as a UTC millisecond timestamp (null where unparseable).
+
+    Stored times are canonical (``YYYY-MM-DDTHH:MM:SS.mmmZ``) and share the hour's prefix,
+    so the common case is read off fixed positions; anything else is parsed in full.
+    """
+    import polars as pl
+
+    text = pl.col("event_time")
+    prefix = re.escape(hour.start.strftime("%Y-%m-%dT%H:"))
+    canonical = text.str.contains(f"^{prefix}[0-5][0-9]:[0-5][0-9]\\.[0-9]{{3}}Z$").fill_null(False)
+    start_ms = int(hour.start.timestamp()) * 1000
+
+    def part(offset: int, length: int) -> pl.Expr:
+        return text.str.slice(offset, length).cast(pl.Int64)
+
+    fast = frame.filter(canonical).with_columns(
+        (start_ms + part(14, 2) * 60_000 + part(17, 2) * 1000 + part(20, 3))
+        .cast(pl.Datetime("ms", "UTC"))
+        .alias("event_time")
+    )
+    rest = frame.filter(~canonical)
+    if rest.height == 0:
+        return fast
+    slow = rest.with_columns(text.str.to_datetime(time_unit="ms", time_zone="UTC", strict=False))
+    return pl.concat([fast, slow])
 
 
 def _valid_rows(topic: str, frame: pl.DataFrame, hour: Hour) -> pl.DataFrame:
@@ -401,11 +427,8 @@ def _valid_rows(topic: str, frame: pl.DataFrame, hour: Hour) -> pl.DataFrame:
 
     start = hour.start
     end = start + timedelta(hours=1)
-    parsed = frame.with_columns(
-        pl.col("event_time").str.strptime(pl.Datetime("ms", "UTC"), _TIME_FORMAT, strict=False)
-    )
-    required = [c for c in frame.columns]
-    ok = pl.all_horizontal([pl.col(c).is_not_null() for c in required])
+    parsed = _event_times(frame, hour)
+    ok = pl.all_horizontal([pl.col(c).is_not_null() for c in frame.columns])
     ok = ok & pl.col("event_time").is_between(start, end, closed="left")
     if topic == layout.REQUEST_FACTS:
         ok = (
@@ -463,6 +486,8 @@ def _request_metrics(frame: pl.DataFrame) -> pl.DataFrame:
         "latency_ms",
         sketch.bucket_index_expr(lat).alias("idx"),
     )
+    # One group-by: the sorted bucket indexes of each group, run-length encoded, are the
+    # histogram (a second group-by on (keys, idx) plus a join costs three times as much).
     metrics = facts.group_by(keys).agg(
         pl.len().cast(pl.Int64).alias("request_count"),
         (status >= 500).sum().cast(pl.Int64).alias("error_count"),
@@ -475,22 +500,14 @@ def _request_metrics(frame: pl.DataFrame) -> pl.DataFrame:
             for q in QUANTILES
         ),
         (lat == 0).sum().cast(pl.Int64).alias("lat_zero_count"),
-    )
-    buckets = (
-        facts.filter(pl.col("idx").is_not_null())
-        .group_by([*keys, "idx"])
-        .agg(pl.len().cast(pl.Int64).alias("cnt"))
-        .sort([*keys, "idx"])
-        .group_by(keys, maintain_order=True)
-        .agg(pl.col("idx").alias("lat_idx"), pl.col("cnt").alias("lat_cnt"))
+        pl.col("idx").drop_nulls().sort().rle().alias("runs"),
     )
     out = (
-        metrics.join(buckets, on=keys, how="left", nulls_equal=True)
-        .with_columns(
+        metrics.with_columns(
             (pl.col("error_count") / pl.col("request_count")).alias("error_rate"),
             pl.lit(sketch.SCALE, dtype=pl.Int8).alias("lat_scale"),
-            pl.col("lat_idx").fill_null(pl.lit([], dtype=pl.List(pl.Int32))),
-            pl.col("lat_cnt").fill_null(pl.lit([], dtype=pl.List(pl.Int64))),
+            pl.col("runs").list.eval(pl.element().struct.field("value")).alias("lat_idx"),
+            pl.col("runs").list.eval(pl.element().struct.field("len")).alias("lat_cnt"),
         )
         .sort(keys)
         .select(_request_columns())

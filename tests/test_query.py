@@ -142,9 +142,9 @@ def test_sql_answers_equal_duckdb_on_the_same_files(root: Path, sql: str) -> Non
 
 @pytest.fixture(scope="module")
 def three_days(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict[str, int]]:
-    """Three days of warehouse data; every file of the first and last day then damaged, so
-    that a query which opened any of them would fail. Returns the root and DuckDB's counts
-    (taken before the damage) of the queries the tests run."""
+    """Three days of raw and warehouse data; every file of the first and last day then
+    damaged, so that a query which opened any of them would fail. Returns the root and
+    DuckDB's counts (taken before the damage) of the queries the tests run."""
     root = tmp_path_factory.mktemp("three-days") / "data"
     for day in range(3):
         facts = make_facts(start=START + timedelta(days=day), minutes=90, seed=day)
@@ -161,9 +161,17 @@ def three_days(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict[str
             "minute": "bucket_start = TIMESTAMPTZ '2026-02-17 09:00:00+00'",
         }.items()
     }
+    counts["raw"] = con.execute(
+        f"SELECT count(*) FROM {duck_sources(root)['request_facts']} "
+        "WHERE event_time >= TIMESTAMPTZ '2026-02-17 08:59:30+00' "
+        "AND event_time < TIMESTAMPTZ '2026-02-17 09:00:30+00'"
+    ).fetchone()[0]
     for day in (date(2026, 2, 16), date(2026, 2, 18)):
         for path in layout.warehouse_day_dir(root, "request_metrics_minute", day).iterdir():
             path.write_bytes(b"not parquet at all")
+        for hour_dir in layout.raw_day_dir(root, "request_facts", day).iterdir():
+            for path in hour_dir.iterdir():
+                path.write_bytes(b'{"event_id": oops\n')
     return root, counts
 
 
@@ -200,6 +208,20 @@ def test_bucket_start_filter_never_opens_other_hours_files(
         "AND bucket_start < '2026-02-17 09:30:00'",
     ).explain()
     assert "part-09.parquet" in plan and "other sources" not in plan
+
+
+def test_raw_event_time_filter_never_opens_other_hours_files(
+    three_days: tuple[Path, dict[str, int]],
+) -> None:
+    root, counts = three_days
+    found = run_sql(
+        root,
+        "SELECT count(*) AS n FROM raw.request_facts WHERE event_time >= '2026-02-17 08:59:30' "
+        "AND event_time < '2026-02-17 09:00:30'",
+    )
+    assert found["n"][0] == counts["raw"] > 0
+    with pytest.raises(QueryError):  # the damage is real: reading those hours fails
+        run_sql(root, "SELECT count(service) FROM request_facts")
 
 
 def test_a_bucket_start_filter_under_or_reads_everything(

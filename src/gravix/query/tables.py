@@ -3,7 +3,8 @@
 Tables are registered only when a statement names them, so a query over raw facts works
 before the first rollup and an empty warehouse is reported as such rather than as an
 engine error. Warehouse scans are Hive-partitioned on ``event_day``: a filter on it never
-opens the other days' files.
+opens the other days' files. Files that each hold one hour are also pruned by a filter on
+the time column (``bucket_start``, raw ``event_time``).
 """
 
 from __future__ import annotations
@@ -110,15 +111,14 @@ def scan_table(root: Path, table: str) -> pl.LazyFrame:
                 f"{layout.warehouse_table_dir(root, table)})",
                 hint="run `gravix rollup` to build the warehouse from the raw facts",
             )
-        return _scan_parquet(table, files)
+        return _scan_files(table, files)
     if not files:
         raise QueryError(
             f"there are no raw {table} files yet (none under {layout.raw_topic_dir(root, table)})",
             hint="send events to `gravix ingest-server`, or run `gravix recover` to move "
             "buffered files into raw",
         )
-    schema = {c: polars_type(t) for c, t in info.columns.items()}
-    return pl.scan_ndjson(files, schema=schema)
+    return _scan_files(table, files)
 
 
 # --- SQL ------------------------------------------------------------------------------------------
@@ -185,14 +185,13 @@ def prepare_sql(root: Path, sql: str) -> pl.LazyFrame:
         )
     frames = {name: scan_table(root, name) for name in sorted(referenced_tables(text))}
     lazy = _compile(text, frames)
-    if layout.REQUEST_METRICS_MINUTE in frames:
-        files = _files_for_bucket_filter(root, lazy)
+    narrowed = False
+    for table in [t for t in frames if t in _HOURLY]:
+        files = _files_for_time_filter(root, table, lazy)
         if files is not None:
-            frames[layout.REQUEST_METRICS_MINUTE] = _scan_parquet(
-                layout.REQUEST_METRICS_MINUTE, files
-            )
-            lazy = _compile(text, frames)
-    return lazy
+            frames[table] = _scan_files(table, files)
+            narrowed = True
+    return _compile(text, frames) if narrowed else lazy
 
 
 def _compile(text: str, frames: dict[str, pl.LazyFrame]) -> pl.LazyFrame:
@@ -210,9 +209,22 @@ def _compile(text: str, frames: dict[str, pl.LazyFrame]) -> pl.LazyFrame:
         raise QueryError(f"bad SQL: {_first_line(str(exc))}") from None
 
 
-_HOUR_FILE = re.compile(r"event_day=(\d{4}-\d{2}-\d{2})/part-(\d{2})\.parquet$")
+# Tables whose files each hold one hour: the time column, and how a file's path names its hour.
+_HOURLY: dict[str, tuple[str, re.Pattern[str]]] = {
+    layout.REQUEST_METRICS_MINUTE: (
+        "bucket_start",
+        re.compile(r"event_day=(\d{4}-\d{2}-\d{2})/part-(\d{2})\.parquet$"),
+    ),
+    **{
+        topic: (
+            "event_time",
+            re.compile(r"event_day=(\d{4}-\d{2}-\d{2})/hour=(\d{2})/[^/]+\.jsonl$"),
+        )
+        for topic in layout.TOPICS
+    },
+}
 _BOUND = re.compile(
-    r'^col\("bucket_start"\) (>=|>|<=|<|==) '
+    r'^col\("(\w+)"\) (>=|>|<=|<|==) '
     r"(\d{4}-\d{2}-\d{2} \d{2}:\d{2}:\d{2}(?:\.\d+)?) UTC$"
 )
 
@@ -252,15 +264,23 @@ def _balanced(text: str) -> bool:
     return depth == 0
 
 
-def _files_for_bucket_filter(root: Path, lazy: pl.LazyFrame) -> list[str] | None:
-    """The hourly files a bucket_start filter can match, when every scan of the minute table
-    in the optimised plan carries such a filter as a top-level conjunct; else None.
+def _files_for_time_filter(root: Path, table: str, lazy: pl.LazyFrame) -> list[str] | None:
+    """The files of an hourly table that a filter on its time column (``bucket_start``,
+    ``event_time``) can match, when every scan of the table in the optimised plan carries
+    such a filter as a top-level conjunct; else None.
 
-    Polars pushes the filter into the scan but can only use it on each file's statistics,
-    so every footer would be read; the file name (``event_day=D/part-HH``) already tells
-    which hour a file holds, so files outside the bounds are not handed to the scan at all.
+    Polars pushes the filter into the scan, but can use it at best on each file's statistics,
+    so every file would still be opened; the path (``event_day=D/part-HH``,
+    ``event_day=D/hour=HH/``) already tells which hour a file holds, so files outside the
+    bounds are not handed to the scan at all.
     """
-    table_dir = str(layout.warehouse_table_dir(root, layout.REQUEST_METRICS_MINUTE))
+    column, hour_of = _HOURLY[table]
+    info = TABLES[table]
+    table_dir = str(
+        layout.warehouse_table_dir(root, table)
+        if info.kind == "warehouse"
+        else layout.raw_topic_dir(root, table)
+    )
     try:
         plan = lazy.explain()
     except pl.exceptions.PolarsError:
@@ -285,12 +305,12 @@ def _files_for_bucket_filter(root: Path, lazy: pl.LazyFrame) -> list[str] | None
         hi: datetime | None = None
         for part in _conjuncts(selection):
             m = _BOUND.match(part)
-            if not m:
+            if not m or m.group(1) != column:
                 continue
-            moment = datetime.fromisoformat(m.group(2)).replace(tzinfo=UTC)
-            if m.group(1) in (">=", ">", "=="):
+            moment = datetime.fromisoformat(m.group(3)).replace(tzinfo=UTC)
+            if m.group(2) in (">=", ">", "=="):
                 lo = moment if lo is None else max(lo, moment)
-            if m.group(1) in ("<=", "<", "=="):
+            if m.group(2) in ("<=", "<", "=="):
                 hi = moment if hi is None else min(hi, moment)
         if lo is None and hi is None:
             return None
@@ -299,8 +319,8 @@ def _files_for_bucket_filter(root: Path, lazy: pl.LazyFrame) -> list[str] | None
     low = None if any(lo is None for lo, _ in per_scan) else min(lo for lo, _ in per_scan if lo)
     high = None if any(hi is None for _, hi in per_scan) else max(hi for _, hi in per_scan if hi)
     kept = []
-    for path in table_files(root, layout.REQUEST_METRICS_MINUTE):
-        m = _HOUR_FILE.search(path)
+    for path in table_files(root, table):
+        m = hour_of.search(path)
         if not m:
             return None  # a file that is not one hour: cannot tell what it holds
         start = datetime.fromisoformat(f"{m.group(1)}T{m.group(2)}:00:00+00:00")
@@ -309,8 +329,11 @@ def _files_for_bucket_filter(root: Path, lazy: pl.LazyFrame) -> list[str] | None
     return kept
 
 
-def _scan_parquet(table: str, files: list[str]) -> pl.LazyFrame:
-    schema = {c: polars_type(t) for c, t in TABLES[table].columns.items()}
+def _scan_files(table: str, files: list[str]) -> pl.LazyFrame:
+    info = TABLES[table]
+    schema = {c: polars_type(t) for c, t in info.columns.items()}
+    if info.kind == "raw":
+        return pl.scan_ndjson(files, schema=schema) if files else pl.LazyFrame(schema=schema)
     if not files:
         return pl.LazyFrame(schema={**schema, PARTITION_COLUMN: pl.Date()})
     return pl.scan_parquet(

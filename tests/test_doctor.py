@@ -226,8 +226,10 @@ def test_hour_never_rolled_up_fails_rollup_check(healthy: Path) -> None:
 
 def test_late_facts_after_rollup_fail_rollup_check(healthy: Path) -> None:
     hour = recent_hours(3)[0]
+    # the hour arrived and was rolled up three hours ago; a late file came 90 minutes ago
     for built_from in layout.raw_files(layout.raw_hour_dir(healthy, layout.REQUEST_FACTS, hour)):
-        age(built_from, 3 * 3600)
+        age(built_from, 3 * 3600 + 60)
+    age(layout.rollup_manifest_path(healthy, layout.REQUEST_METRICS_MINUTE, hour), 3 * 3600)
     late = write_raw(healthy, hour, 3)
     age(late, 90 * 60)
     report = doctor(healthy)
@@ -255,6 +257,30 @@ def test_bad_raw_lines_in_recent_runs_warn_with_their_hour(healthy: Path) -> Non
     check = report.by_name()["bad lines"]
     assert check.detail.startswith("2 bad raw lines") and str(hour) in check.detail
     assert "gravix rollup" in check.hint
+
+
+def test_pending_hours_agree_with_the_rollup_planner(healthy: Path) -> None:
+    from gravix.doctor import pending_hours
+    from gravix.rollup import plan_hours
+
+    def both() -> tuple[set[tuple[str, layout.Hour, str]], set[tuple[str, layout.Hour, str]]]:
+        ours = {(p.table, p.hour, p.reason) for p in pending_hours(healthy)}
+        theirs = {(p.table, p.hour, p.reason) for p in plan_hours(healthy)}
+        return ours, {t for t in theirs if t[2] != "removed"}
+
+    assert both() == (set(), set())
+    # raw written long before the rollup: the doctor passes those hours over by mtime
+    for hour_dir in layout.raw_hours(healthy, layout.REQUEST_FACTS).values():
+        for path in layout.raw_files(hour_dir):
+            age(path, 3 * 3600)
+    assert both() == (set(), set())
+    hours = recent_hours(8)
+    write_raw(healthy, hours[0])  # new
+    write_raw(healthy, hours[-1], 2)  # changed (late facts)
+    _hour_files(healthy)[0].unlink()  # missing output
+    ours, theirs = both()
+    assert {reason for _, _, reason in ours} == {"new", "changed", "missing"}
+    assert ours == theirs
 
 
 # --- warehouse and query -----------------------------------------------------------------------

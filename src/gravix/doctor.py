@@ -329,54 +329,103 @@ def check_buffer(ctx: Context) -> CheckResult:
     )
 
 
-def _pending_hours(ctx: Context) -> tuple[list[tuple[Any, float]], list[Any]]:
-    """Hours waiting for rollup: (due, within grace). An hour is due when its newest raw
-    file has waited longer than the grace for a rollup."""
-    (plan_hours,) = _require("rollup", "plan_hours")
-    due: list[tuple[Any, float]] = []
-    waiting: list[Any] = []
-    limit = ctx.now.timestamp() - ctx.limits.rollup_grace.total_seconds()
-    for planned in plan_hours(ctx.root):
-        if getattr(planned, "reason", "new") == "removed":
-            continue  # raw deleted by retention while the warehouse keeps the hour
-        topic = layout.TABLE_SOURCE.get(getattr(planned, "table", ""), layout.REQUEST_FACTS)
-        files = layout.raw_files(layout.raw_hour_dir(ctx.root, topic, planned.hour))
-        newest = max((f.stat().st_mtime for f in files), default=0.0)
-        if newest <= limit:
-            due.append((planned, newest))
-        else:
-            waiting.append(planned)
-    return due, waiting
+@dataclass(frozen=True)
+class PendingHour:
+    table: str
+    hour: layout.Hour
+    reason: str  # new | changed | missing, as rollup.plan_hours names them
+    newest_mtime: float  # when the newest raw file of the hour arrived
+
+
+# Raw files enter and leave an hour directory only by rename and unlink, which update the
+# directory's mtime; a directory unchanged since well before its manifest was written holds
+# what the manifest lists. The margin covers a rollup's time between listing an hour and
+# writing its manifest.
+MANIFEST_MARGIN_S = 600.0
+
+
+def pending_hours(root: Path) -> list[PendingHour]:
+    """The hours ``rollup.plan_hours`` would rebuild (apart from ``removed``), from the
+    rollup's own manifests (``rollup.read_manifest``). Hours whose directory has not
+    changed since long before their manifest are passed over with three ``stat`` calls;
+    the rest are compared file by file as the planner does. On a month of minute-rotated
+    raw files this takes a small fraction of ``plan_hours``'s walk; a test holds the two
+    to the same answer."""
+    (read_manifest,) = _require("rollup", "read_manifest")
+    out: list[PendingHour] = []
+    for table in layout.TABLES:
+        topic = layout.TABLE_SOURCE[table]
+        for hour, hour_dir in layout.raw_hours(root, topic).items():
+            try:
+                built = os.stat(layout.rollup_manifest_path(root, table, hour)).st_mtime
+                changed = os.stat(hour_dir).st_mtime
+            except FileNotFoundError:
+                pass
+            else:
+                if changed < built - MANIFEST_MARGIN_S and _output(root, table, hour).exists():
+                    continue
+            files: dict[str, int] = {}
+            newest = 0.0
+            with os.scandir(hour_dir) as entries:
+                for e in entries:
+                    if (
+                        e.name.endswith(layout.JSONL)
+                        and not e.name.startswith(".")
+                        and e.is_file(follow_symlinks=False)
+                    ):
+                        st = e.stat(follow_symlinks=False)
+                        files[e.name] = st.st_size
+                        newest = max(newest, st.st_mtime)
+            if not files:
+                continue
+            manifest = read_manifest(root, table, hour)
+            if manifest is None:
+                reason = "new"
+            elif manifest.get("files") != files:
+                reason = "changed"
+            elif int(manifest.get("facts", 0) or 0) > 0 and not _output(root, table, hour).exists():
+                reason = "missing"
+            else:
+                continue
+            out.append(PendingHour(table, hour, reason, newest))
+    return out
+
+
+def _output(root: Path, table: str, hour: layout.Hour) -> Path:
+    if table == layout.SERVICE_EVENTS_DAILY:
+        return layout.warehouse_day_file(root, table, hour.day)
+    return layout.warehouse_hour_file(root, table, hour)
 
 
 def check_rollup(ctx: Context) -> CheckResult:
-    due, waiting = _pending_hours(ctx)
+    limit = ctx.now.timestamp() - ctx.limits.rollup_grace.total_seconds()
+    pending = pending_hours(ctx.root)
+    # Raw data may wait up to the grace for the next scheduled rollup.
+    due = [p for p in pending if p.newest_mtime <= limit or p.reason == "missing"]
     grace = f"{ctx.limits.rollup_grace.total_seconds() / 60:.0f} min"
     if due:
-        new = [p.hour for p, _ in due if getattr(p, "reason", "") == "new"]
-        late = [p.hour for p, _ in due if getattr(p, "reason", "") != "new"]
         parts = []
-        if new:
-            parts.append(
-                f"{_plural(len(set(new)), 'hour')} never rolled up ({_hours_text(set(new))})"
-            )
-        if late:
-            parts.append(
-                f"{_plural(len(set(late)), 'hour')} rolled up before late facts arrived "
-                f"({_hours_text(set(late))})"
-            )
+        for reason, text in (
+            ("new", "never rolled up"),
+            ("changed", "rolled up before late facts arrived"),
+            ("missing", "with their Parquet output missing"),
+        ):
+            hours = {p.hour for p in due if p.reason == reason}
+            if hours:
+                parts.append(f"{_plural(len(hours), 'hour')} {text} ({_hours_text(hours)})")
         return CheckResult(
             "rollup",
             FAIL,
-            "; ".join(parts) + f", waiting > {grace}",
+            "; ".join(parts),
             "run `gravix rollup` (incremental: it recomputes exactly these hours)",
         )
-    if waiting:
+    if pending:
+        waiting = len({p.hour for p in pending})
         return CheckResult(
             "rollup",
             OK,
-            f"{_plural(len(waiting), 'hour')} with fresh raw data "
-            f"waiting for the next rollup (< {grace})",
+            f"{_plural(waiting, 'hour')} with fresh raw data waiting for the next rollup "
+            f"(< {grace})",
         )
     return CheckResult("rollup", OK, "every raw hour is rolled up")
 

@@ -264,3 +264,9 @@ def test_deploy_compare_without_a_deploy_says_so(root: Path) -> None:
     with pytest.raises(QueryError) as err:
         deploy_compare(root=root, service="api", since="2026-02-16T00:00:00Z", until=UNTIL, now=NOW)
     assert "no deploy" in err.value.message and "deploy_started" in (err.value.hint or "")
+
+
+def test_a_window_without_requests_says_so(root: Path) -> None:
+    result = service_health(root=root, service="frontnd", since=SINCE, until=UNTIL, now=NOW)
+    assert result.frame["requests"].sum() == 0
+    assert any("no requests for service 'frontnd'" in note for note in result.notes)

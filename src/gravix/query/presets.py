@@ -139,6 +139,13 @@ def _quantiles(frame: pl.DataFrame) -> pl.DataFrame:
     return frame.with_columns(pl.Series(n, v, dtype=pl.Float64) for n, v in values.items())
 
 
+def _empty_note(frame: pl.DataFrame, service: str | None) -> tuple[str, ...]:
+    if frame.height and frame["requests"].sum() > 0:
+        return ()
+    who = f" for service {service!r}" if service else ""
+    return (f"no requests{who} in this window: check the name and --since/--until",)
+
+
 def _error_rate() -> pl.Expr:
     return (
         pl.when(pl.col("requests") > 0)
@@ -243,7 +250,11 @@ def service_health(
         start,
         end,
         step,
-        notes=(percentile_note(), "error_rate counts status ≥ 500; client_errors are 4xx"),
+        notes=(
+            percentile_note(),
+            "error_rate counts status ≥ 500; client_errors are 4xx",
+            *_empty_note(frame, service),
+        ),
     )
 
 
@@ -285,7 +296,7 @@ def top_endpoints(
         frame,
         start,
         end,
-        notes=(percentile_note(),),
+        notes=(percentile_note(), *_empty_note(frame, service)),
     )
 
 
@@ -320,7 +331,7 @@ def endpoint_drilldown(
         start,
         end,
         step,
-        notes=(percentile_note(),),
+        notes=(percentile_note(), *_empty_note(frame, service)),
     )
 
 

@@ -20,10 +20,11 @@ from pathlib import Path
 import pytest
 
 from gravix import durable, layout
-from gravix.doctor import FAIL, OK, WARN, DoctorReport, run_doctor
+from gravix.doctor import FAIL, OK, WARN, DoctorReport, Thresholds, run_doctor
 from gravix.schema import Validator
 from gravix.settings import Settings, load_settings
 
+ZERO = timedelta(0)
 CLEAN_ENV: dict[str, str] = {}  # settings never read the test runner's GRAVIX_* variables
 
 
@@ -226,13 +227,11 @@ def test_hour_never_rolled_up_fails_rollup_check(healthy: Path) -> None:
 
 def test_late_facts_after_rollup_fail_rollup_check(healthy: Path) -> None:
     hour = recent_hours(3)[0]
-    # the hour arrived and was rolled up three hours ago; a late file came 90 minutes ago
-    for built_from in layout.raw_files(layout.raw_hour_dir(healthy, layout.REQUEST_FACTS, hour)):
-        age(built_from, 3 * 3600 + 60)
-    age(layout.rollup_manifest_path(healthy, layout.REQUEST_METRICS_MINUTE, hour), 3 * 3600)
-    late = write_raw(healthy, hour, 3)
-    age(late, 90 * 60)
-    report = doctor(healthy)
+    write_raw(healthy, hour, 3)
+    # with no grace, a rollup is due as soon as the late file lands
+    report = run_doctor(
+        settings=settings_for(healthy), only=FS_CHECKS, thresholds=Thresholds(rollup_grace=ZERO)
+    )
     assert not_ok(report) == {"rollup": FAIL}
     check = report.by_name()["rollup"]
     assert "late facts" in check.detail and str(hour) in check.detail

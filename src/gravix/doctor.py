@@ -337,33 +337,43 @@ class PendingHour:
     newest_mtime: float  # when the newest raw file of the hour arrived
 
 
-# Raw files enter and leave an hour directory only by rename and unlink, which update the
-# directory's mtime; a directory unchanged since well before its manifest was written holds
-# what the manifest lists. The margin covers a rollup's time between listing an hour and
-# writing its manifest.
-MANIFEST_MARGIN_S = 600.0
+def _last_full_plans(root: Path) -> dict[str, float]:
+    """Per table, when the latest recorded incremental rollup started (floored to the
+    second): that run planned every hour of the table after this moment."""
+    (recent_runs,) = _require("rollup", "recent_runs")
+    out: dict[str, float] = {}
+    for run in recent_runs(root, limit=50):  # newest first
+        if run.get("mode") != "incremental":
+            continue
+        try:
+            started = datetime.strptime(str(run["started_at"]), "%Y-%m-%dT%H:%M:%SZ")
+        except (KeyError, ValueError):
+            continue
+        for table in run.get("tables") or []:
+            out.setdefault(str(table), started.replace(tzinfo=UTC).timestamp())
+    return out
 
 
 def pending_hours(root: Path) -> list[PendingHour]:
-    """The hours ``rollup.plan_hours`` would rebuild (apart from ``removed``), from the
-    rollup's own manifests (``rollup.read_manifest``). Hours whose directory has not
-    changed since long before their manifest are passed over with three ``stat`` calls;
-    the rest are compared file by file as the planner does. On a month of minute-rotated
-    raw files this takes a small fraction of ``plan_hours``'s walk; a test holds the two
-    to the same answer."""
+    """The hours ``rollup.plan_hours`` would rebuild (apart from ``removed``).
+
+    Raw files enter and leave an hour directory only by rename and unlink, which update
+    the directory's mtime. The latest incremental rollup compared every hour with its
+    manifest after it started, and rebuilt those that differed; so an hour whose directory
+    has not changed since that start, and whose manifest and output exist, is up to date,
+    and three ``stat`` calls show it. The other hours are compared file by file with the
+    rollup's manifest (``rollup.read_manifest``), as the planner does. On a month of
+    minute-rotated raw files this is a small fraction of ``plan_hours``'s walk; a test
+    holds the two to the same answer."""
     (read_manifest,) = _require("rollup", "read_manifest")
+    planned = _last_full_plans(root)
     out: list[PendingHour] = []
     for table in layout.TABLES:
         topic = layout.TABLE_SOURCE[table]
+        since = planned.get(table)
         for hour, hour_dir in layout.raw_hours(root, topic).items():
-            try:
-                built = os.stat(layout.rollup_manifest_path(root, table, hour)).st_mtime
-                changed = os.stat(hour_dir).st_mtime
-            except FileNotFoundError:
-                pass
-            else:
-                if changed < built - MANIFEST_MARGIN_S and _output(root, table, hour).exists():
-                    continue
+            if since is not None and _unchanged(root, table, hour, hour_dir, since):
+                continue
             files: dict[str, int] = {}
             newest = 0.0
             with os.scandir(hour_dir) as entries:
@@ -389,6 +399,16 @@ def pending_hours(root: Path) -> list[PendingHour]:
                 continue
             out.append(PendingHour(table, hour, reason, newest))
     return out
+
+
+def _unchanged(root: Path, table: str, hour: layout.Hour, hour_dir: Path, since: float) -> bool:
+    try:
+        if os.stat(hour_dir).st_mtime >= since:
+            return False
+        os.stat(layout.rollup_manifest_path(root, table, hour))
+    except FileNotFoundError:
+        return False
+    return _output(root, table, hour).exists()
 
 
 def _output(root: Path, table: str, hour: layout.Hour) -> Path:

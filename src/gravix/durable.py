@@ -21,6 +21,7 @@ and delete it to make the disk "full" and "free" again).
 
 from __future__ import annotations
 
+import contextlib
 import errno as errno_mod
 import fcntl
 import json
@@ -282,8 +283,12 @@ class FileLock:
                     ) from None
                 time.sleep(0.05)
         if not self.shared:
-            os.ftruncate(fd, 0)
-            os.pwrite(fd, json.dumps(_holder_info(self.purpose)).encode(), 0)
+            # The holder details are a courtesy for describe_holder. On a full disk the
+            # write fails; raising here would leak a descriptor that keeps the lock taken
+            # for the rest of the process, and block `gravix cleanup` from freeing space.
+            with contextlib.suppress(OSError):
+                os.ftruncate(fd, 0)
+                os.pwrite(fd, json.dumps(_holder_info(self.purpose)).encode(), 0)
         self._fd = fd
         return self
 

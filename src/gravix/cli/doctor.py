@@ -19,13 +19,19 @@ def doctor_command(
     data_dir: DataDir = None,
     url: Annotated[
         str | None,
-        typer.Option("--url", help="Ingest server to check [env GRAVIX_URL].", show_default=False),
+        typer.Option(
+            "--url",
+            metavar="URL",
+            help="Ingest server to check (env GRAVIX_URL; default http://127.0.0.1:8090).",
+            show_default=False,
+        ),
     ] = None,
     api_key: Annotated[
         list[str] | None,
         typer.Option(
             "--api-key",
-            help="API key clients send, checked against the server [env API_KEY].",
+            metavar="KEY",
+            help="API key clients send, checked against the server (env API_KEY).",
             show_default=False,
         ),
     ] = None,

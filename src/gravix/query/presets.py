@@ -105,7 +105,6 @@ def _merged(lf: pl.LazyFrame, keys: list[str]) -> pl.LazyFrame:
         requests=pl.col("request_count").sum(),
         errors=pl.col("error_count").sum(),
         client_errors=pl.col("client_error_count").sum(),
-        latency_sum_ms=pl.col("latency_sum_ms").sum(),
         latency_min_ms=pl.col("latency_min_ms").min(),
         latency_max_ms=pl.col("latency_max_ms").max(),
         zero_count=pl.col("lat_zero_count").sum(),
@@ -116,9 +115,8 @@ def _merged(lf: pl.LazyFrame, keys: list[str]) -> pl.LazyFrame:
         .drop_nulls("lat_idx")
         .group_by(*keys, "lat_idx")
         .agg(pl.col("lat_cnt").sum())
-        .sort([*keys, "lat_idx"])
-        .group_by(keys, maintain_order=True)
-        .agg(idx=pl.col("lat_idx"), cnt=pl.col("lat_cnt"))
+        .group_by(keys)
+        .agg(idx=pl.col("lat_idx").sort(), cnt=pl.col("lat_cnt").sort_by("lat_idx"))
     )
     return totals.join(hist, on=keys, how="left", nulls_equal=True)
 

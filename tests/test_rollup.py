@@ -399,7 +399,12 @@ def test_torn_and_invalid_lines_are_counted_skipped_and_recorded(data_root: Path
         ).encode(),
     ]
     _write_lines(data_root, clean, "a", good(clean, 50) + invalid[:3])
-    _write_lines(data_root, clean, "b", invalid[3:] + good(clean, 50))
+    # a valid time written with an offset instead of Z still belongs to its UTC hour
+    offset_time = sample.replace(
+        sample[sample.index('"event_time":') :].split(",")[0],
+        '"event_time":"2026-02-16T11:30:00.250+01:00"',
+    ).replace(sample[sample.index('"event_id":') :].split(",")[0], '"event_id":"offset-1"')
+    _write_lines(data_root, clean, "b", [*invalid[3:], *good(clean, 50), offset_time.encode()])
     # not JSON at all: a broken line mid-file, an array, a torn tail, zero fill
     torn = good(damaged, 1)[0][:37]
     _write_lines(
@@ -412,7 +417,7 @@ def test_torn_and_invalid_lines_are_counted_skipped_and_recorded(data_root: Path
     _write_lines(data_root, damaged, "b", good(damaged, 20), tail=b"\x00" * 64)
     summary = run_rollup(root=data_root)
     by_hour = {h.hour: h for h in summary.hours}
-    assert (by_hour[clean].facts, by_hour[clean].bad_lines) == (100, 5)
+    assert (by_hour[clean].facts, by_hour[clean].bad_lines) == (101, 5)
     assert (by_hour[damaged].facts, by_hour[damaged].bad_lines) == (100, 4)
     assert summary.bad_lines == 9
     assert summary.to_dict()["bad_lines"] == 9
@@ -420,7 +425,7 @@ def test_torn_and_invalid_lines_are_counted_skipped_and_recorded(data_root: Path
     assert last["bad_lines"] == 9
     con = connect()
     metrics_view(con, data_root)
-    assert con.execute("SELECT sum(request_count) FROM metrics").fetchone() == (200,)
+    assert con.execute("SELECT sum(request_count) FROM metrics").fetchone() == (201,)
 
 
 def test_hour_whose_raw_files_are_all_gone_keeps_its_rows(built: Path) -> None:

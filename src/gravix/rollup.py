@@ -204,13 +204,24 @@ def _stamp(moment: datetime) -> str:
 
 
 def _current_files(root: Path, table: str, hour: Hour) -> dict[str, int]:
+    """Names and sizes of the hour's raw files: the files :func:`layout.raw_files` lists,
+    read with one ``scandir`` (planning stats every raw file of the retention)."""
     hour_dir = layout.raw_hour_dir(root, layout.TABLE_SOURCE[table], hour)
     out: dict[str, int] = {}
-    for path in layout.raw_files(hour_dir):
-        try:
-            out[path.name] = path.stat().st_size
-        except FileNotFoundError:
-            continue
+    try:
+        entries = os.scandir(hour_dir)
+    except (FileNotFoundError, NotADirectoryError):
+        return out
+    with entries:
+        for entry in entries:
+            name = entry.name
+            if not name.endswith(layout.JSONL) or name.startswith("."):
+                continue
+            try:
+                if entry.is_file(follow_symlinks=False):
+                    out[name] = entry.stat(follow_symlinks=False).st_size
+            except FileNotFoundError:
+                continue
     return out
 
 

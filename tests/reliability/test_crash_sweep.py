@@ -105,6 +105,7 @@ def test_every_crash_point_of_append_rotate_rollup_recovers_without_loss_or_dupl
 
 
 @pytest.mark.slow
+@pytest.mark.timeout(3600)
 def test_crash_sweep_with_more_batches_and_hours(ctx, tmp_path: Path) -> None:
     batches = [make_lines(5, hours_back=(0, 1, 2), seed=s) for s in range(int(4 * SCALE))]
     figures = _sweep(ctx, tmp_path, batches, stride=1)

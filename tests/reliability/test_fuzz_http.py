@@ -122,6 +122,15 @@ def test_hostile_requests_long_run(client: httpx.Client, case) -> None:  # type:
 
 
 def test_every_stored_line_passes_the_contract(server: RunningServer) -> None:
+    _check_stored(server)
+
+
+@pytest.mark.slow
+def test_every_stored_line_passes_the_contract_after_the_long_run(server: RunningServer) -> None:
+    _check_stored(server)
+
+
+def _check_stored(server: RunningServer) -> None:
     # Runs after the fuzzing above (same module, same server): stop it so that every
     # buffer is sealed into raw, then read what is on disk.
     assert server.stop() == 0

@@ -68,6 +68,7 @@ def test_hostile_batches_only_raise_validation_errors_and_index_their_rejects(
 
 
 @pytest.mark.slow
+@pytest.mark.timeout(3600)
 @settings(max_examples=LONG, **_SETTINGS)  # type: ignore[arg-type]
 @given(st.sampled_from(TOPICS).flatmap(lambda t: st.tuples(st.just(t), hostile_body(t))))
 def test_hostile_single_bodies_long_run(case: tuple[str, bytes]) -> None:
@@ -75,6 +76,7 @@ def test_hostile_single_bodies_long_run(case: tuple[str, bytes]) -> None:
 
 
 @pytest.mark.slow
+@pytest.mark.timeout(3600)
 @settings(max_examples=LONG // 4, **_SETTINGS)  # type: ignore[arg-type]
 @given(st.sampled_from(TOPICS).flatmap(lambda t: st.tuples(st.just(t), hostile_batch(t))))
 def test_hostile_batches_long_run(case: tuple[str, bytes]) -> None:

@@ -154,7 +154,7 @@ class _Client(asyncio.Protocol):
 
 
 async def _drive(
-    port: int, requests: list[bytes], conns: int, seconds: float, warmup: float
+    port: int, requests: list[bytes], conns: int, seconds: float, warmup: float, server_pid: int
 ) -> dict[str, Any]:
     loop = asyncio.get_running_loop()
     warm: dict[str, Any] = {"responses": 0, "status": {}}
@@ -166,6 +166,7 @@ async def _drive(
         )
     await asyncio.gather(*done_w)
     stats: dict[str, Any] = {"responses": 0, "status": {}}
+    cpu = _tree_cpu_seconds(server_pid) if server_pid else 0.0
     futures = [loop.create_future() for _ in range(conns)]
     started = time.perf_counter()
     deadline = started + seconds
@@ -175,6 +176,8 @@ async def _drive(
         )
     await asyncio.gather(*futures)
     stats["seconds"] = time.perf_counter() - started
+    if server_pid:
+        stats["server_cpu_seconds"] = _tree_cpu_seconds(server_pid) - cpu
     return stats
 
 
@@ -185,11 +188,14 @@ def loadgen_main(argv: list[str]) -> int:
     p.add_argument("--conns", type=int, required=True)
     p.add_argument("--seconds", type=float, default=5.0)
     p.add_argument("--warmup", type=float, default=1.0)
+    p.add_argument("--server-pid", type=int, default=0, help="measure this process tree's CPU")
     args = p.parse_args(argv)
     import uvloop
 
     requests = build_requests(args.kind, args.port, 40 if args.kind == "batch" else 4000)
-    stats = uvloop.run(_drive(args.port, requests, args.conns, args.seconds, args.warmup))
+    stats = uvloop.run(
+        _drive(args.port, requests, args.conns, args.seconds, args.warmup, args.server_pid)
+    )
     sys.stdout.write(json.dumps(stats) + "\n")
     return 0
 
@@ -288,7 +294,24 @@ def _tree_peak_rss_mb(pid: int) -> float:
     return total / 2**20
 
 
-def _loadgen(port: int, kind: str, conns: int, seconds: float) -> dict[str, Any]:
+def _tree_cpu_seconds(pid: int) -> float:
+    import psutil
+
+    total = 0.0
+    try:
+        procs = [psutil.Process(pid), *psutil.Process(pid).children(recursive=True)]
+    except psutil.NoSuchProcess:
+        return 0.0
+    for proc in procs:
+        try:
+            times = proc.cpu_times()
+        except psutil.NoSuchProcess:
+            continue
+        total += times.user + times.system
+    return total
+
+
+def _loadgen(port: int, kind: str, conns: int, seconds: float, pid: int) -> dict[str, Any]:
     out = subprocess.run(
         [
             sys.executable,
@@ -303,6 +326,8 @@ def _loadgen(port: int, kind: str, conns: int, seconds: float) -> dict[str, Any]
             str(conns),
             "--seconds",
             str(seconds),
+            "--server-pid",
+            str(pid),
         ],
         cwd=REPO,
         capture_output=True,
@@ -351,7 +376,7 @@ def measure_server(
         )
     try:
         _wait_up(port, proc, "/ready")
-        stats = _loadgen(port, kind, conns, seconds)
+        stats = _loadgen(port, kind, conns, seconds, proc.pid)
         rss = _tree_peak_rss_mb(proc.pid)
     finally:
         code = _stop(proc)
@@ -379,7 +404,7 @@ def measure_noop(workers: int, conns: int, seconds: float) -> tuple[dict[str, An
     )
     try:
         _wait_up(port, proc)
-        stats = _loadgen(port, "single", conns, seconds)
+        stats = _loadgen(port, "single", conns, seconds, proc.pid)
         rss = _tree_peak_rss_mb(proc.pid)
     finally:
         _stop(proc)
@@ -410,6 +435,12 @@ def _ok_rate(stats: dict[str, Any], ok_status: int) -> tuple[float, int]:
     return ok / float(stats["seconds"]), bad
 
 
+def _cpu_us(stats: dict[str, Any], units: float) -> float:
+    """Server CPU time per unit (request or event), microseconds: steadier than throughput
+    on a shared machine, where other processes take CPU from both server and load."""
+    return float(stats["server_cpu_seconds"]) / max(units, 1.0) * 1e6
+
+
 def run(quick: bool) -> list[dict[str, Any]]:
     seconds = 3.0 if quick else 8.0
     workers = 2
@@ -418,6 +449,8 @@ def run(quick: bool) -> list[dict[str, Any]]:
         base = Path(tmp)
         fsync_rate = measure_fsync_per_event(base, 2.0 if quick else 4.0)
         batch_stats, batch_rss = measure_server(base / "a", workers, "batch", 8, seconds)
+        wide_stats, _ = measure_server(base / "a4", 4, "batch", 8, seconds)
+        wide_rate = _ok_rate(wide_stats, 200)[0] * BATCH_SIZE
         batch_rate, batch_bad = _ok_rate(batch_stats, 200)
         events_rate = batch_rate * BATCH_SIZE
         single_stats, single_rss = measure_server(base / "b", workers, "single", 32, seconds)
@@ -435,6 +468,17 @@ def run(quick: bool) -> list[dict[str, Any]]:
             "ok": events_rate >= 300_000 and batch_bad == 0,
             "peak_rss_mb": round(batch_rss, 1),
             "non_2xx": batch_bad,
+            "server_cpu_us_per_event": _cpu_us(batch_stats, batch_stats["responses"] * BATCH_SIZE),
+        }
+    )
+    rows.append(
+        {
+            "name": "(a') batch route as (a), 4 workers (fsync waits overlap CPU work)",
+            "value": wide_rate,
+            "unit": "events/s",
+            "reference": fsync_rate,
+            "ratio": wide_rate / fsync_rate,
+            "server_cpu_us_per_event": _cpu_us(wide_stats, wide_stats["responses"] * BATCH_SIZE),
         }
     )
     rows.append(
@@ -448,6 +492,7 @@ def run(quick: bool) -> list[dict[str, Any]]:
             "ok": single_rate >= 0.7 * noop_rate and single_bad == 0,
             "peak_rss_mb": round(single_rss, 1),
             "non_2xx": single_bad,
+            "server_cpu_us_per_request": _cpu_us(single_stats, single_stats["responses"]),
         }
     )
     rows.append(
@@ -456,6 +501,7 @@ def run(quick: bool) -> list[dict[str, Any]]:
             "value": noop_rate,
             "unit": "requests/s",
             "peak_rss_mb": round(noop_rss, 1),
+            "server_cpu_us_per_request": _cpu_us(noop_stats, noop_stats["responses"]),
         }
     )
     rows.append(
@@ -470,6 +516,13 @@ def run(quick: bool) -> list[dict[str, Any]]:
             "name": "(b) vs (d): group commit over fsync per event",
             "value": single_rate / fsync_rate,
             "unit": "x",
+        }
+    )
+    rows.append(
+        {
+            "name": "machine load average (1 min) at the end",
+            "value": os.getloadavg()[0],
+            "unit": "runnable",
         }
     )
     return rows

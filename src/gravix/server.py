@@ -995,9 +995,6 @@ def _run_worker(app_factory: Callable[[], ServedApp], sock: socket.socket) -> in
     """One server process: uvicorn (uvloop + httptools) on ``sock`` until told to stop."""
     import uvicorn
 
-    # The fsync thread needs the GIL before and after each fdatasync; with the default 5 ms
-    # switch interval a busy event loop would delay every group commit by up to 10 ms.
-    sys.setswitchinterval(0.0005)
     app = app_factory()
     config = uvicorn.Config(
         app,

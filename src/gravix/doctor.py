@@ -26,7 +26,6 @@ from typing import Any, Literal
 
 from gravix import durable, layout
 from gravix.errors import GravixError
-from gravix.schema import REQUEST_METRICS_COLUMNS
 from gravix.settings import DEFAULT_URL, Settings
 
 Status = Literal["ok", "warn", "fail"]
@@ -510,6 +509,8 @@ def _newest_hour_file(root: Path) -> Path | None:
 def check_warehouse(ctx: Context) -> CheckResult:
     import polars as pl
 
+    from gravix.schema import REQUEST_METRICS_COLUMNS
+
     files = _parquet_files(ctx.root)
     if not files:
         return CheckResult(
@@ -628,19 +629,38 @@ def check_retention(ctx: Context) -> CheckResult:
 # --- ingestion --------------------------------------------------------------------------------
 
 
-def check_ingestion(ctx: Context) -> CheckResult:
-    import httpx
+def _refused(url: str, timeout: float) -> str | None:
+    """Why nothing accepts a TCP connection at ``url``'s address, or None if something
+    does: the common "no server" answer without loading an HTTP client."""
+    from urllib.parse import urlsplit
 
+    parts = urlsplit(url)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        return None  # let the HTTP client report what is wrong with it
+    port = parts.port or (443 if parts.scheme == "https" else 80)
+    try:
+        socket.create_connection((parts.hostname, port), timeout=timeout).close()
+    except OSError as exc:
+        return str(exc) or type(exc).__name__
+    return None
+
+
+def check_ingestion(ctx: Context) -> CheckResult:
     url = ctx.settings.url
     configured = url != DEFAULT_URL
     start_hint = "start it with `gravix ingest-server` (or pass the right --url)"
-    try:
-        with httpx.Client(base_url=url, timeout=ctx.limits.http_timeout_s) as client:
-            live = client.get("/live")
-            ready = client.get("/ready")
-            keys = _key_results(client, ctx.settings.api_keys)
-    except httpx.HTTPError as exc:
-        reason = str(exc).splitlines()[0][:80] or type(exc).__name__
+    reason = _refused(url, ctx.limits.http_timeout_s)
+    if reason is None:
+        import httpx
+
+        try:
+            with httpx.Client(base_url=url, timeout=ctx.limits.http_timeout_s) as client:
+                live = client.get("/live")
+                ready = client.get("/ready")
+                keys = _key_results(client, ctx.settings.api_keys)
+        except httpx.HTTPError as exc:
+            reason = str(exc).splitlines()[0][:80] or type(exc).__name__
+    if reason is not None:
         if not configured:
             return CheckResult(
                 "ingestion",

@@ -471,12 +471,7 @@ def check_bad_lines(ctx: Context) -> CheckResult:
             + ", ".join(f"{k.split()[-1]}: {n}" for k, n in worst)
             + (", …)" if len(hours) > 2 else ")")
         )
-    return CheckResult(
-        "bad lines",
-        WARN,
-        detail,
-        BAD_LINES_HINT,
-    )
+    return CheckResult("bad lines", WARN, detail, BAD_LINES_HINT)
 
 
 def _parquet_files(root: Path) -> list[Path]:
@@ -548,7 +543,7 @@ def check_warehouse(ctx: Context) -> CheckResult:
         return CheckResult(
             "warehouse",
             FAIL,
-            f"{_plural(len(broken), 'unreadable Parquet file')} of {len(files)}: {broken[0]}"
+            f"{_plural(len(broken), 'unusable Parquet file')} of {len(files)}: {broken[0]}"
             + (" …" if len(broken) > 1 else ""),
             "run `gravix recover --deep` to quarantine them and rebuild those hours from raw",
         )

@@ -129,7 +129,9 @@ _LITERALS = re.compile(r"'(?:[^']|'')*'|--[^\n]*|/\*.*?\*/", re.DOTALL)
 _QUALIFIER = re.compile(
     r'(?<![\w."])(?:(?:"gravix"|gravix)\s*\.\s*)?(?:"raw"|raw)\s*\.\s*(?=["\w])', re.IGNORECASE
 )
-_IDENT = re.compile(r'"((?:[^"]|"")+)"|\b([A-Za-z_][A-Za-z0-9_]*)\b')
+# A relation follows FROM, JOIN or a comma in a FROM list (a column named like a table would
+# also match after a comma, but no column is).
+_RELATION = re.compile(r'(?:\bFROM|\bJOIN|,)\s*(?:"(\w+)"|([A-Za-z_]\w*))', re.IGNORECASE)
 # Table functions read any path; queries stay inside the data root's tables.
 _FILE_FUNCTION = re.compile(r"\b(read_\w+|scan_\w+)\s*\(", re.IGNORECASE)
 _NOT_FOUND = re.compile(r"relation '([^']*)' was not found")
@@ -155,9 +157,10 @@ def rewrite_names(sql: str) -> str:
 
 
 def referenced_tables(sql: str) -> set[str]:
-    """The known tables a statement names (anywhere outside literals and comments)."""
-    idents = {(m.group(1) or m.group(2) or "").lower() for m in _IDENT.finditer(_mask(sql))}
-    return {t for t in TABLES if t in idents}
+    """The known tables a statement reads (outside literals and comments): only those are
+    scanned, so an alias or a literal that happens to spell a table's name costs nothing."""
+    names = {(m.group(1) or m.group(2)).lower() for m in _RELATION.finditer(_mask(sql))}
+    return {t for t in TABLES if t in names}
 
 
 def _first_line(text: str) -> str:

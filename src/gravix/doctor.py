@@ -19,6 +19,7 @@ import shutil
 import socket
 import time
 from collections.abc import Callable, Iterable
+from contextlib import suppress
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -212,10 +213,16 @@ def _newest_raw(root: Path, topic: str) -> tuple[int, float | None]:
     hours = layout.raw_hours(root, topic)
     if not hours:
         return 0, None
-    newest_dir = max(hours.values(), key=lambda p: p.stat().st_mtime)
-    files = layout.raw_files(newest_dir)
-    stamps = [f.stat().st_mtime for f in files]
+    newest_dir = max(hours.values(), key=_mtime)
+    stamps = [_mtime(f) for f in layout.raw_files(newest_dir)]
     return len(hours), max(stamps) if stamps else None
+
+
+def _mtime(path: Path) -> float:
+    try:
+        return path.stat().st_mtime
+    except FileNotFoundError:  # removed meanwhile (cleanup, recovery)
+        return 0.0
 
 
 def check_raw(ctx: Context) -> CheckResult:
@@ -375,7 +382,7 @@ def pending_hours(root: Path) -> list[PendingHour]:
                 continue
             files: dict[str, int] = {}
             newest = 0.0
-            with os.scandir(hour_dir) as entries:
+            with suppress(FileNotFoundError), os.scandir(hour_dir) as entries:
                 for e in entries:
                     if (
                         e.name.endswith(layout.JSONL)
@@ -478,13 +485,14 @@ def _parquet_files(root: Path) -> list[Path]:
     files: list[Path] = []
     for table in layout.TABLES:
         for day_dir in layout.warehouse_days(root, table).values():
-            files.extend(
-                Path(e.path)
-                for e in os.scandir(day_dir)
-                if e.name.endswith(layout.PARQUET)
-                and not e.name.startswith(".")
-                and e.is_file(follow_symlinks=False)
-            )
+            with suppress(FileNotFoundError), os.scandir(day_dir) as entries:
+                files.extend(
+                    Path(e.path)
+                    for e in entries
+                    if e.name.endswith(layout.PARQUET)
+                    and not e.name.startswith(".")
+                    and e.is_file(follow_symlinks=False)
+                )
     return files
 
 
@@ -524,7 +532,8 @@ def check_warehouse(ctx: Context) -> CheckResult:
         try:
             columns = set(pl.read_parquet_schema(path))
         except (OSError, pl.exceptions.PolarsError) as exc:
-            broken.append(f"{path.relative_to(base)} ({str(exc).splitlines()[0][:60]})")
+            if path.exists():  # else removed meanwhile by cleanup or recovery
+                broken.append(f"{path.relative_to(base)} ({str(exc).splitlines()[0][:60]})")
             continue
         if metrics_dir in path.parents and not expected <= columns:
             missing = ", ".join(sorted(expected - columns)[:3])

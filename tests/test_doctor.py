@@ -416,3 +416,12 @@ def test_missing_module_makes_its_check_warn_unavailable(
     report = run_doctor(settings=settings_for(data_root), only=["rollup", "bad lines", "locks"])
     assert statuses(report) == {"data root": OK, "rollup": WARN, "bad lines": WARN, "locks": OK}
     assert "gravix.rollup unavailable" in report.by_name()["rollup"].detail
+
+
+def test_a_check_that_breaks_is_reported_and_the_others_still_run(data_root: Path) -> None:
+    durable.atomic_write(layout.rollup_runs_path(data_root), b'{"bad_lines": "many"}\n')
+    report = run_doctor(settings=settings_for(data_root), only=FS_CHECKS)
+    check = report.by_name()["bad lines"]
+    assert check.status == FAIL and "could not run" in check.detail
+    assert "gravix doctor --json" in check.hint
+    assert set(statuses(report)) == {"data root", *FS_CHECKS}

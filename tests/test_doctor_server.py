@@ -16,12 +16,11 @@ from gravix import layout
 from gravix.doctor import FAIL, OK, UNAUTHORIZED_HINT, WARN, run_doctor
 from gravix.settings import DEFAULT_URL, load_settings
 from serverutil import RunningServer, free_port, running_server, start_server
-from test_doctor import FS_CHECKS, needs, not_ok, recent_hours, write_raw
+from test_doctor import FS_CHECKS, not_ok, recent_hours, write_raw
 
 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningServer]:
-    needs("server", "serve")
     root = tmp_path_factory.mktemp("doctor-server") / "data"
     root.mkdir()
     with running_server(root, api_key="right-key") as running:
@@ -86,8 +85,6 @@ def test_no_server_configured_only_warns(data_root: Path) -> None:
 
 
 def test_healthy_root_with_live_server_passes_every_check(data_root: Path) -> None:
-    needs("server", "serve")
-    needs("rollup", "run_rollup")
     from gravix.rollup import run_rollup
 
     for hour in recent_hours():
@@ -101,7 +98,6 @@ def test_healthy_root_with_live_server_passes_every_check(data_root: Path) -> No
 
 
 def test_live_server_that_is_not_ready_fails_ingestion(data_root: Path) -> None:
-    needs("server", "serve")
     srv = start_server(data_root, env={"GRAVIX_MIN_FREE_BYTES": "1000000TB"}, wait=False)
     try:
         deadline = time.monotonic() + 30

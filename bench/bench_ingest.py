@@ -338,6 +338,23 @@ def _loadgen(port: int, kind: str, conns: int, seconds: float, pid: int) -> dict
     return result
 
 
+def _commit_stats(port: int) -> dict[str, float]:
+    """Mean fdatasync latency and requests per group commit, from one worker's /metrics."""
+    import httpx
+
+    totals: dict[str, float] = {}
+    for line in httpx.get(f"http://127.0.0.1:{port}/metrics", timeout=10).text.splitlines():
+        for name in ("gravix_fsync_seconds_sum", "gravix_fsync_seconds_count",
+                     "gravix_group_commit_requests_sum"):  # fmt: skip
+            if line.startswith(name + "{"):
+                totals[name] = totals.get(name, 0.0) + float(line.rsplit(" ", 1)[1])
+    count = totals.get("gravix_fsync_seconds_count", 0.0) or 1.0
+    return {
+        "mean_fsync_ms": totals.get("gravix_fsync_seconds_sum", 0.0) / count * 1000,
+        "mean_requests_per_commit": totals.get("gravix_group_commit_requests_sum", 0.0) / count,
+    }
+
+
 def _stop(proc: subprocess.Popen[bytes]) -> int:
     proc.send_signal(signal.SIGTERM)
     try:
@@ -377,6 +394,7 @@ def measure_server(
     try:
         _wait_up(port, proc, "/ready")
         stats = _loadgen(port, kind, conns, seconds, proc.pid)
+        stats.update(_commit_stats(port))
         rss = _tree_peak_rss_mb(proc.pid)
     finally:
         code = _stop(proc)
@@ -493,6 +511,11 @@ def run(quick: bool) -> list[dict[str, Any]]:
             "peak_rss_mb": round(single_rss, 1),
             "non_2xx": single_bad,
             "server_cpu_us_per_request": _cpu_us(single_stats, single_stats["responses"]),
+            "mean_fsync_ms": round(single_stats["mean_fsync_ms"], 2),
+            "mean_requests_per_commit": round(single_stats["mean_requests_per_commit"], 1),
+            # Each request waits for at least one fdatasync: 32 closed-loop connections can
+            # never exceed 32 / fsync latency, however cheap the request is.
+            "fsync_latency_ceiling": 32 / max(single_stats["mean_fsync_ms"], 1e-3) * 1000,
         }
     )
     rows.append(

@@ -62,12 +62,18 @@ def _lines(validator: Validator, body: bytes) -> tuple[bytes, int, list[tuple[in
 
 
 @settings(max_examples=150, deadline=None)
-@given(st.lists(facts(), min_size=1, max_size=12), st.booleans())
-def test_batch_lines_equals_the_per_event_path(docs: list[dict[str, object]], array: bool) -> None:
+@given(
+    st.lists(facts(), min_size=1, max_size=12),
+    st.booleans(),
+    st.sampled_from([b"\n", b"\n\n", b"\n  \n", b"\r\n", b"\r"]),
+)
+def test_batch_lines_equals_the_per_event_path(
+    docs: list[dict[str, object]], array: bool, separator: bytes
+) -> None:
     body = (
         json.dumps(docs).encode()
         if array
-        else b"\n".join(json.dumps(d).encode() for d in docs) + b"\n"
+        else separator.join(json.dumps(d).encode() for d in docs) + b"\n"
     )
     fast = Validator("request_facts", clock=lambda: NOW)
     slow = Validator("request_facts", clock=lambda: NOW)

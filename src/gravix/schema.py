@@ -367,7 +367,10 @@ class Validator:
             if stripped.startswith(b"["):
                 events: list[Any] = self._list_decoder.decode(stripped)
             else:
-                lines = [line for line in data.splitlines() if line.strip()]
+                lines = data.splitlines()
+                if b"" in lines:  # blank lines are skipped, as the per-event path does
+                    lines = [line for line in lines if line]
+                # A whitespace-only line makes this invalid JSON: the slow path handles it.
                 events = self._list_decoder.decode(b"[" + b",".join(lines) + b"]")
                 if len(events) != len(lines):  # a line held two values: not NDJSON
                     return None

@@ -399,7 +399,7 @@ def _parse(topic: str, data: bytes) -> tuple[pl.DataFrame, int]:
     mistyped), plus the number of lines that are not JSON objects at all."""
     import polars as pl
 
-    if not data.strip():
+    if not data or data.isspace():
         return pl.DataFrame(schema=_raw_schema(topic)), 0
     try:
         return pl.read_ndjson(io.BytesIO(data), schema=_raw_schema(topic), ignore_errors=True), 0

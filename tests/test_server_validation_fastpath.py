@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import time
 
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -48,12 +49,15 @@ FIELD_VALUES = {
 
 
 @st.composite
-def facts(draw: st.DrawFn) -> dict[str, object]:
-    doc = fact(event_time=_fmt(NOW - 10))
-    for name, values in FIELD_VALUES.items():
-        if draw(st.booleans()):
-            doc[name] = draw(values)
-    return {k: v for k, v in doc.items() if v is not None}
+def batches(draw: st.DrawFn) -> list[dict[str, object]]:
+    """Valid facts, and in about half of the batches one field of one fact set to a value
+    near a rule's edge (valid or not), so that the fast path's every check is exercised."""
+    size = draw(st.integers(1, 12))
+    docs = [fact(event_time=_fmt(NOW - draw(st.integers(0, 7200)))) for _ in range(size)]
+    if draw(st.booleans()):
+        name = draw(st.sampled_from(sorted(FIELD_VALUES)))
+        docs[draw(st.integers(0, size - 1))][name] = draw(FIELD_VALUES[name])
+    return [{k: v for k, v in d.items() if v is not None} for d in docs]
 
 
 def _lines(validator: Validator, body: bytes) -> tuple[bytes, int, list[tuple[int, str]]]:
@@ -61,9 +65,9 @@ def _lines(validator: Validator, body: bytes) -> tuple[bytes, int, list[tuple[in
     return b"".join(a.line + b"\n" for a in accepted), len(accepted), errors
 
 
-@settings(max_examples=150, deadline=None)
+@settings(max_examples=300, deadline=None)
 @given(
-    st.lists(facts(), min_size=1, max_size=12),
+    batches(),
     st.booleans(),
     st.sampled_from([b"\n", b"\n\n", b"\n  \n", b"\r\n", b"\r"]),
 )
@@ -79,6 +83,42 @@ def test_batch_lines_equals_the_per_event_path(
     slow = Validator("request_facts", clock=lambda: NOW)
     fast.batch_lines(body, now=NOW)  # warm the caches, as a running server has them
     assert fast.batch_lines(body, now=NOW) == _lines(slow, body)
+
+
+EDGE_VALUES = [
+    ("event_id", "3b241101-e2bb-4255-8caf-4136c566a962"),
+    ("event_id", "0190a0b0-0000-7000-c000-000000000000"),
+    ("event_id", "0190A0B0-0000-7000-8000-000000000000"),
+    ("event_time", _fmt(NOW + 301)),
+    ("event_time", _fmt(NOW + 299)),
+    ("event_time", _fmt(NOW - 31 * 86400)),
+    ("event_time", "2026-11-18T10:00:00Z"),
+    ("event_time", "2026-11-18T10:00:00.5+01:00"),
+    ("event_time", "2026-02-30T10:00:00.000Z"),
+    ("event_time", "2026-11-18T24:00:00.000Z"),
+    ("event_time", "2026-11-18T10:61:00.000Z"),
+    ("event_time", "２026-11-18T10:00:00.000Z"),
+    ("service", ""),
+    ("service", "bad service"),
+    ("method", "post"),
+    ("method", "Get"),
+    ("method", "FETCH"),
+    ("path_template", "x"),
+    ("path_template", "/orders/1234"),
+    ("user_agent_family", "bad\x01agent"),
+]
+
+
+@pytest.mark.parametrize(("name", "value"), EDGE_VALUES)
+def test_one_edge_value_in_a_batch_gives_what_the_per_event_path_gives(
+    name: str, value: object
+) -> None:
+    docs = [fact(event_time=_fmt(NOW - 60)) for _ in range(3)]
+    docs[1][name] = value
+    body = b"\n".join(json.dumps(d).encode() for d in docs) + b"\n"
+    fast = Validator("request_facts", clock=lambda: NOW)
+    fast.batch_lines(body, now=NOW)
+    assert fast.batch_lines(body, now=NOW) == _lines(Validator("request_facts"), body)
 
 
 def test_two_values_on_one_line_are_not_accepted_as_two_events() -> None:

@@ -11,6 +11,7 @@ import shutil
 import subprocess
 import time
 from collections.abc import Iterator
+from datetime import UTC, datetime
 from pathlib import Path
 
 import httpx
@@ -130,7 +131,7 @@ def test_full_disk_refuses_with_503_and_resumes_when_space_returns(small_fs: Pat
 def test_rollup_hitting_enospc_leaves_the_previous_partition_readable(small_fs: Path) -> None:
     root = small_fs / "data"
     root.mkdir()
-    hour = Hour.of(__import__("datetime").datetime.now(__import__("datetime").UTC))
+    hour = Hour.of(datetime.now(UTC))
 
     def add_raw(name: str, count: int, seed: int) -> None:
         lines = make_lines(count, hours_back=(0,), seed=seed)
@@ -154,8 +155,6 @@ def test_rollup_hitting_enospc_leaves_the_previous_partition_readable(small_fs: 
     assert sum(after.values()) > sum(before.values())
 
 
-def _time(line: bytes) -> object:
-    from datetime import datetime
-
+def _time(line: bytes) -> datetime:
     stamp = json.loads(line)["event_time"]
     return datetime.fromisoformat(stamp.replace("Z", "+00:00"))

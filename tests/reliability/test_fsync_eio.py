@@ -8,6 +8,7 @@ import re
 import shutil
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import httpx
@@ -105,15 +106,14 @@ def test_fsync_eio_injected_by_strace_is_never_retried(data_root: Path) -> None:
     proc = subprocess.Popen(args, stdout=log, stderr=log, env=server_env())
     try:
         url = f"http://127.0.0.1:{port}"
-        deadline = 600
-        for _ in range(deadline):
+        for _ in range(600):
             try:
                 if httpx.get(f"{url}/ready", timeout=1).status_code == 200:
                     break
             except httpx.TransportError:
                 pass
             assert proc.poll() is None, (data_root.parent / "server.log").read_text()
-            __import__("time").sleep(0.1)
+            time.sleep(0.1)
         acked, statuses = _post_until_failure(url)
         code = _wait_exit(proc)
     finally:

@@ -8,7 +8,7 @@ import os
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from relutil import hostile_batch, hostile_body, line_problems
+from relutil import hostile_batch, hostile_body, line_problems, now_stamp
 
 from gravix.errors import ValidationError
 from gravix.schema import Validator
@@ -86,7 +86,7 @@ def test_hostile_batches_long_run(case: tuple[str, bytes]) -> None:
 def test_the_oracle_can_tell_a_bad_line_from_a_good_one() -> None:
     good = _validators["request_facts"].one(
         b'{"event_id":"0190b6a4-1c2d-7abc-8def-0123456789ab","event_time":"'
-        + __import__("relutil").now_stamp().encode()
+        + now_stamp().encode()
         + b'","service":"a","method":"GET","path_template":"/x","status_code":200,'
         b'"latency_ms":1}'
     )

@@ -21,6 +21,7 @@ import random
 import shutil
 import subprocess
 import sys
+from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -29,6 +30,7 @@ HERE = Path(__file__).resolve().parent
 CACHE = HERE.parent / "bench-results" / "rollup-cache"
 DAY = date(2026, 2, 16)
 FILES_PER_HOUR = 12
+ATTEMPTS = 2
 SERVICES = tuple(f"svc-{i:02d}" for i in range(12))
 ROUTES = tuple(
     (m, f"/api/v1/{name}{suffix}")
@@ -122,44 +124,40 @@ def _fresh_root(cache: Path, name: str) -> Path:
 
 
 _WRAPPER = """
-import os, resource, subprocess, sys, time, json
+import resource, subprocess, sys, time, json
 started = time.perf_counter()
 proc = subprocess.run(sys.argv[1:], stdout=subprocess.PIPE, stderr=subprocess.PIPE)
 seconds = time.perf_counter() - started
-rss = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
+usage = resource.getrusage(resource.RUSAGE_CHILDREN)
 sys.stderr.write(proc.stderr.decode())
-print(json.dumps({"rc": proc.returncode, "seconds": seconds, "rss_mb": rss,
-                  "stdout": proc.stdout.decode()}))
+print(json.dumps({"rc": proc.returncode, "seconds": seconds, "rss_mb": usage.ru_maxrss / 1024,
+                  "cpu": usage.ru_utime + usage.ru_stime, "stdout": proc.stdout.decode()}))
 """
 
 
-def _run(cmd: list[str]) -> tuple[float, float, str]:
+@dataclass
+class Measured:
+    seconds: float  # wall time
+    rss_mb: float  # peak RSS
+    cpu: float  # user + system seconds, all threads: robust to other load on the machine
+    stdout: str
+
+
+def _run(cmd: list[str]) -> Measured:
+    """Run ``cmd`` under a small wrapper process that measures exactly that child."""
     proc = subprocess.run([sys.executable, "-c", _WRAPPER, *cmd], capture_output=True, check=False)
     result: dict[str, Any] = json.loads(proc.stdout.decode().strip().splitlines()[-1])
     if result["rc"] != 0:
         raise RuntimeError(f"{cmd[:4]} failed ({result['rc']}): {proc.stderr.decode()[-2000:]}")
-    return float(result["seconds"]), float(result["rss_mb"]), str(result["stdout"])
+    return Measured(result["seconds"], result["rss_mb"], result["cpu"], result["stdout"])
 
 
-def _gravix(root: Path, *extra: str) -> tuple[float, float, dict[str, Any]]:
-    seconds, rss, out = _run(
-        [
-            sys.executable,
-            "-m",
-            "gravix",
-            "rollup",
-            "--data-dir",
-            str(root),
-            "--table",
-            "request_metrics_minute",
-            "--json",
-            *extra,
-        ]
-    )
-    return seconds, rss, json.loads(out)
+def _gravix(root: Path, *extra: str) -> Measured:
+    cmd = [sys.executable, "-m", "gravix", "rollup", "--data-dir", str(root)]
+    return _run([*cmd, "--table", "request_metrics_minute", "--json", *extra])
 
 
-def _duckdb(root: Path) -> tuple[float, float, int]:
+def _duckdb(root: Path) -> Measured:
     glob = root / "raw" / "request_facts" / "*" / "*" / "*.jsonl"
     out = root / "duckdb-out"
     script = (
@@ -169,35 +167,30 @@ def _duckdb(root: Path) -> tuple[float, float, int]:
         f"print(con.execute(\"SELECT count(*) FROM read_parquet('{out}/**/*.parquet')\")"
         ".fetchone()[0])\n"
     )
-    seconds, rss, text = _run([sys.executable, "-c", script])
-    return seconds, rss, int(text.strip().splitlines()[-1])
+    return _run([sys.executable, "-c", script])
 
 
 def run(quick: bool) -> list[dict[str, Any]]:
     facts = 300_000 if quick else 3_000_000
     cache = _cache(facts)
     raw_bytes = sum(p.stat().st_size for p in (cache / "raw").rglob("*.jsonl"))
-    # DuckDB first, then gravix, then once more each: the better of two runs of each.
-    gravix_runs: list[tuple[float, float, dict[str, Any]]] = []
-    duck_runs: list[tuple[float, float, int]] = []
-    for attempt in range(2):
+    # Alternate the contenders so both meet the same machine load; keep the best of each.
+    gravix_runs: list[Measured] = []
+    duck_runs: list[Measured] = []
+    for attempt in range(ATTEMPTS):
         duck_runs.append(_duckdb(_fresh_root(cache, f"duckdb-{attempt}")))
         gravix_runs.append(_gravix(_fresh_root(cache, f"gravix-{attempt}")))
-    g_time = min(r[0] for r in gravix_runs)
-    d_time = min(r[0] for r in duck_runs)
-    g_rss = max(r[1] for r in gravix_runs)
-    d_rss = max(r[1] for r in duck_runs)
-    summary = gravix_runs[0][2]
-    if summary["rows"] != duck_runs[0][2]:
-        raise RuntimeError(f"row counts differ: gravix {summary['rows']}, DuckDB {duck_runs[0][2]}")
-    h_time, h_rss, _ = _gravix(
-        _fresh_root(cache, "gravix-hour"),
-        *("--start-time", f"{DAY}T12:00:00Z", "--end-time", f"{DAY}T13:00:00Z"),
-    )
-    q_time, q_rss, _ = _gravix(
-        _fresh_root(cache, "gravix-6h"),
-        *("--start-time", f"{DAY}T00:00:00Z", "--end-time", f"{DAY}T06:00:00Z"),
-    )
+    g_time, d_time = min(r.seconds for r in gravix_runs), min(r.seconds for r in duck_runs)
+    g_cpu, d_cpu = min(r.cpu for r in gravix_runs), min(r.cpu for r in duck_runs)
+    g_rss, d_rss = max(r.rss_mb for r in gravix_runs), max(r.rss_mb for r in duck_runs)
+    summary = json.loads(gravix_runs[0].stdout)
+    duck_rows = int(duck_runs[0].stdout.strip().splitlines()[-1])
+    if summary["rows"] != duck_rows:
+        raise RuntimeError(f"row counts differ: gravix {summary['rows']}, DuckDB {duck_rows}")
+    window = ("--start-time", f"{DAY}T12:00:00Z", "--end-time", f"{DAY}T13:00:00Z")
+    one_hour = _gravix(_fresh_root(cache, "gravix-hour"), *window)
+    window = ("--start-time", f"{DAY}T00:00:00Z", "--end-time", f"{DAY}T06:00:00Z")
+    six_hours = _gravix(_fresh_root(cache, "gravix-6h"), *window)
     shutil.rmtree(CACHE / "runs", ignore_errors=True)
     facts_read = int(summary["facts"])
     return [
@@ -214,6 +207,16 @@ def run(quick: bool) -> list[dict[str, Any]]:
             "lines": summary["lines"],
             "raw_mb": raw_bytes / 2**20,
             "rows": summary["rows"],
+            "all_wall_s": [r.seconds for r in gravix_runs],
+            "all_reference_wall_s": [r.seconds for r in duck_runs],
+        },
+        {
+            "name": "rollup CPU time, user+sys (1 day)",
+            "value": g_cpu,
+            "unit": "s",
+            "reference": d_cpu,
+            "ratio": g_cpu / d_cpu,
+            "peak_rss_mb": g_rss,
         },
         {
             "name": "rollup throughput",
@@ -237,13 +240,13 @@ def run(quick: bool) -> list[dict[str, Any]]:
             "name": "rollup peak RSS 24 h / 6 h window",
             "value": g_rss,
             "unit": "MiB",
-            "reference": q_rss,
-            "ratio": g_rss / q_rss,
+            "reference": six_hours.rss_mb,
+            "ratio": g_rss / six_hours.rss_mb,
             "target": "memory bounded by the largest hour (ratio near 1)",
             "peak_rss_mb": g_rss,
-            "one_hour_rss_mb": h_rss,
-            "one_hour_seconds": h_time,
-            "six_hours_seconds": q_time,
+            "one_hour_rss_mb": one_hour.rss_mb,
+            "one_hour_seconds": one_hour.seconds,
+            "six_hours_seconds": six_hours.seconds,
         },
     ]
 

@@ -22,7 +22,8 @@ hours whose raw file set differs from their manifest.
 
 An hour whose raw files are all gone (raw retention is shorter than the warehouse's) is
 planned as ``removed``: its warehouse rows are kept, and its manifest is rewritten with an
-empty file set so it is not planned again.
+empty file set so it is not planned again. (A later rebuild of a ``service_events_daily``
+day can only count the hours of that day whose raw files remain.)
 
 One rollup runs at a time per data root (``FileLock(lock_path(root, LOCK_NAME))``); the
 lock is held by :func:`run_rollup` and :func:`rebuild_hours`.
@@ -592,16 +593,19 @@ def _events_daily(partials: list[pl.DataFrame]) -> pl.DataFrame:
 
 
 def _write_parquet(root: Path, frame: pl.DataFrame, path: Path) -> None:
+    import polars as pl
+
     layout.ensure_inside(root, path.parent if path.parent.exists() else root)
+    hint = "check free space and permissions under the data root"
     try:
         with durable.atomic_output(path) as tmp:
             frame.write_parquet(tmp, compression="zstd", statistics=True)
     except OSError as exc:
         raise StorageError(
-            f"cannot write {path}: {exc.strerror or exc}",
-            hint="check free space and permissions under the data root",
-            errno=exc.errno,
+            f"cannot write {path}: {exc.strerror or exc}", hint=hint, errno=exc.errno
         ) from None
+    except pl.exceptions.PolarsError as exc:  # the writer reports I/O failures its own way
+        raise StorageError(f"cannot write {path}: {exc}", hint=hint) from None
 
 
 def _remove_output(path: Path) -> None:

@@ -424,20 +424,23 @@ def _event_times(frame: pl.DataFrame, hour: Hour) -> pl.DataFrame:
     def part(offset: int, length: int) -> pl.Expr:
         return text.str.slice(offset, length).cast(pl.Int64)
 
-    fast = frame.filter(canonical).with_columns(
+    fast = (
         (start_ms + part(14, 2) * 60_000 + part(17, 2) * 1000 + part(20, 3))
         .cast(pl.Datetime("ms", "UTC"))
         .alias("event_time")
     )
-    rest = frame.filter(~canonical)
-    if rest.height == 0:
-        return fast
-    slow = rest.with_columns(text.str.to_datetime(time_unit="ms", time_zone="UTC", strict=False))
-    return pl.concat([fast, slow])
+    flags = frame.select(canonical).to_series()
+    if flags.all():  # the common case: no row needs the full parser, and nothing is copied
+        return frame.with_columns(fast)
+    slow = text.str.to_datetime(time_unit="ms", time_zone="UTC", strict=False)
+    return pl.concat(
+        [frame.filter(flags).with_columns(fast), frame.filter(~flags).with_columns(slow)]
+    )
 
 
-def _valid_rows(topic: str, frame: pl.DataFrame, hour: Hour) -> pl.DataFrame:
-    """Rows that keep the data contract and belong to ``hour``; event_time parsed."""
+def _valid_rows(topic: str, frame: pl.DataFrame, hour: Hour) -> tuple[pl.DataFrame, pl.Expr]:
+    """The rows with event_time parsed, and the predicate of those that keep the data
+    contract and belong to ``hour``."""
     import polars as pl
 
     start = hour.start
@@ -452,7 +455,7 @@ def _valid_rows(topic: str, frame: pl.DataFrame, hour: Hour) -> pl.DataFrame:
             & pl.col("latency_ms").is_finite()
             & (pl.col("latency_ms") >= 0)
         )
-    return parsed.filter(ok)
+    return parsed, ok
 
 
 @dataclass
@@ -471,14 +474,15 @@ def _load_hour(root: Path, topic: str, hour: Hour) -> _HourInput:
     data, files = _read_files(paths)
     frame, undecodable = _parse(topic, data)
     del data
-    valid = _valid_rows(topic, frame, hour)
-    unique = valid.unique(subset=["event_id"], keep="first")
+    parsed, ok = _valid_rows(topic, frame, hour)
+    valid = int(parsed.select(ok.sum()).item())
+    unique = parsed.lazy().filter(ok).unique(subset=["event_id"], keep="first").collect()
     return _HourInput(
         frame=unique,
         files=files,
         lines=frame.height + undecodable,
-        bad=undecodable + frame.height - valid.height,
-        duplicates=valid.height - unique.height,
+        bad=undecodable + frame.height - valid,
+        duplicates=valid - unique.height,
     )
 
 

@@ -88,13 +88,36 @@ class HttpError(Exception):
 # --- metrics ------------------------------------------------------------------------------------
 
 
-@dataclass(frozen=True)
-class TopicCounters:
-    """Label children resolved once: ``labels()`` on every request costs more than the inc."""
+class HotCounters:
+    """Counters bumped on every request, kept as plain integers and turned into Prometheus
+    families only when /metrics is scraped: a prometheus_client ``inc`` (lock, label
+    lookup) costs more than the rest of a small request's bookkeeping."""
 
-    accepted: Any
-    rejected: Any
-    body_bytes: Any
+    def __init__(self) -> None:
+        self.requests: dict[tuple[str, int], int] = {}
+        self.accepted = dict.fromkeys(layout.TOPICS, 0)
+        self.rejected = dict.fromkeys(layout.TOPICS, 0)
+        self.body_bytes = dict.fromkeys(layout.TOPICS, 0)
+
+    def collect(self) -> Iterator[Any]:
+        from prometheus_client.core import CounterMetricFamily
+
+        requests = CounterMetricFamily(
+            "gravix_http_requests", "HTTP requests by route and status", labels=["route", "status"]
+        )
+        for (route, status), count in sorted(self.requests.items()):
+            requests.add_metric([route, str(status)], count)
+        yield requests
+        for name, doc, values in (
+            ("gravix_events_accepted", "Events durably accepted", self.accepted),
+            ("gravix_events_rejected", "Events rejected by validation", self.rejected),
+            ("gravix_request_body_bytes", "Request body bytes received (after gzip decoding)",
+             self.body_bytes),
+        ):  # fmt: skip
+            family = CounterMetricFamily(name, doc, labels=["topic"])
+            for topic, count in values.items():
+                family.add_metric([topic], count)
+            yield family
 
 
 class Metrics:
@@ -105,24 +128,8 @@ class Metrics:
 
         self.registry = CollectorRegistry(auto_describe=True)
         r = self.registry
-        self.requests = Counter(
-            "gravix_http_requests",
-            "HTTP requests by route and status",
-            ["route", "status"],
-            registry=r,
-        )
-        self.accepted = Counter(
-            "gravix_events_accepted", "Events durably accepted", ["topic"], registry=r
-        )
-        self.rejected = Counter(
-            "gravix_events_rejected", "Events rejected by validation", ["topic"], registry=r
-        )
-        self.body_bytes = Counter(
-            "gravix_request_body_bytes",
-            "Request body bytes received (after gzip decoding)",
-            ["topic"],
-            registry=r,
-        )
+        self.hot = HotCounters()
+        r.register(self.hot)
         self.stored_bytes = Counter(
             "gravix_stored_bytes", "Canonical line bytes appended", ["topic"], registry=r
         )
@@ -178,23 +185,11 @@ class Metrics:
         self.rate_limited = Counter(
             "gravix_rate_limited", "Requests refused by the rate limit", registry=r
         )
-        self._request_children: dict[tuple[str, int], Any] = {}
-        self.topic_counters = {
-            topic: TopicCounters(
-                self.accepted.labels(topic),
-                self.rejected.labels(topic),
-                self.body_bytes.labels(topic),
-            )
-            for topic in layout.TOPICS
-        }
 
     def count_request(self, route: str, status: int) -> None:
-        child = self._request_children.get((route, status))
-        if child is None:
-            child = self._request_children[(route, status)] = self.requests.labels(
-                route, str(status)
-            )
-        child.inc()
+        requests = self.hot.requests
+        key = (route, status)
+        requests[key] = requests.get(key, 0) + 1
 
     def observer(self, on_fatal: Callable[[str, BaseException], None]) -> BufferObserver:
         def on_commit(topic: str, stats: CommitStats) -> None:
@@ -507,8 +502,8 @@ class IngestApp:
         received = len(body)
         if gzip:
             body = self._gunzip(body, limit)
-        counters = self.metrics.topic_counters[topic]
-        counters.body_bytes.inc(len(body))
+        counters = self.metrics.hot
+        counters.body_bytes[topic] += len(body)
         validator = self.validators[topic]
         if route.batch:
             try:
@@ -516,7 +511,7 @@ class IngestApp:
             except ValidationError as exc:
                 raise HttpError(400, exc.message) from None
             if errors:
-                counters.rejected.inc(len(errors))
+                counters.rejected[topic] += len(errors)
             error_docs = [{"index": i, "error": e} for i, e in errors]
             if not count:
                 raise HttpError(
@@ -525,7 +520,7 @@ class IngestApp:
                     extra={"accepted": 0, "rejected": len(errors), "errors": error_docs},
                 )
             await self._append(buf, data, count)
-            counters.accepted.inc(count)
+            counters.accepted[topic] += count
             return (
                 200,
                 _encode({"accepted": count, "rejected": len(errors), "errors": error_docs}),
@@ -534,10 +529,10 @@ class IngestApp:
         try:
             one = validator.one(body)
         except ValidationError as exc:
-            counters.rejected.inc()
+            counters.rejected[topic] += 1
             raise HttpError(400, exc.message) from None
         await self._append(buf, one.line + b"\n", 1)
-        counters.accepted.inc()
+        counters.accepted[topic] += 1
         # event_id is a validated UUID: safe to splice into the JSON text
         return 201, b'{"accepted":1,"event_id":"' + one.event_id.encode() + b'"}', received
 

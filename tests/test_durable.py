@@ -336,3 +336,36 @@ def test_kill_action_ends_the_process_at_the_chosen_operation(tmp_path: Path) ->
     assert proc.stdout == "first written\n"
     assert (tmp_path / "first").read_bytes() == b"1"
     assert not (tmp_path / "second").exists()
+
+
+NO_SPACE_FOR_NOTES = """
+import resource, signal, sys
+from pathlib import Path
+from gravix.durable import FileLock
+from gravix.errors import LockHeld
+signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+resource.setrlimit(resource.RLIMIT_FSIZE, (0, 0))  # every write that grows a file fails
+path = Path(sys.argv[1])
+with FileLock(path, "first"):
+    try:
+        FileLock(path, "second").acquire()
+        print("not exclusive")
+    except LockHeld:
+        pass
+with FileLock(path, "again"):
+    print("taken again")
+"""
+
+
+def test_a_lock_whose_holder_note_cannot_be_written_is_still_exclusive_and_released(
+    tmp_path: Path,
+) -> None:
+    (tmp_path / "locks").mkdir()
+    proc = subprocess.run(
+        [sys.executable, "-c", NO_SPACE_FOR_NOTES, str(tmp_path / "locks" / "rollup.lock")],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout == "taken again\n"

@@ -5,7 +5,8 @@ durable — a file's bytes at its ``fsync``, a directory's entries at its ``fsyn
 nothing else. At the cut it builds the tree a real disk could show at the next boot: each
 directory holds the entries it had at its last fsync (new, never-synced directories are
 empty, so files in them vanish); each file holds its bytes from its last fsync, or, where
-the cut is modelled as kind, a prefix of what had been written after it (a torn tail).
+the cut is modelled as kind, a prefix of what had been written after it (a torn tail) or
+as many zero bytes (the size reached the disk, the data blocks did not).
 """
 
 from __future__ import annotations
@@ -118,8 +119,11 @@ class DiskModel:
             later = self.at_crash.get(key)
             if torn and later is not None and later.startswith(durable_bytes):
                 extra = len(later) - len(durable_bytes)
-                if extra and rng.random() < 0.5:
-                    data = later[: len(durable_bytes) + rng.randint(0, extra)]
+                if extra:
+                    kept = rng.randint(0, extra)
+                    data = later[: len(durable_bytes) + kept]
+                    if rng.random() < 0.3:  # size updated, data blocks not: a zero-filled tail
+                        data = durable_bytes + b"\0" * kept
                     figures["torn_files"] += 1
             (dst / name).write_bytes(data)
             figures["files"] += 1

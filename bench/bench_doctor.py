@@ -259,8 +259,8 @@ def run(quick: bool) -> list[dict[str, Any]]:
             "peak_rss_mb": round(cli["peak_mb"], 1),
         },
         {
-            "name": "`gravix doctor --json` process CPU time (user+sys): its wall time on an "
-            "idle machine, whatever the load from others",
+            "name": "`gravix doctor --json` process CPU time (user+sys), which other "
+            "processes' load does not inflate",
             "value": cli["cpu"],
             "unit": "s",
             "target": "< 2 s",

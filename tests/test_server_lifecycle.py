@@ -217,3 +217,20 @@ def test_json_log_format_writes_one_object_per_line(tmp_path: Path) -> None:
     access = [r for r in records if r["logger"] == "gravix.access"]
     assert any(r["path"] == "/api/v1/facts" and r["status"] == 201 for r in access)
     assert all(re.match(r"\d{4}-\d\d-\d\dT", r["time"]) for r in records)
+
+
+def test_sigint_stops_two_workers_cleanly_and_leaves_no_buffer_file(tmp_path: Path) -> None:
+    root = tmp_path / "data"
+    srv = start_server(root, "--workers", "2")
+    try:
+        docs = [fact() for _ in range(20)]
+        statuses = hammer(srv.port, "/api/v1/facts", [[json.dumps(d).encode()] for d in docs])
+        assert statuses == [201] * 20
+        srv.proc.send_signal(signal.SIGINT)
+        assert srv.proc.wait(60) == 0, srv.log_text()
+    finally:
+        srv.kill()
+    assert buffer_names(root) == []
+    assert sorted(str(d["event_id"]) for d in raw_lines(root, FACTS)) == sorted(
+        str(d["event_id"]) for d in docs
+    )

@@ -14,7 +14,7 @@ from gravix.errors import ValidationError
 from gravix.schema import Validator
 
 SCALE = float(os.environ.get("GRAVIX_RELIABILITY_SCALE", "1"))
-QUICK = int(1500 * SCALE)
+QUICK = int(1000 * SCALE)
 LONG = int(100_000 * SCALE)
 TOPICS = ["request_facts", "service_events"]
 _validators = {topic: Validator(topic) for topic in TOPICS}

@@ -105,7 +105,9 @@ def _open_active(root: Path, topic: str) -> _Active:
     fd = durable.open_append(path)
     try:
         # Taken at once so recovery never mistakes a live, still empty file for an orphan.
-        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        # Blocking: the id is new, so the only contender is recovery's momentary shared
+        # probe (durable.is_locked), which a non-blocking attempt could trip over.
+        fcntl.flock(fd, fcntl.LOCK_EX)
         durable.fsync_dir(path.parent)
     except BaseException:
         os.close(fd)

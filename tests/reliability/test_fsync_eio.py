@@ -16,7 +16,6 @@ import pytest
 from relutil import valid_fact
 from scenario import check_after_recovery
 
-from gravix.recovery import recover_buffers
 from serverutil import free_port, server_env, start_server
 
 KEY = "test-key"
@@ -53,7 +52,12 @@ def _wait_exit(proc: subprocess.Popen[bytes], timeout: float = 60) -> int:
 
 
 def _check_restart(data_root: Path, acked: set[str]) -> None:
-    recover_buffers(data_root)
+    """A plain restart (which recovers the buffer at start) and a clean stop lose nothing."""
+    server = start_server(data_root, api_key=KEY)
+    try:
+        assert server.stop() == 0
+    finally:
+        server.kill()
     check_after_recovery(data_root, acked)
 
 

@@ -19,7 +19,7 @@ import polars as pl
 
 from gravix import layout, sketch
 from gravix.errors import ConfigError, QueryError
-from gravix.query.tables import PARTITION_COLUMN, scan_table
+from gravix.query.tables import PARTITION_COLUMN, collect_stable, scan_table
 from gravix.query.times import (
     ceil_minute,
     check_step,
@@ -171,10 +171,15 @@ def _series(
     path_template: str | None = None,
     by_method: bool = False,
 ) -> pl.DataFrame:
-    lf = _metrics(root, [(start, end)], service=service, method=method, path_template=path_template)
-    lf = lf.with_columns(_step_start(start, step).alias("bucket_start"))
     keys = ["bucket_start", *(["method"] if by_method else [])]
-    merged = _quantiles(_merged(lf, keys).collect())
+
+    def plan() -> pl.LazyFrame:
+        lf = _metrics(
+            root, [(start, end)], service=service, method=method, path_template=path_template
+        )
+        return _merged(lf.with_columns(_step_start(start, step).alias("bucket_start")), keys)
+
+    merged = _quantiles(collect_stable(plan))
     grid = pl.DataFrame(
         {
             "bucket_start": pl.datetime_range(
@@ -270,7 +275,9 @@ def top_endpoints(
         raise ConfigError(f"--limit must be ≥ 1, got {limit}")
     start, end = resolve_window(since, until, now=now)
     keys = ["service", "method", "path_template"]
-    merged = _quantiles(_merged(_metrics(root, [(start, end)], service=service), keys).collect())
+    merged = _quantiles(
+        collect_stable(lambda: _merged(_metrics(root, [(start, end)], service=service), keys))
+    )
     frame = (
         merged.select(
             *keys,
@@ -364,8 +371,14 @@ def apdex(
         )
     start, end = resolve_window(since, until, now=now)
     keys = ["service", *(["method", "path_template"] if by_endpoint else [])]
-    lf = _metrics(root, [(start, end)], service=service, method=method, path_template=path_template)
-    merged = _merged(lf, keys).collect()
+    merged = collect_stable(
+        lambda: _merged(
+            _metrics(
+                root, [(start, end)], service=service, method=method, path_template=path_template
+            ),
+            keys,
+        )
+    )
     t_sure, t_maybe = _apdex_bounds(threshold_ms)
     f_sure, f_maybe = _apdex_bounds(4 * threshold_ms)
     idx, cnt = pl.col("idx"), pl.col("cnt")

@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import os
 import re
+import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -348,11 +350,34 @@ def _scan_files(table: str, files: list[str]) -> pl.LazyFrame:
     )
 
 
+# A rollup replaces an hour's file by renaming a new one over it. A scan that opens a
+# file twice (once for the footer, once for the data) can straddle that rename and fail
+# (polars panics, DuckDB reports invalid data); planning again reads a consistent file.
+_REPLACED_RETRIES = 3
+
+
+def collect_stable(plan: Callable[[], pl.LazyFrame]) -> pl.DataFrame:
+    """Collect ``plan()``, planning again when a file was replaced while it was read."""
+    for attempt in range(_REPLACED_RETRIES + 1):
+        lazy = plan()
+        try:
+            return lazy.collect()
+        except (pl.exceptions.ComputeError, pl.exceptions.PanicException, OSError) as exc:
+            if attempt == _REPLACED_RETRIES:
+                if isinstance(exc, pl.exceptions.PanicException):
+                    raise QueryError(
+                        f"reading a data file failed: {_first_line(str(exc))}",
+                        hint="`gravix doctor` checks the raw and warehouse files and names the fix",
+                    ) from None
+                raise
+            time.sleep(0.05 * (attempt + 1))
+    raise AssertionError("unreachable")
+
+
 def run_sql(root: Path, sql: str) -> pl.DataFrame:
     """Run one SQL statement over the tables (names bare, ``raw.x`` or ``gravix.raw.x``)."""
-    lazy = prepare_sql(root, sql)
     try:
-        return lazy.collect()
+        return collect_stable(lambda: prepare_sql(root, sql))
     except pl.exceptions.ColumnNotFoundError as exc:
         raise QueryError(
             f"unknown column: {_first_line(str(exc))}",

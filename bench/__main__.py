@@ -80,7 +80,7 @@ def main(argv: list[str] | None = None) -> int:
                 )
             )
         )
-    Console().print(table)
+    Console(width=max(160, Console().width)).print(table)
     out = Path("bench-results")
     out.mkdir(exist_ok=True)
     (out / "latest.json").write_text(json.dumps(rows, indent=2, default=str) + "\n")

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import gzip
 import os
+import threading
 from collections import Counter
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -123,10 +124,23 @@ PER_EXAMPLE = 25
 @pytest.mark.filterwarnings("ignore::hypothesis.errors.HypothesisWarning")
 @settings(max_examples=int(100_000 * SCALE) // PER_EXAMPLE, **_SETTINGS)  # type: ignore[arg-type]
 @given(cases=st.lists(request_case(), min_size=PER_EXAMPLE, max_size=PER_EXAMPLE))
-def test_hostile_requests_long_run(client: httpx.Client, cases) -> None:  # type: ignore[no-untyped-def]
+def test_hostile_requests_long_run(server: RunningServer, cases) -> None:  # type: ignore[no-untyped-def]
     # Many requests per example, sent concurrently: 100,000 requests in minutes, not hours.
+    # One client per thread: a shared httpx pool, when the server closes a connection
+    # early (411/413), can hand a socket closed by one thread to another (EBADF).
+    def send(case):  # type: ignore[no-untyped-def]
+        client = getattr(_local, "client", None)
+        if client is None:
+            client = _local.client = httpx.Client(base_url=server.url, timeout=60)
+            _clients.append(client)
+        return _send(client, case)
+
     with ThreadPoolExecutor(8) as pool:
-        list(pool.map(lambda case: _send(client, case), cases))
+        list(pool.map(send, cases))
+
+
+_local = threading.local()
+_clients: list[httpx.Client] = []
 
 
 def test_every_stored_line_passes_the_contract(server: RunningServer) -> None:
@@ -141,6 +155,8 @@ def test_every_stored_line_passes_the_contract_after_the_long_run(server: Runnin
 def _check_stored(server: RunningServer) -> None:
     # Runs after the fuzzing above (same module, same server): stop it so that every
     # buffer is sealed into raw, then read what is on disk.
+    while _clients:
+        _clients.pop().close()
     assert server.stop() == 0
     root: Path = server.data_dir
     print(f"HTTP fuzz statuses: {dict(sorted(STATUSES.items()))}")

@@ -211,5 +211,15 @@ def test_active_file_is_locked_while_the_buffer_lives(data_root: Path) -> None:
         await buf.close()
         assert not active.exists()  # empty at shutdown: removed, not sealed
 
-    asyncio.run(main())
+    ops: list[tuple[str, str]] = []
+    previous = durable.set_hook(lambda op, path: ops.append((op, os.path.basename(path))))
+    try:
+        asyncio.run(main())
+    finally:
+        durable.set_hook(previous)
     assert buffer_files(data_root) == []
+    # The file is created under a temporary name and renamed only once locked, so recovery
+    # never sees an unlocked active file that a live process owns.
+    named = [(op, name) for op, name in ops if name.startswith("active-")]
+    assert named and named[0][0] == "replace"
+    assert not [op for op, _ in named if op == "open"]

@@ -99,18 +99,21 @@ def _publish(root: Path, topic: str, sealed: Path) -> int | None:
 
 
 def _open_active(root: Path, topic: str) -> _Active:
+    """Create a new active file that is locked from the moment it has its name: it is
+    created under a temporary name, locked, then renamed into place, so recovery can
+    never mistake a live file for an orphan."""
     file_id = layout.new_file_id()
     path = layout.active_path(root, topic, file_id)
     durable.makedirs(path.parent)
-    fd = durable.open_append(path)
+    tmp = layout.tmp_path(path)
+    fd = durable.open_append(tmp)
     try:
-        # Taken at once so recovery never mistakes a live, still empty file for an orphan.
-        # Blocking: the id is new, so the only contender is recovery's momentary shared
-        # probe (durable.is_locked), which a non-blocking attempt could trip over.
-        fcntl.flock(fd, fcntl.LOCK_EX)
-        durable.fsync_dir(path.parent)
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        durable.replace(tmp, path)
     except BaseException:
         os.close(fd)
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
         raise
     return _Active(file_id=file_id, path=path, fd=fd)
 

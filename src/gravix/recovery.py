@@ -12,7 +12,6 @@ from __future__ import annotations
 import fcntl
 import os
 import re
-import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -29,9 +28,6 @@ Progress = Callable[[str, int, int], None]
 BUFFER_RECOVERY_LOCK = "buffer-recovery"
 QUARANTINE_BUFFER = "buffer"
 QUARANTINE_PARQUET = "parquet"
-# An empty active file whose lock is free may belong to a server that has created it and
-# not yet locked it; only an older one is certainly an orphan.
-EMPTY_ACTIVE_GRACE_SECONDS = 5.0
 
 
 # --- reports ------------------------------------------------------------------------------------
@@ -341,19 +337,11 @@ def _buffer_files(root: Path) -> Iterator[tuple[str, str, str, Path]]:
             yield topic, parsed[0], parsed[1], path
 
 
-def _young_and_empty(path: Path) -> bool:
-    try:
-        st = os.stat(path, follow_symlinks=False)
-    except FileNotFoundError:
-        return False
-    return st.st_size == 0 and time.time() - st.st_mtime < EMPTY_ACTIVE_GRACE_SECONDS
-
-
 def _orphans(root: Path) -> list[tuple[str, str, str, Path]]:
     return [
         (topic, kind, file_id, path)
         for topic, kind, file_id, path in _buffer_files(root)
-        if kind == "sealed" or (not durable.is_locked(path) and not _young_and_empty(path))
+        if kind == "sealed" or not durable.is_locked(path)
     ]
 
 
@@ -374,8 +362,6 @@ def _seal_orphan(root: Path, topic: str, file_id: str, active: Path) -> Path | N
     if fd is None:
         return None
     try:
-        if _young_and_empty(active):
-            return None
         sealed = layout.sealed_path(root, topic, file_id)
         durable.replace(active, sealed)
         return sealed

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import gzip
 import os
-import threading
 from collections import Counter
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -126,21 +125,18 @@ PER_EXAMPLE = 25
 @given(cases=st.lists(request_case(), min_size=PER_EXAMPLE, max_size=PER_EXAMPLE))
 def test_hostile_requests_long_run(server: RunningServer, cases) -> None:  # type: ignore[no-untyped-def]
     # Many requests per example, sent concurrently: 100,000 requests in minutes, not hours.
-    # One client per thread: a shared httpx pool, when the server closes a connection
-    # early (411/413), can hand a socket closed by one thread to another (EBADF).
-    def send(case):  # type: ignore[no-untyped-def]
-        client = getattr(_local, "client", None)
-        if client is None:
-            client = _local.client = httpx.Client(base_url=server.url, timeout=60)
-            _clients.append(client)
-        return _send(client, case)
+    # Each thread has its own client: a shared httpx pool, when the server closes a
+    # connection early (411/413), can hand a socket closed by one thread to another (EBADF).
+    def send_all(chunk):  # type: ignore[no-untyped-def]
+        with httpx.Client(base_url=server.url, timeout=60) as client:
+            for case in chunk:
+                _send(client, case)
 
-    with ThreadPoolExecutor(8) as pool:
-        list(pool.map(send, cases))
+    with ThreadPoolExecutor(SENDERS) as pool:
+        list(pool.map(send_all, [cases[i::SENDERS] for i in range(SENDERS)]))
 
 
-_local = threading.local()
-_clients: list[httpx.Client] = []
+SENDERS = 8
 
 
 def test_every_stored_line_passes_the_contract(server: RunningServer) -> None:
@@ -155,8 +151,6 @@ def test_every_stored_line_passes_the_contract_after_the_long_run(server: Runnin
 def _check_stored(server: RunningServer) -> None:
     # Runs after the fuzzing above (same module, same server): stop it so that every
     # buffer is sealed into raw, then read what is on disk.
-    while _clients:
-        _clients.pop().close()
     assert server.stop() == 0
     root: Path = server.data_dir
     print(f"HTTP fuzz statuses: {dict(sorted(STATUSES.items()))}")

@@ -43,6 +43,8 @@ Send = Callable[[Message], Awaitable[None]]
 log = logging.getLogger("gravix.server")
 
 RETRY_AFTER_STORAGE = "2"
+# Request headers must arrive within this many seconds of a connection or a new request.
+HEADER_TIMEOUT_SECONDS = 10.0
 GRACEFUL_TIMEOUT_SECONDS = 30
 JSON_TYPES = (b"application/json", b"application/x-ndjson")
 
@@ -986,6 +988,51 @@ class ServedApp(Protocol):
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None: ...
 
 
+def _header_timeout_protocol() -> type[Any]:
+    """httptools protocol that closes a connection whose request headers do not arrive
+    within HEADER_TIMEOUT_SECONDS: uvicorn only times out idle keep-alive connections, so
+    a client that connects and trickles (or never sends) its headers would hold a
+    connection and its memory forever."""
+    from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
+
+    class HeaderTimeoutProtocol(HttpToolsProtocol):
+        _header_timer: asyncio.TimerHandle | None = None
+
+        def _arm_header_timer(self) -> None:
+            if self._header_timer is None:
+                self._header_timer = self.loop.call_later(
+                    HEADER_TIMEOUT_SECONDS, self._header_timeout
+                )
+
+        def _cancel_header_timer(self) -> None:
+            if self._header_timer is not None:
+                self._header_timer.cancel()
+                self._header_timer = None
+
+        def _header_timeout(self) -> None:
+            self._header_timer = None
+            if not self.transport.is_closing():
+                self.transport.close()
+
+        def connection_made(self, transport: Any) -> None:
+            super().connection_made(transport)
+            self._arm_header_timer()
+
+        def on_message_begin(self) -> None:
+            super().on_message_begin()
+            self._arm_header_timer()
+
+        def on_headers_complete(self) -> None:
+            self._cancel_header_timer()
+            super().on_headers_complete()
+
+        def connection_lost(self, exc: Exception | None) -> None:
+            self._cancel_header_timer()
+            super().connection_lost(exc)
+
+    return HeaderTimeoutProtocol
+
+
 def _run_worker(app_factory: Callable[[], ServedApp], sock: socket.socket) -> int:
     """One server process: uvicorn (uvloop + httptools) on ``sock`` until told to stop."""
     import uvicorn
@@ -994,7 +1041,7 @@ def _run_worker(app_factory: Callable[[], ServedApp], sock: socket.socket) -> in
     config = uvicorn.Config(
         app,
         loop="uvloop",
-        http="httptools",
+        http=_header_timeout_protocol(),
         lifespan="on",
         access_log=False,
         log_config=None,

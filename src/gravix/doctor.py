@@ -161,16 +161,6 @@ def _hours_text(hours: Iterable[layout.Hour], limit: int = 3) -> str:
     return shown + (f" … (+{len(items) - limit})" if len(items) > limit else "")
 
 
-def _pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
-
-
 # --- checks that need only the layout, durable and the file system ---------------------------
 
 
@@ -276,7 +266,7 @@ def check_locks(ctx: Context) -> CheckResult:
         pid = info.get("pid") if isinstance(info, dict) else None
         if not isinstance(pid, int) or info.get("host", here) != here:
             continue  # cleanly released, or a holder on another host we cannot judge
-        if not _pid_alive(pid):
+        if not durable.pid_alive(pid):
             dead.append(name)
             if len(dead) == 1:
                 dead_detail = f"{name} lock left by a dead process {durable.describe_holder(path)}"

@@ -309,6 +309,17 @@ class FileLock:
         self.release()
 
 
+def pid_alive(pid: int) -> bool:
+    """Whether a process with this pid exists (on this host)."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
 def is_locked(path: Path) -> bool:
     """True if some live process holds an flock on ``path`` (orphan detection)."""
     try:

@@ -438,13 +438,7 @@ def _writer_alive(path: Path) -> bool:
     pid = int(pid_text)
     if pid == os.getpid():
         return False  # this process is not writing while it sweeps
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
+    return durable.pid_alive(pid)
 
 
 def find_temporaries(root: Path) -> list[Path]:

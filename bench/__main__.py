@@ -23,6 +23,8 @@ from pathlib import Path
 from rich.console import Console
 from rich.table import Table
 
+COLUMNS = ("module", "name", "value", "unit", "reference", "ratio", "target", "ok", "peak_rss_mb")
+
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench")
@@ -51,35 +53,10 @@ def main(argv: list[str] | None = None) -> int:
             rows.append(row)
         err.print(f"  done in {time.perf_counter() - started:.1f}s")
     table = Table(title="Gravix benchmarks")
-    for col in (
-        "module",
-        "name",
-        "value",
-        "unit",
-        "reference",
-        "ratio",
-        "target",
-        "ok",
-        "peak_rss_mb",
-    ):
+    for col in COLUMNS:
         table.add_column(col)
     for row in rows:
-        table.add_row(
-            *(
-                _fmt(row.get(c))
-                for c in (
-                    "module",
-                    "name",
-                    "value",
-                    "unit",
-                    "reference",
-                    "ratio",
-                    "target",
-                    "ok",
-                    "peak_rss_mb",
-                )
-            )
-        )
+        table.add_row(*(_fmt(row.get(c)) for c in COLUMNS))
     Console(width=max(160, Console().width)).print(table)
     out = Path("bench-results")
     out.mkdir(exist_ok=True)

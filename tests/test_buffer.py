@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import calendar
 import errno
 import json
 import os
@@ -223,3 +224,51 @@ def test_active_file_is_locked_while_the_buffer_lives(data_root: Path) -> None:
     named = [(op, name) for op, name in ops if name.startswith("active-")]
     assert named and named[0][0] == "replace"
     assert not [op for op, _ in named if op == "open"]
+
+
+def _hour_of(line: bytes) -> int:
+    t = time.strptime(json.loads(line)["event_time"], "%Y-%m-%dT%H:%M:%S.%fZ")
+    return int(calendar.timegm(t) // 3600)
+
+
+def _rotate_once(root: Path, batches: list[list[bytes]], *, tell_hours: bool) -> tuple[int, int]:
+    """Append the batches (saying their hours or not), rotate; (active inode, lines)."""
+
+    async def main() -> int:
+        buf = TopicBuffer(root, TOPIC, rotate_seconds=3600, rotate_bytes=2**30)
+        await buf.start()
+        inode = os.stat(root / "buffer" / TOPIC / buf.state().active_file).st_ino
+        for batch in batches:
+            hours = frozenset(map(_hour_of, batch)) if tell_hours else None
+            await buf.append(b"".join(batch), len(batch), hours)
+        await buf.rotate("test")
+        await asyncio.gather(*buf._publishing)
+        await buf.close()
+        return inode
+
+    return asyncio.run(main()), sum(map(len, batches))
+
+
+def test_a_buffer_file_of_one_event_hour_is_renamed_into_raw_whole(data_root: Path) -> None:
+    batches = [lines(3, event_time=stamp(3600 + i)) for i in range(3)]
+    if len({_hour_of(line) for batch in batches for line in batch}) != 1:
+        pytest.skip("the facts straddle an hour boundary at this moment")
+    inode, count = _rotate_once(data_root, batches, tell_hours=True)
+    (raw,) = (data_root / "raw" / TOPIC).glob("event_day=*/hour=*/*.jsonl")
+    assert raw.stat().st_ino == inode  # the very file the server appended to
+    assert raw.read_bytes() == b"".join(line for batch in batches for line in batch)
+    assert len(raw_lines(data_root, TOPIC)) == count == 9
+    assert buffer_files(data_root) == []
+
+
+def test_a_buffer_file_of_two_hours_or_of_unknown_hours_is_split(data_root: Path) -> None:
+    two_hours = [lines(2, event_time=stamp(3 * 3600)), lines(2, event_time=stamp(60))]
+    inode, _ = _rotate_once(data_root / "a", two_hours, tell_hours=True)
+    files = sorted((data_root / "a" / "raw" / TOPIC).glob("event_day=*/hour=*/*.jsonl"))
+    assert len(files) == 2 and inode not in {p.stat().st_ino for p in files}
+    # Lines appended without their hours: never renamed on trust, always split.
+    one_hour = [lines(2, event_time=stamp(3600)), lines(1, event_time=stamp(3600))]
+    inode, _ = _rotate_once(data_root / "b", one_hour, tell_hours=False)
+    (raw,) = (data_root / "b" / "raw" / TOPIC).glob("event_day=*/hour=*/*.jsonl")
+    assert raw.stat().st_ino != inode
+    assert len(raw_lines(data_root / "b", TOPIC)) == 3

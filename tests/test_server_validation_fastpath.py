@@ -1,15 +1,18 @@
-"""The batch fast path of the validator gives exactly what the per-event path gives."""
+"""The fast paths of the validator (batches, and single-event bodies validated together)
+give exactly what the per-event path gives."""
 
 from __future__ import annotations
 
 import json
 import time
+from datetime import UTC, datetime
 
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from gravix.schema import Validator
+from gravix.errors import ValidationError
+from gravix.schema import Lines, Validator
 from serverutil import fact, uuid7
 
 NOW = 1_795_000_000.0
@@ -60,9 +63,32 @@ def batches(draw: st.DrawFn) -> list[dict[str, object]]:
     return [{k: v for k, v in d.items() if v is not None} for d in docs]
 
 
-def _lines(validator: Validator, body: bytes) -> tuple[bytes, int, list[tuple[int, str]]]:
+def _hour_of(line: bytes) -> int:
+    """The event hour of a stored line, read without gravix code."""
+    stamp = json.loads(line)["event_time"]
+    moment = datetime.strptime(stamp, "%Y-%m-%dT%H:%M:%S.%fZ").replace(tzinfo=UTC)
+    return int(moment.timestamp() // 3600)
+
+
+def _lines(validator: Validator, body: bytes) -> Lines:
+    """The per-event path's answer, in the form of :meth:`Validator.batch_lines`."""
     accepted, errors = validator.batch(body, now=NOW)
-    return b"".join(a.line + b"\n" for a in accepted), len(accepted), errors
+    data = b"".join(a.line + b"\n" for a in accepted)
+    hours = frozenset(_hour_of(a.line) for a in accepted)
+    return Lines(data, len(accepted), hours, [a.event_id for a in accepted], errors)
+
+
+def _many_by_one(validator: Validator, bodies: list[bytes]) -> Lines:
+    """What validating each body on its own with :meth:`Validator.one` gives."""
+    accepted, errors = [], []
+    for index, body in enumerate(bodies):
+        try:
+            accepted.append(validator.one(body, now=NOW))
+        except ValidationError as exc:
+            errors.append((index, exc.message))
+    data = b"".join(a.line + b"\n" for a in accepted)
+    hours = frozenset(_hour_of(a.line) for a in accepted)
+    return Lines(data, len(accepted), hours, [a.event_id for a in accepted], errors)
 
 
 @settings(max_examples=300, deadline=None)
@@ -125,6 +151,70 @@ def test_two_values_on_one_line_are_not_accepted_as_two_events() -> None:
     validator = Validator("request_facts", clock=lambda: NOW)
     one, two = (json.dumps(fact(event_time=_fmt(NOW))) for _ in range(2))
     body = f"{one} {two}\n{one}\n".encode()
-    _blob, count, errors = validator.batch_lines(body, now=NOW)
-    assert count == 1
-    assert [index for index, _ in errors] == [0]
+    lines = validator.batch_lines(body, now=NOW)
+    assert lines.events == 1
+    assert [index for index, _ in lines.errors] == [0]
+
+
+def _split_across_two(doc: dict[str, object]) -> tuple[bytes, bytes]:
+    """One fact's JSON cut into two pieces, neither valid alone, that read as the fact when
+    joined with a comma; the cut is inside the path template, which then holds a comma."""
+    text = json.dumps({**doc, "path_template": "/a<CUT>b"})
+    head, tail = text.split("<CUT>")
+    return head.encode(), tail.encode()
+
+
+def test_lines_that_only_parse_when_joined_are_each_rejected() -> None:
+    # Three lines, none of them a valid fact alone: a fact cut in two, and a line holding two
+    # facts. Joined with commas into one array they would read as three valid facts.
+    validator = Validator("request_facts", clock=lambda: NOW)
+    head, tail = _split_across_two(fact(event_time=_fmt(NOW - 5)))
+    pair = f"{json.dumps(fact(event_time=_fmt(NOW)))},{json.dumps(fact(event_time=_fmt(NOW)))}"
+    body = b"\n".join([head, tail, pair.encode()]) + b"\n"
+    json.loads(b"[" + body.rstrip(b"\n").replace(b"\n", b",") + b"]")  # valid when joined
+    lines = validator.batch_lines(body, now=NOW)
+    assert lines.events == 0
+    assert [index for index, _ in lines.errors] == [0, 1, 2]
+
+
+def test_single_bodies_that_only_parse_when_joined_are_each_rejected() -> None:
+    validator = Validator("request_facts", clock=lambda: NOW)
+    head, tail = _split_across_two(fact(event_time=_fmt(NOW - 5)))
+    pair = f"{json.dumps(fact(event_time=_fmt(NOW)))},{json.dumps(fact(event_time=_fmt(NOW)))}"
+    good = json.dumps(fact(event_time=_fmt(NOW))).encode()
+    lines = validator.many([head, good, tail, pair.encode()], now=NOW)
+    assert lines.events == 1
+    assert [index for index, _ in lines.errors] == [0, 2, 3]
+    assert lines.ids == [json.loads(good)["event_id"]]
+
+
+@settings(max_examples=200, deadline=None)
+@given(batches())
+def test_many_single_bodies_give_what_each_body_alone_gives(docs: list[dict[str, object]]) -> None:
+    bodies = [json.dumps(d).encode() for d in docs]
+    fast = Validator("request_facts", clock=lambda: NOW)
+    fast.many(bodies, now=NOW)  # warm the caches, as a running server has them
+    assert fast.many(bodies, now=NOW) == _many_by_one(Validator("request_facts"), bodies)
+
+
+def test_many_names_the_hours_of_a_batch_that_spans_midnight() -> None:
+    validator = Validator("request_facts", clock=lambda: NOW)
+    midnight = NOW - NOW % 86400
+    times = [midnight - 1, midnight, midnight + 3600 * 2 + 5]
+    bodies = [json.dumps(fact(event_time=_fmt(t))).encode() for t in times]
+    lines = validator.many(bodies, now=NOW)
+    assert lines.events == 3
+    assert lines.hours == {int(t // 3600) for t in times}
+    assert len(lines.hours) == 3
+
+
+def test_many_of_service_events_gives_what_each_body_alone_gives() -> None:
+    validator = Validator("service_events", clock=lambda: NOW)
+    good = {
+        "event_id": uuid7(),
+        "event_time": _fmt(NOW - 30),
+        "service": "frontend",
+        "event_type": "deploy_completed",
+    }
+    bodies = [json.dumps(good).encode(), b"{}", json.dumps({**good, "event_type": "X"}).encode()]
+    assert validator.many(bodies, now=NOW) == _many_by_one(Validator("service_events"), bodies)

@@ -27,7 +27,7 @@ import os
 import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from gravix import durable, layout
@@ -67,6 +67,8 @@ class BufferState:
 class _Pending:
     data: bytes
     events: int
+    hours: frozenset[int] | None
+    requests: int
     future: asyncio.Future[None]
 
 
@@ -76,7 +78,11 @@ class _Active:
     path: Path
     fd: int
     size: int = 0
+    lines: int = 0
     first_line_at: float | None = None  # monotonic time of the first append
+    # Event hours (since the epoch) of the durable lines, None once an append did not say;
+    # when there is exactly one, rotation renames the whole file into raw, unsplit.
+    hours: set[int] | None = field(default_factory=set)
 
 
 @dataclass
@@ -90,11 +96,22 @@ class BufferObserver:
     on_publish: Callable[[str, int], None] | None = None  # (topic, lines)
 
 
-def _publish(root: Path, topic: str, sealed: Path) -> int | None:
+@dataclass(frozen=True)
+class _Sealed:
+    path: Path
+    hours: frozenset[int] | None
+    lines: int
+
+
+def _publish(root: Path, topic: str, sealed: _Sealed) -> int | None:
     """Move one sealed file into raw; lines published, or None if another process has it."""
     from gravix.recovery import publish_sealed
 
-    report = publish_sealed(root, topic, sealed)
+    whole = None
+    if sealed.hours is not None and len(sealed.hours) == 1:
+        (hour,) = sealed.hours
+        whole = (layout.Hour.of_epoch_hour(hour), sealed.lines)
+    report = publish_sealed(root, topic, sealed.path, whole=whole)
     return None if report is None else report.lines
 
 
@@ -145,7 +162,7 @@ class TopicBuffer:
         self._active: _Active | None = None
         self._writer: asyncio.Task[None] | None = None
         self._io = ThreadPoolExecutor(1, thread_name_prefix=f"gravix-{topic}")
-        self._sealed: list[Path] = []  # rotated, publish not yet done
+        self._sealed: list[_Sealed] = []  # rotated, publish not yet done
         self._publishing: set[asyncio.Task[None]] = set()
         self._next_publish_retry = 0.0
 
@@ -209,13 +226,22 @@ class TopicBuffer:
         if self.storage_error is not None and time.monotonic() < self._retry_at:
             raise StorageError(f"storage not writable: {self.storage_error}")
 
-    async def append(self, data: bytes, events: int) -> None:
-        """Append complete lines (each ending in a newline); return once fsynced."""
+    async def append(self, data: bytes, events: int, hours: frozenset[int] | None = None) -> None:
+        """Append complete lines (each ending in a newline); return once fsynced. ``hours``
+        are the event hours (whole hours since the epoch) of those lines, if known."""
+        await self.submit(data, events, hours)
+
+    def submit(
+        self, data: bytes, events: int, hours: frozenset[int] | None = None, *, requests: int = 1
+    ) -> asyncio.Future[None]:
+        """Like :meth:`append`, without a coroutine: the future is done once the lines are
+        fsynced (or fails with the storage error). Raises if appends are refused now.
+        ``requests`` is how many requests the lines answer (for the commit statistics)."""
         self.check_writable()
         future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-        self._pending.append(_Pending(data, events, future))
+        self._pending.append(_Pending(data, events, hours, requests, future))
         self._wake.set()
-        await future
+        return future
 
     def state(self) -> BufferState:
         active = self._active
@@ -334,12 +360,19 @@ class TopicBuffer:
             return
         if active.first_line_at is None:
             active.first_line_at = time.monotonic()
+        active.lines += events
+        for item in batch:
+            if item.hours is None:
+                active.hours = None
+            elif active.hours is not None:
+                active.hours.update(item.hours)
         for item in batch:
             if not item.future.done():
                 item.future.set_result(None)
         if self.observer.on_commit:
             self.observer.on_commit(
-                self.topic, CommitStats(len(batch), events, len(data), fsync_seconds)
+                self.topic,
+                CommitStats(sum(i.requests for i in batch), events, len(data), fsync_seconds),
             )
 
     def _set_storage_error(self, exc: OSError) -> None:
@@ -435,7 +468,9 @@ class TopicBuffer:
         if old.size == 0:
             return
         self.rotations += 1
-        self._sealed.append(layout.sealed_path(self.root, self.topic, old.file_id))
+        path = layout.sealed_path(self.root, self.topic, old.file_id)
+        hours = None if old.hours is None else frozenset(old.hours)
+        self._sealed.append(_Sealed(path, hours, old.lines))
         if self.observer.on_rotate:
             self.observer.on_rotate(self.topic, reason)
         self._publish_pending()
@@ -447,13 +482,16 @@ class TopicBuffer:
             self._publishing.add(task)
             task.add_done_callback(self._publishing.discard)
 
-    async def _publish_one(self, sealed: Path) -> None:
+    async def _publish_one(self, sealed: _Sealed) -> None:
         try:
             lines = await asyncio.to_thread(_publish, self.root, self.topic, sealed)
         except (OSError, StorageError) as exc:
             # The sealed file stays; it is retried later and recovered at the next start.
             log.error(
-                "%s: publishing %s into raw failed: %s; will retry", self.topic, sealed.name, exc
+                "%s: publishing %s into raw failed: %s; will retry",
+                self.topic,
+                sealed.path.name,
+                exc,
             )
             self._sealed.append(sealed)
             self._next_publish_retry = time.monotonic() + PUBLISH_RETRY_SECONDS

@@ -64,6 +64,11 @@ class Hour:
         moment = moment.astimezone(UTC)
         return cls(moment.date(), moment.hour)
 
+    @classmethod
+    def of_epoch_hour(cls, hour: int) -> Hour:
+        """The hour that starts ``hour`` × 3600 seconds after the Unix epoch."""
+        return cls.of(datetime.fromtimestamp(hour * 3600, tz=UTC))
+
     @property
     def start(self) -> datetime:
         return datetime(self.day.year, self.day.month, self.day.day, self.hour, tzinfo=UTC)

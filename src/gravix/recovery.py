@@ -269,16 +269,25 @@ def _plan_publish(
     return report, split
 
 
-def publish_sealed(root: Path, topic: str, sealed: Path) -> PublishReport | None:
+def publish_sealed(
+    root: Path, topic: str, sealed: Path, *, whole: tuple[layout.Hour, int] | None = None
+) -> PublishReport | None:
     """Move one sealed buffer file into raw; None if another process holds it (or it is gone).
 
     Complete lines go, bytes unchanged, to one raw file per event hour; damaged segments go
     to quarantine and are counted; then the sealed file is removed. The caller must have
-    closed (unlocked) its own descriptor of the file first."""
+    closed (unlocked) its own descriptor of the file first.
+
+    ``whole`` = (hour, lines) is for the process that wrote the file: it knows every line is
+    complete, valid and of that one event hour, so the file itself is renamed into raw under
+    the name the split would give it (a crash before the rename leaves the sealed file, which
+    recovery splits into that same name)."""
     fd = _try_lock(sealed)
     if fd is None:
         return None
     try:
+        if whole is not None:
+            return _publish_whole(root, topic, sealed, *whole)
         # The file's bytes are dropped once split, so the peak is about twice the file.
         report, split = _plan_publish(root, topic, sealed, _read_fd(fd))
         try:
@@ -303,6 +312,37 @@ def publish_sealed(root: Path, topic: str, sealed: Path) -> PublishReport | None
         return report
     finally:
         os.close(fd)
+
+
+def _publish_whole(
+    root: Path, topic: str, sealed: Path, hour: layout.Hour, lines: int
+) -> PublishReport:
+    parsed = layout.parse_buffer_name(sealed)
+    if parsed is None or parsed[0] != "sealed":
+        raise GravixError(f"{sealed} is not a sealed buffer file name")
+    file_id = parsed[1]
+    target = layout.raw_file_path(root, topic, hour, file_id)
+    try:
+        size = os.stat(sealed, follow_symlinks=False).st_size
+        layout.ensure_inside(root, target.parent)
+        durable.makedirs(target.parent)
+        durable.replace(sealed, target)
+    except OSError as exc:
+        raise StorageError(
+            f"could not move {sealed.name} into raw: {exc.strerror or exc}",
+            hint="free disk space or fix the file system, then run `gravix recover`; "
+            "the buffer file is kept until it is fully in raw",
+            errno=exc.errno,
+        ) from exc
+    return PublishReport(
+        topic=topic,
+        source=sealed,
+        file_id=file_id,
+        lines=lines,
+        bytes=size,
+        hours={str(hour): lines},
+        raw_files=[target],
+    )
 
 
 def _preview(root: Path, topic: str, sealed: Path) -> PublishReport | None:

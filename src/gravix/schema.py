@@ -56,7 +56,9 @@ Properties = Annotated[
 ]
 
 
-class RequestFact(msgspec.Struct, forbid_unknown_fields=True, omit_defaults=True):
+# gc=False: the fields are strings, numbers and a str→str map, so a struct can never be part
+# of a reference cycle, and a batch of a thousand of them costs the collector nothing.
+class RequestFact(msgspec.Struct, forbid_unknown_fields=True, omit_defaults=True, gc=False):
     event_id: Annotated[str, msgspec.Meta(min_length=36, max_length=36)]
     event_time: EventTime
     service: Annotated[str, msgspec.Meta(min_length=1, max_length=128)]
@@ -67,7 +69,7 @@ class RequestFact(msgspec.Struct, forbid_unknown_fields=True, omit_defaults=True
     user_agent_family: Annotated[str, msgspec.Meta(max_length=64)] | None = None
 
 
-class ServiceEvent(msgspec.Struct, forbid_unknown_fields=True, omit_defaults=True):
+class ServiceEvent(msgspec.Struct, forbid_unknown_fields=True, omit_defaults=True, gc=False):
     event_id: Annotated[str, msgspec.Meta(min_length=36, max_length=36)]
     event_time: EventTime
     service: Annotated[str, msgspec.Meta(min_length=1, max_length=128)]
@@ -107,6 +109,7 @@ _GET_PATH = attrgetter("path_template")
 _GET_AGENT = attrgetter("user_agent_family")
 _GET_METHOD = attrgetter("method")
 _FIRST_19 = itemgetter(slice(0, 19))
+_FIRST_13 = itemgetter(slice(0, 13))
 
 
 class Accepted(NamedTuple):
@@ -115,6 +118,32 @@ class Accepted(NamedTuple):
     line: bytes
     hour: int  # whole hours since the Unix epoch, UTC
     event_id: str
+
+
+class Lines(NamedTuple):
+    """What validating many events gives: the accepted canonical lines, joined, each ending
+    in a newline; how many; the event hours they fall in; the accepted events' ids, in
+    order; and the rejected ones as (index, error)."""
+
+    data: bytes
+    events: int
+    hours: frozenset[int]  # whole hours since the Unix epoch, UTC
+    ids: list[str]
+    errors: list[tuple[int, str]]
+
+    @classmethod
+    def of(cls, accepted: list[Accepted], errors: list[tuple[int, str]]) -> Lines:
+        if not accepted:
+            return cls(b"", 0, frozenset(), [], errors)
+        lines = [a.line for a in accepted]
+        lines.append(b"")
+        return cls(
+            b"\n".join(lines),
+            len(accepted),
+            frozenset(a.hour for a in accepted),
+            [a.event_id for a in accepted],
+            errors,
+        )
 
 
 def format_time(moment: datetime) -> str:
@@ -174,6 +203,14 @@ def parse_time(text: str) -> tuple[float, str]:
         raise ValueError("event_time needs a zone (Z or an offset)")
     moment = moment.astimezone(UTC).replace(microsecond=moment.microsecond // 1000 * 1000)
     return moment.timestamp(), format_time(moment)
+
+
+def _seconds(stamp: str) -> float:
+    """Epoch seconds of a canonical time (``…T10:00:00.123Z``) whose shape is checked."""
+    second = _SECOND_CACHE.get(stamp[:19])
+    if second is None:
+        return parse_time(stamp)[0]
+    return second + int(stamp[20:23]) / 1000.0
 
 
 def _error_text(exc: Exception) -> str:
@@ -337,30 +374,47 @@ class Validator:
                 errors.append((index, exc.message))
         return accepted, errors
 
-    def batch_lines(
-        self, data: bytes, now: float | None = None
-    ) -> tuple[bytes, int, list[tuple[int, str]]]:
-        """Like :meth:`batch`, but returns the accepted canonical lines already joined (each
-        ending in a newline) with their count: what the ingest server appends.
+    def batch_lines(self, data: bytes, now: float | None = None) -> Lines:
+        """Like :meth:`batch`, but returns the accepted canonical lines already joined: what
+        the ingest server appends.
 
         A batch in which every event is valid and already in canonical form — the normal
-        case — is decoded in one call and checked without per-event function calls; any
-        other batch takes the per-event path of :meth:`batch`, which names each error."""
+        case — is checked without per-event function calls; any other batch takes the
+        per-event path of :meth:`batch`, which names each error."""
         now = self.clock() if now is None else now
         if self.struct is RequestFact:
-            blob = self._fast_facts(data, now)
-            if blob is not None:
-                return blob
-        accepted, errors = self.batch(data, now)
-        if not accepted:
-            return b"", 0, errors
-        lines = [a.line for a in accepted]
-        lines.append(b"")
-        return b"\n".join(lines), len(accepted), errors
+            fast = self._fast_batch(data, now)
+            if fast is not None:
+                return fast
+        return Lines.of(*self.batch(data, now))
 
-    def _fast_facts(
-        self, data: bytes, now: float
-    ) -> tuple[bytes, int, list[tuple[int, str]]] | None:
+    def many(self, bodies: list[bytes], now: float | None = None) -> Lines:
+        """Validate many single-event bodies at once (one event each, as :meth:`one`);
+        errors are indexed by body. The ingest server validates the single-event requests
+        that arrive together this way: one pass over many events instead of one per request.
+        """
+        now = self.clock() if now is None else now
+        if self.struct is RequestFact and bodies:
+            try:
+                # One decode per body, never a decode of the bodies joined: joined, a body
+                # could end inside a string or an object that the next body completes.
+                events = list(map(self._decoder.decode, bodies))
+            except Exception:  # any error is reported, per body, by the slow path
+                events = []
+            if events:
+                fast = self._fast_lines(events, now)
+                if fast is not None:
+                    return fast
+        accepted: list[Accepted] = []
+        errors: list[tuple[int, str]] = []
+        for index, body in enumerate(bodies):
+            try:
+                accepted.append(self.one(body, now))
+            except ValidationError as exc:
+                errors.append((index, exc.message))
+        return Lines.of(accepted, errors)
+
+    def _fast_batch(self, data: bytes, now: float) -> Lines | None:
         """All-or-nothing fast path for RequestFact batches; None means "use the slow path"."""
         stripped = data.lstrip()
         try:
@@ -370,18 +424,23 @@ class Validator:
                 lines = data.splitlines()
                 if b"" in lines:  # blank lines are skipped, as the per-event path does
                     lines = [line for line in lines if line]
-                # A whitespace-only line makes this invalid JSON: the slow path handles it.
-                events = self._list_decoder.decode(b"[" + b",".join(lines) + b"]")
-                if len(events) != len(lines):  # a line held two values: not NDJSON
-                    return None
+                # Line by line, never joined into one array: joined, a line could end inside
+                # a string or an object that the next line completes. A whitespace-only line
+                # is invalid JSON here, so the slow path handles it.
+                events = list(map(self._decoder.decode, lines))
         except Exception:  # any error is reported, per index, by the slow path
             return None
         if not events:
             return None
+        return self._fast_lines(events, now)
+
+    def _fast_lines(self, events: list[Any], now: float) -> Lines | None:
+        """Check decoded RequestFacts that are all valid and canonical, and render them."""
         # Whole-batch checks in C (join, translate, set operations); a value that is not
         # already cached as valid is checked once by the per-event rule and then cached.
         n = len(events)
-        ids = "".join(map(_GET_ID, events)).encode()
+        id_list = list(map(_GET_ID, events))
+        ids = "".join(id_list).encode()
         if (
             len(ids) != 36 * n
             or ids.translate(_HEX_TO_H) != _UUID_SHAPE * n
@@ -397,9 +456,8 @@ class Validator:
             for second in set(map(_FIRST_19, stamps)).difference(_SECOND_CACHE):
                 if parse_time(second + ".000Z")[1] != second + ".000Z":
                     return None
-            if parse_time(max(stamps))[0] > now + self.max_future:
-                return None
-            if parse_time(min(stamps))[0] < now - self.max_age:
+            last, first = _seconds(max(stamps)), _seconds(min(stamps))
+            if last > now + self.max_future or first < now - self.max_age:
                 return None
             for service in set(map(_GET_SERVICE, events)).difference(self._service.ok):
                 self._service.check(service, "service")
@@ -416,7 +474,15 @@ class Validator:
                 return None
             for event in events:
                 event.method = _METHODS[event.method]
-        return self._encoder.encode_lines(events), len(events), []
+        first_hour, last_hour = int(first // 3600), int(last // 3600)
+        if first_hour == last_hour:
+            hours = frozenset((first_hour,))
+        else:
+            hours = frozenset(
+                int(parse_time(prefix + ":00:00.000Z")[0] // 3600)
+                for prefix in set(map(_FIRST_13, stamps))
+            )
+        return Lines(self._encoder.encode_lines(events), n, hours, id_list, [])
 
 
 # --- column schemas ---------------------------------------------------------------------------

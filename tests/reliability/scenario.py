@@ -10,6 +10,7 @@ import signal
 import time
 from collections import Counter
 from collections.abc import Callable
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -43,6 +44,15 @@ def make_lines(count: int, *, hours_back: tuple[int, ...] = (0, 1), seed: int = 
     return lines
 
 
+def hours_of(lines: list[bytes]) -> frozenset[int]:
+    """The event hours (since the epoch) of canonical lines, as the server passes them."""
+    hours = set()
+    for line in lines:
+        moment = datetime.strptime(json.loads(line)["event_time"], "%Y-%m-%dT%H:%M:%S.%fZ")
+        hours.add(int(moment.replace(tzinfo=UTC).timestamp() // 3600))
+    return frozenset(hours)
+
+
 def run_append_rotate_rollup(
     root: Path, batches: list[list[bytes]], acks: Path, *, rollup: bool = True
 ) -> None:
@@ -56,7 +66,7 @@ def run_append_rotate_rollup(
         fd = os.open(acks, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
         try:
             for batch in batches:
-                await buf.append(b"".join(batch), len(batch))
+                await buf.append(b"".join(batch), len(batch), hours_of(batch))
                 ids = [json.loads(line)["event_id"] for line in batch]
                 os.write(fd, "".join(f"{i}\n" for i in ids).encode())
             await buf.rotate("test")
@@ -71,21 +81,27 @@ def run_append_rotate_rollup(
         run_rollup(root=root)
 
 
-def counting_hook(kill_at: int | None, counter: list[int]) -> Callable[[str, str], None]:
+def counting_hook(
+    kill_at: int | None, counter: list[int], log: list[str]
+) -> Callable[[str, str], None]:
     def hook(op: str, path: str) -> None:
         if counter[0] == kill_at:
             os.kill(os.getpid(), signal.SIGKILL)
         counter[0] += 1
+        log.append(f"{op} {path}")
 
     return hook
 
 
 def child_main(root: str, batches: list[list[bytes]], acks: str, kill_at: int | None) -> None:
-    """The body of a crash-sweep child process: die at durable operation ``kill_at``."""
+    """The body of a crash-sweep child process: die at durable operation ``kill_at``. A run
+    that is not killed writes its operation count and log beside ``acks``."""
     counter = [0]
-    durable.set_hook(counting_hook(kill_at, counter))
+    log: list[str] = []
+    durable.set_hook(counting_hook(kill_at, counter, log))
     run_append_rotate_rollup(Path(root), batches, Path(acks))
     Path(acks + ".ops").write_text(str(counter[0]))
+    Path(acks + ".oplog").write_text("\n".join(log) + "\n")
 
 
 # --- invariants ------------------------------------------------------------------------------

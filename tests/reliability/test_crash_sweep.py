@@ -64,11 +64,26 @@ def _sweep(
     shutil.copytree(base, probe)
     assert _run_child(ctx, probe, batches, tmp_path / "probe.acks", None) == 0
     total_ops = int((tmp_path / "probe.acks.ops").read_text())
+    oplog = (tmp_path / "probe.acks.oplog").read_text().splitlines()
+    # How the clean run moved the buffer into raw: by writing raw files (each renamed into
+    # place), or by renaming the buffer file itself.
+    raw = str(probe / "raw")
+    raw_writes = sum(
+        1 for e in oplog if e.startswith("write ") and e.split(" ", 1)[1].startswith(raw)
+    )
+    raw_renames = sum(1 for e in oplog if e.startswith("replace ") and ".tmp" not in e and raw in e)
     after_counts = warehouse_counts_by_hour(probe)
     shutil.rmtree(probe)
     assert total_ops > 20
 
-    figures = {"ops": total_ops, "crashes": 0, "acked_max": 0, "needed_recovery": 0}
+    figures = {
+        "ops": total_ops,
+        "crashes": 0,
+        "acked_max": 0,
+        "needed_recovery": 0,
+        "raw_writes": raw_writes,
+        "raw_renames": raw_renames,
+    }
     for k in range(offset, total_ops, stride):
         root = tmp_path / f"k{k}"
         shutil.copytree(base, root)
@@ -96,16 +111,23 @@ def _sweep(
     return figures
 
 
+# Facts over two hours: rotation splits the buffer file into raw. Facts of one hour: the
+# server renames the whole file into raw; a crash may leave it to recovery's split.
+@pytest.mark.parametrize("hours_back", [(0, 1), (1,)], ids=["split", "renamed-whole"])
 def test_every_crash_point_of_append_rotate_rollup_recovers_without_loss_or_duplicates(
-    ctx, tmp_path: Path
+    ctx, tmp_path: Path, hours_back: tuple[int, ...]
 ) -> None:
-    batches = [make_lines(4, seed=2), make_lines(3, seed=3)]
+    batches = [make_lines(n, hours_back=hours_back, seed=n - 2) for n in (4, 3)]
     # CI sweeps every other k (GRAVIX_SWEEP_OFFSET=1 for the other half); the slow run, every k.
     offset = int(os.environ.get("GRAVIX_SWEEP_OFFSET", "0"))
     figures = _sweep(ctx, tmp_path, batches, stride=2, offset=offset)
-    print(f"crash sweep: {figures}")
+    print(f"crash sweep ({'+'.join(map(str, hours_back))} hours back): {figures}")
     assert figures["crashes"] == len(range(offset, figures["ops"], 2))
     assert figures["needed_recovery"] > 0  # the sweep did hit states only recovery repairs
+    if len(hours_back) == 1:  # the whole buffer file went into raw by a rename
+        assert (figures["raw_writes"], figures["raw_renames"]) == (0, 1)
+    else:  # split: one raw file written (and renamed into place) per hour
+        assert figures["raw_writes"] == figures["raw_renames"] == len(hours_back)
 
 
 @pytest.mark.slow

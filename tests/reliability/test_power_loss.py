@@ -22,6 +22,7 @@ from powerloss import DiskModel
 from scenario import (
     TOPIC,
     check_after_recovery,
+    hours_of,
     make_lines,
     raw_counts_by_hour,
     warehouse_counts_by_hour,
@@ -98,11 +99,13 @@ class PowerLossMachine(RuleBasedStateMachine):
 
     # -- rules --------------------------------------------------------------------------------
 
-    @rule(count=st.integers(1, 6), seed=st.integers(0, 10_000))
-    def append(self, count: int, seed: int) -> None:
-        lines = make_lines(count, hours_back=(0, 1, 2), seed=seed)
+    # Appends of one past hour only leave a buffer file that rotation renames into raw
+    # whole; appends over three hours, one that it splits.
+    @rule(count=st.integers(1, 6), seed=st.integers(0, 10_000), one_hour=st.booleans())
+    def append(self, count: int, seed: int, one_hour: bool) -> None:
+        lines = make_lines(count, hours_back=(1,) if one_hour else (0, 1, 2), seed=seed)
         try:
-            self.loop.run_until_complete(self.buf.append(b"".join(lines), count))
+            self.loop.run_until_complete(self.buf.append(b"".join(lines), count, hours_of(lines)))
         except GravixError:
             assert self.model.crashed or self.buf.failed is not None
             return
@@ -149,7 +152,7 @@ class PowerLossMachine(RuleBasedStateMachine):
             if self.model.crashed:
                 return
             if action == "append":
-                self.append(1 + (seed + n) % 5, seed + n)
+                self.append(1 + (seed + n) % 5, seed + n, (seed + n) % 2 == 0)
             elif action == "rotate":
                 self.rotate()
             elif action == "rollup":

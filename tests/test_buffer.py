@@ -272,3 +272,30 @@ def test_a_buffer_file_of_two_hours_or_of_unknown_hours_is_split(data_root: Path
     (raw,) = (data_root / "b" / "raw" / TOPIC).glob("event_day=*/hour=*/*.jsonl")
     assert raw.stat().st_ino != inode
     assert len(raw_lines(data_root / "b", TOPIC)) == 3
+
+
+@pytest.mark.parametrize("fail_op", ["unlink", "replace"])
+def test_a_failed_seal_at_shutdown_is_logged_and_closes_the_file_once(
+    data_root: Path, fail_op: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    # An empty active file is unlinked at shutdown, a non-empty one renamed to sealed; when
+    # that fails (data directory gone, disk error), close() still ends cleanly.
+    async def main() -> None:
+        buf = TopicBuffer(data_root, TOPIC, rotate_seconds=3600, rotate_bytes=2**30)
+        await buf.start()
+        if fail_op == "replace":
+            await buf.append(b"".join(lines(2)), 2)
+
+        def hook(op: str, path: str) -> None:
+            if op == fail_op:
+                raise OSError(errno.EIO, "injected")
+
+        previous = durable.set_hook(hook)
+        try:
+            await buf.close()
+        finally:
+            durable.set_hook(previous)
+
+    asyncio.run(main())
+    assert "could not seal" in caplog.text
+    assert "Bad file descriptor" not in caplog.text

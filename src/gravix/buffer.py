@@ -452,12 +452,11 @@ class TopicBuffer:
     def _seal(self, active: _Active, close_on_error: bool) -> None:
         """Rename active → sealed while still holding the flock, then release it."""
         sealed = layout.sealed_path(self.root, self.topic, active.file_id)
-        if active.size == 0:
-            os.close(active.fd)
-            durable.unlink(active.path)
-            return
         try:
-            durable.replace(active.path, sealed)
+            if active.size == 0:  # nothing to publish: removed while still locked
+                durable.unlink(active.path)
+            else:
+                durable.replace(active.path, sealed)
         except BaseException:
             if close_on_error:
                 os.close(active.fd)

@@ -234,3 +234,22 @@ def test_sigint_stops_two_workers_cleanly_and_leaves_no_buffer_file(tmp_path: Pa
     assert sorted(str(d["event_id"]) for d in raw_lines(root, FACTS)) == sorted(
         str(d["event_id"]) for d in docs
     )
+
+
+def test_access_log_lines_name_client_request_status_and_never_a_key(tmp_path: Path) -> None:
+    key = "k-" + "s3cret" * 4
+    with running_server(tmp_path / "data", api_key=key) as srv:
+        with httpx.Client(base_url=srv.url) as client:
+            assert client.post("/api/v1/facts", json=fact(), headers=srv.headers).status_code == 201
+            assert client.get("/no/such%01route").status_code == 404
+            assert client.post("/api/v1/facts", json=fact(), headers={}).status_code == 401
+        assert srv.stop() == 0
+        text = srv.log_text()
+    access = [line for line in text.splitlines() if " gravix.access: " in line]
+    pattern = (
+        r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z INFO \[\d+\] gravix\.access: 127\.0\.0\.1:\d+ "
+    )
+    assert any(re.match(pattern + r'"POST /api/v1/facts" 201 \d+\.\dms$', a) for a in access)
+    assert any(re.match(pattern + r'"GET /no/such\\x01route" 404 ', a) for a in access)
+    assert any(re.match(pattern + r'"POST /api/v1/facts" 401 ', a) for a in access)
+    assert key not in text

@@ -11,6 +11,7 @@ group commit; the 2xx is sent only after the fdatasync that covers it.
 from __future__ import annotations
 
 import asyncio
+import bisect
 import hmac
 import json
 import logging
@@ -122,43 +123,85 @@ class HotCounters:
             yield family
 
 
+class PlainHistogram:
+    """A histogram kept as plain numbers and rendered at scrape time, like HotCounters."""
+
+    def __init__(self, bounds: tuple[float, ...]) -> None:
+        self.bounds = bounds
+        self.counts = [0] * (len(bounds) + 1)  # per bucket, not cumulative; the last is +Inf
+        self.sum = 0.0
+
+    def observe(self, value: float) -> None:
+        self.counts[bisect.bisect_left(self.bounds, value)] += 1
+        self.sum += value
+
+    def buckets(self) -> list[tuple[str, float]]:
+        running = 0
+        out: list[tuple[str, float]] = []
+        labels = (*(repr(float(b)) for b in self.bounds), "+Inf")
+        for bound, count in zip(labels, self.counts, strict=True):
+            running += count
+            out.append((bound, running))
+        return out
+
+
+class CommitMetrics:
+    """Per-topic group-commit figures, bumped on every commit, rendered at scrape time."""
+
+    FSYNC_BOUNDS = (0.0005, 0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.25, 1.0, 5.0)
+    REQUEST_BOUNDS = (1, 2, 4, 8, 16, 32, 64, 128, 256)
+    EVENT_BOUNDS = (1, 10, 100, 1000, 5000, 10000, 50000)
+
+    def __init__(self) -> None:
+        self.fsyncs = dict.fromkeys(layout.TOPICS, 0)
+        self.stored_bytes = dict.fromkeys(layout.TOPICS, 0)
+        self.fsync_seconds = {t: PlainHistogram(self.FSYNC_BOUNDS) for t in layout.TOPICS}
+        self.requests = {t: PlainHistogram(self.REQUEST_BOUNDS) for t in layout.TOPICS}
+        self.events = {t: PlainHistogram(self.EVENT_BOUNDS) for t in layout.TOPICS}
+
+    def record(self, topic: str, stats: CommitStats) -> None:
+        self.fsyncs[topic] += 1
+        self.stored_bytes[topic] += stats.bytes
+        self.fsync_seconds[topic].observe(stats.fsync_seconds)
+        self.requests[topic].observe(stats.requests)
+        self.events[topic].observe(stats.events)
+
+    def collect(self) -> Iterator[Any]:
+        from prometheus_client.core import CounterMetricFamily, HistogramMetricFamily
+
+        for name, doc, counts in (
+            ("gravix_stored_bytes", "Canonical line bytes appended", self.stored_bytes),
+            ("gravix_fsyncs", "fdatasync calls on buffer files", self.fsyncs),
+        ):
+            counter = CounterMetricFamily(name, doc, labels=["topic"])
+            for topic, count in counts.items():
+                counter.add_metric([topic], count)
+            yield counter
+        for name, doc, histograms in (
+            ("gravix_fsync_seconds", "fdatasync latency", self.fsync_seconds),
+            ("gravix_group_commit_requests", "Requests answered by one group commit",
+             self.requests),
+            ("gravix_group_commit_events", "Events made durable by one group commit",
+             self.events),
+        ):  # fmt: skip
+            family = HistogramMetricFamily(name, doc, labels=["topic"])
+            for topic, histogram in histograms.items():
+                family.add_metric([topic], histogram.buckets(), histogram.sum)
+            yield family
+
+
 class Metrics:
     """Prometheus metrics of one process, in their own registry (never a key in a label)."""
 
     def __init__(self) -> None:
-        from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+        from prometheus_client import CollectorRegistry, Counter, Gauge
 
         self.registry = CollectorRegistry(auto_describe=True)
         r = self.registry
         self.hot = HotCounters()
         r.register(self.hot)
-        self.stored_bytes = Counter(
-            "gravix_stored_bytes", "Canonical line bytes appended", ["topic"], registry=r
-        )
-        self.fsyncs = Counter(
-            "gravix_fsyncs", "fdatasync calls on buffer files", ["topic"], registry=r
-        )
-        self.fsync_seconds = Histogram(
-            "gravix_fsync_seconds",
-            "fdatasync latency",
-            ["topic"],
-            registry=r,
-            buckets=(0.0005, 0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.25, 1.0, 5.0),
-        )
-        self.commit_requests = Histogram(
-            "gravix_group_commit_requests",
-            "Requests answered by one group commit",
-            ["topic"],
-            registry=r,
-            buckets=(1, 2, 4, 8, 16, 32, 64, 128, 256),
-        )
-        self.commit_events = Histogram(
-            "gravix_group_commit_events",
-            "Events made durable by one group commit",
-            ["topic"],
-            registry=r,
-            buckets=(1, 10, 100, 1000, 5000, 10000, 50000),
-        )
+        self.commits = CommitMetrics()
+        r.register(self.commits)
         self.rotations = Counter(
             "gravix_rotations", "Buffer rotations by reason", ["topic", "reason"], registry=r
         )
@@ -194,15 +237,8 @@ class Metrics:
         requests[key] = requests.get(key, 0) + 1
 
     def observer(self, on_fatal: Callable[[str, BaseException], None]) -> BufferObserver:
-        def on_commit(topic: str, stats: CommitStats) -> None:
-            self.fsyncs.labels(topic).inc()
-            self.fsync_seconds.labels(topic).observe(stats.fsync_seconds)
-            self.commit_requests.labels(topic).observe(stats.requests)
-            self.commit_events.labels(topic).observe(stats.events)
-            self.stored_bytes.labels(topic).inc(stats.bytes)
-
         return BufferObserver(
-            on_commit=on_commit,
+            on_commit=self.commits.record,
             on_rotate=lambda topic, reason: self.rotations.labels(topic, reason).inc(),
             on_storage_error=lambda topic, _exc: self.storage_errors.labels(topic).inc(),
             on_fatal=on_fatal,
@@ -452,9 +488,8 @@ class IngestApp:
         await send({"type": "http.response.start", "status": status, "headers": headers})
         await send({"type": "http.response.body", "body": body})
         self.metrics.count_request(route.name if route is not None else "other", status)
-        client = scope.get("client")
         self.access.log(
-            f"{client[0]}:{client[1]}" if client else "-",
+            scope.get("client"),
             scope["method"],
             path,
             status,
@@ -523,21 +558,18 @@ class IngestApp:
         return match
 
     async def ingest(self, route: Route, scope: Scope, receive: Receive) -> tuple[int, bytes, int]:
+        # Names are lower-case in ASGI; a repeated header counts with its last value.
+        headers = dict(scope["headers"])
+        declared = headers.get(b"content-length")
+        ctype = headers.get(b"content-type")
+        encoding = headers.get(b"content-encoding")
         length: int | None = None
-        ctype = encoding = api_key = None
-        for name, value in scope["headers"]:
-            if name == b"content-length":
-                try:
-                    length = int(value)
-                except ValueError:
-                    raise HttpError(400, "Content-Length is not a number") from None
-            elif name == b"content-type":
-                ctype = value
-            elif name == b"content-encoding":
-                encoding = value
-            elif name == b"x-api-key":
-                api_key = value
-        key_index = self._authorise(api_key)
+        if declared is not None:
+            try:
+                length = int(declared)
+            except ValueError:
+                raise HttpError(400, "Content-Length is not a number") from None
+        key_index = self._authorise(headers.get(b"x-api-key"))
         if self.limiter is not None:
             wait = self.limiter.check(key_index)
             if wait > 0:
@@ -618,10 +650,15 @@ class IngestApp:
 
     @staticmethod
     async def _read_body(receive: Receive, length: int, limit: int) -> bytes:
+        message = await receive()
+        if message["type"] == "http.request" and not message.get("more_body", False):
+            body: bytes = message.get("body", b"")  # the whole body at once: the usual case
+            if len(body) > limit or len(body) > length:
+                raise HttpError(413, f"body is over the limit of {limit} bytes")
+            return body
         chunks: list[bytes] = []
         total = 0
         while True:
-            message = await receive()
             if message["type"] == "http.disconnect":
                 raise HttpError(400, "client disconnected before sending the whole body")
             chunk = message.get("body", b"")
@@ -632,6 +669,7 @@ class IngestApp:
                 chunks.append(chunk)
             if not message.get("more_body", False):
                 break
+            message = await receive()
         return chunks[0] if len(chunks) == 1 else b"".join(chunks)
 
     @staticmethod
@@ -915,66 +953,88 @@ def openapi_document() -> dict[str, Any]:
 class AccessLog:
     """One line per request on stderr, in the same text or JSON form as the other logs.
 
-    Lines are buffered and written every 0.2 s (and at shutdown): going through
-    :mod:`logging` and a write per line would cost more than the request itself. Only the
-    client address, method, path, status, duration and body size are logged: never a
-    header (keys) or a body."""
+    A request only records its fields; they are formatted and written every 0.2 s (and at
+    shutdown), many lines at a time: formatting and writing a line per request would cost
+    more than the request itself. Only the client address, method, path, status, duration
+    and body size are logged: never a header (keys) or a body."""
 
     def __init__(self, log_format: str = "text", stream: Any = None) -> None:
         self.json = log_format == "json"
         self.stream = stream
         self.pid = os.getpid()
-        self.lines: list[str] = []
-        self._second = -1
-        self._prefix = ""
+        self.records: list[tuple[float, Any, str, str, int, float, int]] = []
 
     def log(
-        self, client: str, method: str, path: str, status: int, duration_ms: float, size: int
+        self, client: Any, method: str, path: str, status: int, duration_ms: float, size: int
     ) -> None:
-        now = time.time()
-        second = int(now)
-        if second != self._second:
-            self._second = second
-            self._prefix = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(second))
-        stamp = f"{self._prefix}.{int((now - second) * 1000):03d}Z"
-        if len(path) > 200 or not path.isprintable():
-            path = path[:200].encode("unicode_escape").decode("ascii")
-        if self.json:
-            line = _encode(
-                {
-                    "time": stamp,
-                    "level": "info",
-                    "logger": "gravix.access",
-                    "message": f'{client} "{method} {path}" {status} {duration_ms:.1f}ms',
-                    "pid": self.pid,
-                    "client": client,
-                    "method": method,
-                    "path": path,
-                    "status": status,
-                    "duration_ms": round(duration_ms, 3),
-                    "body_bytes": size,
-                }
-            ).decode()
-        else:
-            line = (
-                f'{stamp} INFO [{self.pid}] gravix.access: {client} "{method} {path}" '
-                f"{status} {duration_ms:.1f}ms"
-            )
-        self.lines.append(line)
-        if len(self.lines) >= 512:
+        """``client`` is the ASGI (host, port) pair, or None."""
+        self.records.append((time.time(), client, method, path, status, duration_ms, size))
+        if len(self.records) >= 512:
             self.flush()
 
+    def _lines(self) -> Iterator[str]:
+        if self.json:
+            yield from map(self._json_line, self.records)
+            return
+        # Keep-alive clients repeat their address and requests repeat their route, so both
+        # are formatted once per flush.
+        head = f" INFO [{self.pid}] gravix.access: "
+        clients: dict[Any, str] = {}
+        requests: dict[tuple[str, str], str] = {}
+        second, prefix = -1, ""
+        for now, peer, method, path, status, duration_ms, _size in self.records:
+            if int(now) != second:
+                second = int(now)
+                prefix = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(second))
+            client = clients.get(peer)
+            if client is None:
+                client = clients[peer] = f"{peer[0]}:{peer[1]}" if peer else "-"
+            request = requests.get((method, path))
+            if request is None:
+                request = requests[method, path] = f'"{method} {_printable(path)}"'
+            yield (
+                f"{prefix}.{int((now - second) * 1000):03d}Z{head}{client} {request} "
+                f"{status} {duration_ms:.1f}ms"
+            )
+
+    def _json_line(self, record: tuple[float, Any, str, str, int, float, int]) -> str:
+        now, peer, method, path, status, duration_ms, size = record
+        stamp = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(now))
+        client = f"{peer[0]}:{peer[1]}" if peer else "-"
+        path = _printable(path)
+        return _encode(
+            {
+                "time": f"{stamp}.{int((now - int(now)) * 1000):03d}Z",
+                "level": "info",
+                "logger": "gravix.access",
+                "message": f'{client} "{method} {path}" {status} {duration_ms:.1f}ms',
+                "pid": self.pid,
+                "client": client,
+                "method": method,
+                "path": path,
+                "status": status,
+                "duration_ms": round(duration_ms, 3),
+                "body_bytes": size,
+            }
+        ).decode()
+
     def flush(self) -> None:
-        if self.lines:
+        if self.records:
             stream = self.stream or sys.stderr
-            stream.write("\n".join(self.lines) + "\n")
+            stream.write("\n".join(self._lines()) + "\n")
             stream.flush()
-            self.lines.clear()
+            self.records.clear()
 
     async def flush_every(self, seconds: float) -> None:
         while True:
             await asyncio.sleep(seconds)
             self.flush()
+
+
+def _printable(path: str) -> str:
+    if len(path) > 200 or not path.isprintable():
+        return path[:200].encode("unicode_escape").decode("ascii")
+    return path
 
 
 _ACCESS_FIELDS = ("client", "method", "path", "status", "duration_ms", "body_bytes")

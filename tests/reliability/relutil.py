@@ -3,16 +3,22 @@ stored lines, and readers of what ended up on disk."""
 
 from __future__ import annotations
 
+import functools
 import json
 import os
+import random
 import re
+import struct
 import time
 import uuid
 from collections import Counter
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol, TypeVar
 
 from hypothesis import strategies as st
+
+T = TypeVar("T")
 
 # --- an oracle written from DESIGN §3, independent of gravix.schema ----------------------------
 
@@ -192,15 +198,123 @@ def deep(depth: int) -> Any:
     return value
 
 
-nasty_scalar = st.one_of(
-    st.sampled_from(NASTY_STRINGS),
-    st.sampled_from(NASTY_NUMBERS),
-    st.text(max_size=40),
-    st.integers(),
-    st.floats(allow_nan=True, allow_infinity=True),
-    st.builds(deep, st.integers(1, 40)),
-    st.dictionaries(st.text(max_size=5), st.text(max_size=5), max_size=3),
+class Choices(Protocol):
+    """Where the hostile generators below take every decision from: hypothesis draws
+    (:class:`Drawn`; failures shrink) or a seeded ``random.Random`` (:class:`Seeded`; the
+    same kinds of input for a small fraction of the cost, for runs of 100,000 cases)."""
+
+    def below(self, n: int) -> int: ...  # 0 <= i < n; 0 is where hypothesis shrinks to
+    def integer(self, lo: int, hi: int) -> int: ...
+    def any_int(self) -> int: ...
+    def any_float(self) -> float: ...
+    def text(self, max_size: int) -> str: ...
+    def binary(self, max_size: int) -> bytes: ...
+
+
+def pick(c: Choices, items: Sequence[T]) -> T:
+    return items[c.below(len(items))]
+
+
+def one_in(c: Choices, n: int) -> bool:
+    """True once in ``n``; False is where hypothesis shrinks to."""
+    return c.below(n) == n - 1
+
+
+_integers = functools.cache(st.integers)
+_texts = functools.cache(lambda max_size: st.text(max_size=max_size))
+_binaries = functools.cache(lambda max_size: st.binary(max_size=max_size))
+_ANY_INT = st.integers()
+_ANY_FLOAT = st.floats(allow_nan=True, allow_infinity=True)
+
+
+class Drawn:
+    def __init__(self, draw: st.DrawFn) -> None:
+        self._draw = draw
+
+    def below(self, n: int) -> int:
+        return self._draw(_integers(0, n - 1))
+
+    def integer(self, lo: int, hi: int) -> int:
+        return self._draw(_integers(lo, hi))
+
+    def any_int(self) -> int:
+        return self._draw(_ANY_INT)
+
+    def any_float(self) -> float:
+        return self._draw(_ANY_FLOAT)
+
+    def text(self, max_size: int) -> str:
+        return self._draw(_texts(max_size))
+
+    def binary(self, max_size: int) -> bytes:
+        return self._draw(_binaries(max_size))
+
+
+_BITS = (1, 2, 7, 8, 15, 16, 31, 32, 53, 63, 64, 65, 128, 1400)
+_FLOATS = (0.0, -0.0, 5e-324, 2.2250738585072014e-308, 1.7976931348623157e308, 2.0**53 + 1)
+_FLOATS += (float("nan"), float("inf"), float("-inf"))
+# Code point ranges for Seeded.text, printable ASCII weighted up; unlike hypothesis' text()
+# they include lone surrogates.
+_CHARS = ((0x20, 0x7E),) * 4 + (
+    (0x00, 0x1F),
+    (0x7F, 0xFF),
+    (0x660, 0x669),  # Arabic-Indic digits
+    (0x100, 0xD7FF),
+    (0xD800, 0xDFFF),
+    (0xE000, 0xFFFF),
+    (0x10000, 0x10FFFF),
 )
+
+
+class Seeded:
+    def __init__(self, rng: random.Random) -> None:
+        self.rng = rng
+
+    def below(self, n: int) -> int:
+        return int(self.rng.random() * n)
+
+    def integer(self, lo: int, hi: int) -> int:
+        return self.rng.randint(lo, hi)
+
+    def any_int(self) -> int:
+        value = self.rng.getrandbits(pick(self, _BITS))
+        return -value if self.rng.random() < 0.5 else value
+
+    def any_float(self) -> float:
+        way = self.below(3)
+        if way == 0:
+            return pick(self, _FLOATS)
+        if way == 1:  # any bit pattern: subnormals, NaN payloads
+            return float(struct.unpack("<d", self.rng.randbytes(8))[0])
+        return self.rng.uniform(-1, 1) * 10.0 ** self.rng.randint(-320, 308)
+
+    def text(self, max_size: int) -> str:
+        uniform = self.rng.random
+        chars = []
+        for _ in range(self.rng.randint(0, max_size)):
+            lo, hi = _CHARS[int(uniform() * len(_CHARS))]
+            chars.append(chr(lo + int(uniform() * (hi - lo + 1))))
+        return "".join(chars)
+
+    def binary(self, max_size: int) -> bytes:
+        return self.rng.randbytes(self.rng.randint(0, max_size))
+
+
+def nasty_value(c: Choices) -> Any:
+    way = c.below(7)
+    if way == 0:
+        return pick(c, NASTY_STRINGS)
+    if way == 1:
+        return pick(c, NASTY_NUMBERS)
+    if way == 2:
+        return c.text(40)
+    if way == 3:
+        return c.any_int()
+    if way == 4:
+        return c.any_float()
+    if way == 5:
+        return deep(c.integer(1, 40))
+    return {c.text(5): c.text(5) for _ in range(c.below(4))}
 
 
 def valid_fact(n: int = 0) -> dict[str, Any]:
@@ -236,17 +350,17 @@ CAMEL = {
     "entity_id": "entityId",
     "properties": "metadata",
 }
+_CAMEL_KEYS = sorted(CAMEL)
+_ACTIONS = ("replace", "drop", "camel", "both")
 
 
-@st.composite
-def mutated_object(draw: st.DrawFn, topic: str = "request_facts") -> Any:
+def mutate(c: Choices, topic: str = "request_facts") -> dict[str, Any]:
     """A valid event with a few hostile changes: fields dropped, replaced, renamed or added."""
-    obj: dict[str, Any] = valid_fact(draw(st.integers(0, 999)))
-    if topic != "request_facts":
-        obj = valid_event(draw(st.integers(0, 999)))
-    for _ in range(draw(st.integers(0, 3))):
-        key = draw(st.sampled_from([*sorted(obj), "user_agent_family", "extra", "../"]))
-        action = draw(st.sampled_from(["replace", "drop", "camel", "both"]))
+    n = c.below(1000)
+    obj = valid_fact(n) if topic == "request_facts" else valid_event(n)
+    for _ in range(c.below(4)):
+        key = pick(c, [*sorted(obj), "user_agent_family", "extra", "../"])
+        action = pick(c, _ACTIONS)
         if action == "drop":
             obj.pop(key, None)
         elif action == "camel" and key in obj and key in CAMEL:
@@ -254,7 +368,7 @@ def mutated_object(draw: st.DrawFn, topic: str = "request_facts") -> Any:
         elif action == "both" and key in obj and key in CAMEL:
             obj[CAMEL[key]] = obj[key]
         else:
-            obj[key] = draw(nasty_scalar)
+            obj[key] = nasty_value(c)
     return obj
 
 
@@ -273,36 +387,58 @@ def with_duplicate_key(body: bytes, key: str, value: Any) -> bytes:
     return body[:-1] + (b"," if body != b"{}" else b"") + extra + b"}"
 
 
-@st.composite
-def hostile_body(draw: st.DrawFn, topic: str = "request_facts") -> bytes:
+_BODY_KINDS = ("object", "object", "object", "bytes", "text", "deep")
+_STYLES = ("ascii", "utf8")
+_CUTS = (None, None, None, "truncate", "nul", "garbage")
+
+
+def body_from(c: Choices, topic: str = "request_facts") -> bytes:
     """One request body: a mutated event, sometimes with duplicate keys or made invalid."""
-    kind = draw(st.sampled_from(["object", "object", "object", "bytes", "text", "deep"]))
+    kind = pick(c, _BODY_KINDS)
     if kind == "bytes":
-        return draw(st.binary(max_size=300))
+        return c.binary(300)
     if kind == "text":
-        return draw(st.text(max_size=200)).encode("utf-8", "surrogatepass")
+        return c.text(200).encode("utf-8", "surrogatepass")
     if kind == "deep":
-        return b'{"event_id":' + b"[" * draw(st.integers(100, 200_000)) + b"]"
-    body = encode(draw(mutated_object(topic)), draw(st.sampled_from(["ascii", "utf8"])))
-    if draw(st.booleans()):
-        body = with_duplicate_key(body, draw(st.sampled_from(sorted(CAMEL))), draw(nasty_scalar))
-    cut = draw(st.sampled_from([None, None, None, "truncate", "nul", "garbage"]))
+        # Depths spread evenly on a log scale over 100..200,000: every parser limit in
+        # between is crossed, and the bodies stay ~26 kB on average instead of ~100 kB.
+        depth = int(100 * 2000 ** (c.below(1001) / 1000))
+        closed = b"]" * depth + b"}" if c.below(2) else b"]"  # valid JSON, or cut off
+        return b'{"event_id":' + b"[" * depth + closed
+    body = encode(mutate(c, topic), pick(c, _STYLES))
+    if c.below(2):
+        body = with_duplicate_key(body, pick(c, _CAMEL_KEYS), nasty_value(c))
+    cut = pick(c, _CUTS)
     if cut == "truncate":
-        body = body[: draw(st.integers(0, max(0, len(body) - 1)))]
+        body = body[: c.integer(0, max(0, len(body) - 1))]
     elif cut == "nul":
-        at = draw(st.integers(0, len(body)))
+        at = c.integer(0, len(body))
         body = body[:at] + b"\x00" + body[at:]
     elif cut == "garbage":
-        body = body + draw(st.binary(min_size=1, max_size=8))
+        body = body + c.binary(7) + bytes([c.below(256)])  # 1 to 8 bytes
     return body
+
+
+def batch_from(c: Choices, topic: str = "request_facts") -> bytes:
+    parts = [body_from(c, topic) for _ in range(c.below(7))]
+    if c.below(2):
+        return b"\n".join(parts)
+    return b"[" + b",".join(parts) + b"]"
+
+
+@st.composite
+def mutated_object(draw: st.DrawFn, topic: str = "request_facts") -> Any:
+    return mutate(Drawn(draw), topic)
+
+
+@st.composite
+def hostile_body(draw: st.DrawFn, topic: str = "request_facts") -> bytes:
+    return body_from(Drawn(draw), topic)
 
 
 @st.composite
 def hostile_batch(draw: st.DrawFn, topic: str = "request_facts") -> bytes:
-    parts = draw(st.lists(hostile_body(topic), max_size=6))
-    if draw(st.booleans()):
-        return b"\n".join(parts)
-    return b"[" + b",".join(parts) + b"]"
+    return batch_from(Drawn(draw), topic)
 
 
 # --- what is on disk ---------------------------------------------------------------------------

@@ -296,11 +296,14 @@ class SingleEvents:
         self.validator = validator
         self.buffer = buffer
         self._waiting: list[tuple[bytes, asyncio.Future[str]]] = []
+        # Looked up once: asyncio.get_running_loop() costs a getpid() system call.
+        self._loop: asyncio.AbstractEventLoop | None = None
 
     def submit(self, body: bytes) -> asyncio.Future[str]:
         """A future for the event's id once it is fsynced; it fails with
         :class:`ValidationError` for an invalid body, or with the storage error."""
-        loop = asyncio.get_running_loop()
+        loop = self._loop or asyncio.get_running_loop()
+        self._loop = loop
         future: asyncio.Future[str] = loop.create_future()
         self._waiting.append((body, future))
         if len(self._waiting) == 1:
@@ -488,14 +491,7 @@ class IngestApp:
         await send({"type": "http.response.start", "status": status, "headers": headers})
         await send({"type": "http.response.body", "body": body})
         self.metrics.count_request(route.name if route is not None else "other", status)
-        self.access.log(
-            scope.get("client"),
-            scope["method"],
-            path,
-            status,
-            (time.perf_counter() - started) * 1000,
-            received,
-        )
+        self.access.log(scope.get("client"), scope["method"], path, status, started, received)
 
     def get_route(self, route: Route) -> tuple[int, bytes, bytes]:
         if route.name in ("live", "health"):
@@ -962,49 +958,53 @@ class AccessLog:
         self.json = log_format == "json"
         self.stream = stream
         self.pid = os.getpid()
-        self.records: list[tuple[float, Any, str, str, int, float, int]] = []
+        # (client, method, path, status, started, ended, body bytes); the times are
+        # time.perf_counter() readings, turned into wall-clock time when formatted.
+        self.records: list[tuple[Any, str, str, int, float, float, int]] = []
 
     def log(
-        self, client: Any, method: str, path: str, status: int, duration_ms: float, size: int
+        self, client: Any, method: str, path: str, status: int, started: float, size: int
     ) -> None:
-        """``client`` is the ASGI (host, port) pair, or None."""
-        self.records.append((time.time(), client, method, path, status, duration_ms, size))
+        """``client`` is the ASGI (host, port) pair, or None; ``started`` is the
+        time.perf_counter() reading when the request arrived."""
+        self.records.append((client, method, path, status, started, time.perf_counter(), size))
         if len(self.records) >= 512:
             self.flush()
 
     def _lines(self) -> Iterator[str]:
+        wall = time.time() - time.perf_counter()  # perf_counter reading → Unix time
         if self.json:
-            yield from map(self._json_line, self.records)
+            for record in self.records:
+                yield self._json_line(record, wall)
             return
-        # Keep-alive clients repeat their address and requests repeat their route, so both
-        # are formatted once per flush.
+        # Keep-alive clients repeat their address, requests repeat their route, and many
+        # requests end in the same millisecond: each is formatted once per flush.
         head = f" INFO [{self.pid}] gravix.access: "
         clients: dict[Any, str] = {}
         requests: dict[tuple[str, str], str] = {}
-        second, prefix = -1, ""
-        for now, peer, method, path, status, duration_ms, _size in self.records:
-            if int(now) != second:
-                second = int(now)
-                prefix = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(second))
+        stamps: dict[int, str] = {}
+        for peer, method, path, status, started, ended, _size in self.records:
+            ms = int((wall + ended) * 1000)
+            stamp = stamps.get(ms)
+            if stamp is None:
+                stamp = stamps[ms] = _stamp(ms)
             client = clients.get(peer)
             if client is None:
                 client = clients[peer] = f"{peer[0]}:{peer[1]}" if peer else "-"
             request = requests.get((method, path))
             if request is None:
                 request = requests[method, path] = f'"{method} {_printable(path)}"'
-            yield (
-                f"{prefix}.{int((now - second) * 1000):03d}Z{head}{client} {request} "
-                f"{status} {duration_ms:.1f}ms"
-            )
+            tenths = int((ended - started) * 10_000 + 0.5)
+            yield f"{stamp}{head}{client} {request} {status} {tenths // 10}.{tenths % 10}ms"
 
-    def _json_line(self, record: tuple[float, Any, str, str, int, float, int]) -> str:
-        now, peer, method, path, status, duration_ms, size = record
-        stamp = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(now))
+    def _json_line(self, record: tuple[Any, str, str, int, float, float, int], wall: float) -> str:
+        peer, method, path, status, started, ended, size = record
         client = f"{peer[0]}:{peer[1]}" if peer else "-"
         path = _printable(path)
+        duration_ms = (ended - started) * 1000
         return _encode(
             {
-                "time": f"{stamp}.{int((now - int(now)) * 1000):03d}Z",
+                "time": _stamp(int((wall + ended) * 1000)),
                 "level": "info",
                 "logger": "gravix.access",
                 "message": f'{client} "{method} {path}" {status} {duration_ms:.1f}ms',
@@ -1029,6 +1029,11 @@ class AccessLog:
         while True:
             await asyncio.sleep(seconds)
             self.flush()
+
+
+def _stamp(ms: int) -> str:
+    """Unix time in milliseconds as UTC ``YYYY-MM-DDTHH:MM:SS.mmmZ``."""
+    return f"{time.strftime('%Y-%m-%dT%H:%M:%S', time.gmtime(ms // 1000))}.{ms % 1000:03d}Z"
 
 
 def _printable(path: str) -> str:

@@ -253,3 +253,47 @@ def test_access_log_lines_name_client_request_status_and_never_a_key(tmp_path: P
     assert any(re.match(pattern + r'"GET /no/such\\x01route" 404 ', a) for a in access)
     assert any(re.match(pattern + r'"POST /api/v1/facts" 401 ', a) for a in access)
     assert key not in text
+
+
+def test_concurrent_single_events_each_get_their_own_answer(tmp_path: Path) -> None:
+    # Single-event requests that arrive together are validated and committed together;
+    # each must still be answered for itself: with its own id, or with its own error.
+    import asyncio
+
+    bad: dict[int, bytes] = {
+        3: json.dumps(fact(service="bad service")).encode(),
+        7: json.dumps(fact(event_id="not-a-uuid")).encode(),
+        11: b'{"event_id": ',
+        15: json.dumps(fact(path_template="/orders/12345")).encode(),
+        19: json.dumps({**fact(), "extra": 1}).encode(),
+    }
+    acked: list[str] = []
+    with running_server(tmp_path / "data") as srv:
+        headers = {**srv.headers, "Content-Type": "application/json"}
+
+        async def send_all(bodies: list[bytes]) -> list[httpx.Response]:
+            async with httpx.AsyncClient(
+                base_url=srv.url, limits=httpx.Limits(max_connections=len(bodies))
+            ) as client:
+                return await asyncio.gather(
+                    *(client.post("/api/v1/facts", content=b, headers=headers) for b in bodies)
+                )
+
+        for _ in range(3):
+            good = [fact() for _ in range(24)]
+            bodies = [bad.get(i, json.dumps(good[i]).encode()) for i in range(24)]
+            for i, response in enumerate(asyncio.run(send_all(bodies))):
+                if i in bad:
+                    assert response.status_code == 400, (i, response.text)
+                    assert response.json()["code"] == 400
+                else:
+                    assert response.status_code == 201, (i, response.text)
+                    assert response.json()["event_id"] == good[i]["event_id"]
+                    acked.append(str(good[i]["event_id"]))
+        metrics = httpx.get(f"{srv.url}/metrics").text
+        assert srv.stop() == 0
+    stored = [str(d["event_id"]) for d in raw_lines(tmp_path / "data", FACTS)]
+    assert sorted(stored) == sorted(acked) and len(acked) == 3 * 19
+    # Commit statistics count requests, not groups: each acknowledged request once.
+    assert metric(metrics, "gravix_group_commit_requests_sum") == len(acked)
+    assert metric(metrics, "gravix_events_rejected_total") == 3 * 5

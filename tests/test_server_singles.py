@@ -1,0 +1,86 @@
+"""Single-event requests that arrive in one turn of the event loop are validated together
+and committed as one group, and each is answered with its own outcome."""
+
+from __future__ import annotations
+
+import asyncio
+import errno
+import json
+from pathlib import Path
+
+import pytest
+
+from gravix import durable
+from gravix.buffer import BufferObserver, CommitStats, TopicBuffer
+from gravix.errors import StorageError, ValidationError
+from gravix.schema import Validator
+from gravix.server import SingleEvents
+from serverutil import fact, raw_lines
+
+TOPIC = "request_facts"
+
+
+async def _submit_together(
+    root: Path, bodies: list[bytes], *, fail_writes: bool = False
+) -> tuple[list[object], list[CommitStats]]:
+    commits: list[CommitStats] = []
+    buf = TopicBuffer(
+        root,
+        TOPIC,
+        rotate_seconds=3600,
+        rotate_bytes=2**30,
+        observer=BufferObserver(on_commit=lambda _t, stats: commits.append(stats)),
+    )
+    await buf.start()
+    singles = SingleEvents(Validator(TOPIC), buf)
+
+    def hook(op: str, path: str) -> None:
+        if op == "write":
+            raise OSError(errno.EIO, "injected")
+
+    previous = durable.set_hook(hook if fail_writes else None)
+    try:
+        futures = [singles.submit(body) for body in bodies]  # all in one turn of the loop
+        results = await asyncio.gather(*futures, return_exceptions=True)
+    finally:
+        durable.set_hook(previous)
+        await buf.close()
+    return results, commits
+
+
+def test_bodies_of_one_turn_are_one_commit_and_each_gets_its_own_answer(
+    data_root: Path,
+) -> None:
+    docs = [fact() for _ in range(8)]
+    bodies = [json.dumps(d).encode() for d in docs]
+    bodies[2] = json.dumps(fact(method="FETCH")).encode()
+    bodies[5] = b"not json"
+    results, commits = asyncio.run(_submit_together(data_root, bodies))
+    for i, result in enumerate(results):
+        if i in (2, 5):
+            assert isinstance(result, ValidationError), (i, result)
+        else:
+            assert result == docs[i]["event_id"]
+    assert "method" in str(results[2]) and "JSON" in str(results[5])
+    assert [(c.requests, c.events) for c in commits] == [(6, 6)]
+    stored = sorted(str(d["event_id"]) for d in raw_lines(data_root, TOPIC))
+    assert stored == sorted(str(docs[i]["event_id"]) for i in range(8) if i not in (2, 5))
+
+
+def test_a_failed_write_fails_every_valid_body_of_the_group_and_stores_none(
+    data_root: Path,
+) -> None:
+    bodies = [json.dumps(fact()).encode() for _ in range(4)] + [b"{}"]
+    results, commits = asyncio.run(_submit_together(data_root, bodies, fail_writes=True))
+    assert all(isinstance(r, StorageError) for r in results[:4]), results
+    assert isinstance(results[4], ValidationError)
+    assert commits == []
+    assert raw_lines(data_root, TOPIC) == []
+
+
+@pytest.mark.parametrize("count", [1, 40])
+def test_groups_of_any_size_store_exactly_the_valid_bodies(data_root: Path, count: int) -> None:
+    docs = [fact() for _ in range(count)]
+    results, _ = asyncio.run(_submit_together(data_root, [json.dumps(d).encode() for d in docs]))
+    assert results == [d["event_id"] for d in docs]
+    assert len(raw_lines(data_root, TOPIC)) == count

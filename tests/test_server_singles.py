@@ -84,3 +84,18 @@ def test_groups_of_any_size_store_exactly_the_valid_bodies(data_root: Path, coun
     results, _ = asyncio.run(_submit_together(data_root, [json.dumps(d).encode() for d in docs]))
     assert results == [d["event_id"] for d in docs]
     assert len(raw_lines(data_root, TOPIC)) == count
+
+
+def test_an_unexpected_validator_failure_fails_the_group_instead_of_hanging_it(
+    data_root: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    def broken(self: Validator, bodies: list[bytes], now: float | None = None) -> None:
+        raise KeyError("a bug")
+
+    monkeypatch.setattr(Validator, "many", broken)
+    bodies = [json.dumps(fact()).encode() for _ in range(3)]
+    results, commits = asyncio.run(
+        asyncio.wait_for(_submit_together(data_root, bodies), timeout=10)
+    )
+    assert [type(r) for r in results] == [RuntimeError] * 3
+    assert commits == [] and "validating 3 single events failed" in caplog.text

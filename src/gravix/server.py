@@ -312,7 +312,14 @@ class SingleEvents:
 
     def _flush(self) -> None:
         waiting, self._waiting = self._waiting, []
-        lines = self.validator.many([body for body, _ in waiting])
+        try:
+            lines = self.validator.many([body for body, _ in waiting])
+        except Exception as exc:  # a bug, not bad input: fail these requests, never hang them
+            log.exception("validating %d single events failed", len(waiting))
+            for _body, future in waiting:
+                if not future.done():
+                    future.set_exception(RuntimeError(f"validation failed: {exc!r}"))
+            return
         rejected = dict(lines.errors)
         accepted: list[asyncio.Future[str]] = []
         for index, (_body, future) in enumerate(waiting):
@@ -334,7 +341,9 @@ class SingleEvents:
             return
 
         def answer(done: asyncio.Future[None]) -> None:
-            error = done.exception()
+            error = (
+                StorageError("the commit was cancelled") if done.cancelled() else done.exception()
+            )
             for future, event_id in zip(accepted, lines.ids, strict=True):
                 if future.done():
                     continue

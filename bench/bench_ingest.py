@@ -5,7 +5,9 @@
 (b) single-event requests/s on ``/api/v1/facts`` from 32 connections;
 (c) the same HTTP stack (``gravix.server.run_asgi``: uvicorn, uvloop, httptools, same
     worker count) answering a route that reads the body and does no work, 32 connections;
-(d) one write + fdatasync per event on the same disk.
+(d) one write + fdatasync per event on the same disk;
+(b') as (b) with the data root on tmpfs, where fdatasync returns at once: what handling a
+    request costs when nothing waits for the disk (skipped where /dev/shm is not tmpfs).
 
 Beside each figure: the server's CPU time per event or request (steadier than throughput
 when other work shares the machine), and for (b) the mean fdatasync latency and requests
@@ -452,6 +454,18 @@ def measure_fsync_per_event(directory: Path, seconds: float) -> float:
     return count / (time.perf_counter() - started)
 
 
+TMPFS = Path("/dev/shm")
+
+
+def _is_tmpfs(path: Path) -> bool:
+    """True if ``path`` is a mounted tmpfs (per /proc/mounts)."""
+    try:
+        mounts = Path("/proc/mounts").read_text().splitlines()
+    except OSError:
+        return False
+    return any(m.split()[1:3] == [str(path), "tmpfs"] for m in mounts if len(m.split()) > 2)
+
+
 def _ok_rate(stats: dict[str, Any], ok_status: int) -> tuple[float, int]:
     ok = int(stats["status"].get(str(ok_status), 0))
     bad = int(stats["responses"]) - ok
@@ -480,6 +494,12 @@ def run(quick: bool) -> list[dict[str, Any]]:
         single_rate, single_bad = _ok_rate(single_stats, 201)
         noop_stats, noop_rss = measure_noop(workers, 32, seconds)
         noop_rate, _ = _ok_rate(noop_stats, 201)
+        memory_rate = memory_cpu = None
+        if _is_tmpfs(TMPFS):
+            with tempfile.TemporaryDirectory(prefix="gravix-bench-", dir=TMPFS) as shm:
+                memory_stats, _ = measure_server(Path(shm) / "b", workers, "single", 32, seconds)
+            memory_rate = _ok_rate(memory_stats, 201)[0]
+            memory_cpu = _cpu_us(memory_stats, memory_stats["responses"])
     rows.append(
         {
             "name": f"(a) batch route, NDJSON x{BATCH_SIZE}, 8 conns, {workers} workers",
@@ -523,6 +543,17 @@ def run(quick: bool) -> list[dict[str, Any]]:
             "fsync_latency_ceiling": 32 / max(single_stats["mean_fsync_ms"], 1e-3) * 1000,
         }
     )
+    if memory_rate is not None:
+        rows.append(
+            {
+                "name": "(b') as (b), data root in memory (tmpfs: fdatasync returns at once)",
+                "value": memory_rate,
+                "unit": "requests/s",
+                "reference": noop_rate,
+                "ratio": memory_rate / noop_rate,
+                "server_cpu_us_per_request": memory_cpu,
+            }
+        )
     rows.append(
         {
             "name": f"(c) same HTTP stack, no-work route, 32 conns, {workers} workers",

@@ -46,11 +46,18 @@ class DiskModel:
 
     def _snap_dir(self, directory: str) -> None:
         entries: dict[str, tuple[str, Key | None]] = {}
-        for entry in os.scandir(directory):
-            if entry.is_dir(follow_symlinks=False):
-                entries[entry.name] = ("dir", None)
-            elif entry.is_file(follow_symlinks=False):
-                entries[entry.name] = ("file", self._key(entry.stat(follow_symlinks=False)))
+        with os.scandir(directory) as listing:
+            for entry in listing:
+                try:
+                    if entry.is_dir(follow_symlinks=False):
+                        entries[entry.name] = ("dir", None)
+                    elif entry.is_file(follow_symlinks=False):
+                        st = entry.stat(follow_symlinks=False)
+                        entries[entry.name] = ("file", self._key(st))
+                except FileNotFoundError:
+                    # Removed by another thread (a publish, a rollup) since it was listed:
+                    # the directory no longer holds it when its fsync runs.
+                    continue
         self.entries[os.path.normpath(directory)] = entries
 
     def arm(self, countdown: int) -> None:

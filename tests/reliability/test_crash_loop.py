@@ -46,6 +46,7 @@ def _crash_loop(
                 str(tmp_path / f"acks-{i}"),
                 str(stop),
                 str(batch_size),
+                *(["late"] if i == 0 else []),
             ],
             env=server_env(),
         )

@@ -132,8 +132,12 @@ def test_every_crash_point_of_append_rotate_rollup_recovers_without_loss_or_dupl
 
 @pytest.mark.slow
 @pytest.mark.timeout(3600)
-def test_crash_sweep_with_more_batches_and_hours(ctx, tmp_path: Path) -> None:
-    batches = [make_lines(5, hours_back=(0, 1, 2), seed=s) for s in range(int(4 * SCALE))]
+@pytest.mark.parametrize("hours_back", [(0, 1, 2), (1,)], ids=["split", "renamed-whole"])
+def test_crash_sweep_with_more_batches_and_hours(
+    ctx, tmp_path: Path, hours_back: tuple[int, ...]
+) -> None:
+    batches = [make_lines(5, hours_back=hours_back, seed=s) for s in range(int(4 * SCALE))]
     figures = _sweep(ctx, tmp_path, batches, stride=1)
-    print(f"crash sweep (long): {figures}")
+    print(f"crash sweep (long, {'+'.join(map(str, hours_back))} hours back): {figures}")
     assert figures["crashes"] == figures["ops"]
+    assert figures["raw_writes"] == (0 if len(hours_back) == 1 else len(hours_back))

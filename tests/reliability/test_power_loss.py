@@ -193,7 +193,7 @@ def test_power_cuts_in_random_states_lose_nothing_acknowledged() -> None:
 @pytest.mark.timeout(3600)
 def test_power_cuts_in_at_least_a_thousand_random_states() -> None:
     before = dict(FIGURES)
-    _run(examples=int(120 * SCALE), steps=25)
+    _run(examples=int(200 * SCALE), steps=25)
     cuts = FIGURES["cuts"] - before["cuts"]
     print(f"power-loss model (long): {FIGURES}")
     assert cuts >= 1000 * SCALE

@@ -1,9 +1,12 @@
-"""Fuzzing the validator: hostile bodies never raise anything but ValidationError, and every
-line it accepts passes an independent reading of the contract and re-validates unchanged."""
+"""Fuzzing the validator: hostile bodies never raise anything but ValidationError, every
+line it accepts passes an independent reading of the contract and re-validates unchanged,
+and its fast paths (whole batches; single bodies validated together) answer exactly as the
+per-event path does."""
 
 from __future__ import annotations
 
 import os
+import time
 
 import pytest
 from hypothesis import HealthCheck, given, settings
@@ -11,21 +14,39 @@ from hypothesis import strategies as st
 from relutil import hostile_batch, hostile_body, line_problems, now_stamp
 
 from gravix.errors import ValidationError
-from gravix.schema import Validator
+from gravix.schema import Lines, Validator
 
 SCALE = float(os.environ.get("GRAVIX_RELIABILITY_SCALE", "1"))
 QUICK = int(1000 * SCALE)
 LONG = int(100_000 * SCALE)
 TOPICS = ["request_facts", "service_events"]
 _validators = {topic: Validator(topic) for topic in TOPICS}
+GOOD = {
+    "request_facts": b'{"event_id":"0190b6a4-1c2d-7abc-8def-0123456789ab","event_time":"'
+    + now_stamp(-5).encode()
+    + b'","service":"a","method":"GET","path_template":"/x","status_code":200,'
+    b'"latency_ms":1.5}',
+    "service_events": b'{"event_id":"0190b6a4-1c2d-7abc-8def-0123456789ac","event_time":"'
+    + now_stamp(-5).encode()
+    + b'","service":"a","event_type":"deploy_started"}',
+}
 
 
 def _check_one(topic: str, body: bytes) -> None:
     validator = _validators[topic]
+    now = time.time()
+    # Validated together with a copy of itself and a valid event, it gets its own answer.
+    good = validator.one(GOOD[topic], now).line
+    together = validator.many([body, good, body], now)
     try:
-        accepted = validator.one(body)
-    except ValidationError:
+        accepted = validator.one(body, now)
+    except ValidationError as exc:
+        assert together.errors == [(0, exc.message), (2, exc.message)]
+        assert together.data == good + b"\n"
         return
+    assert together.errors == []
+    assert together.data == b"".join(line + b"\n" for line in (accepted.line, good, accepted.line))
+    assert together.hours == {accepted.hour, validator.one(good, now).hour}
     assert line_problems(topic, accepted.line) == [], accepted.line
     again = validator.one(accepted.line)
     assert again.line == accepted.line
@@ -34,10 +55,15 @@ def _check_one(topic: str, body: bytes) -> None:
 
 def _check_batch(topic: str, body: bytes) -> None:
     validator = _validators[topic]
+    now = time.time()
     try:
-        accepted, errors = validator.batch(body)
-    except ValidationError:
+        accepted, errors = validator.batch(body, now)
+    except ValidationError as exc:
+        with pytest.raises(ValidationError) as fast:
+            validator.batch_lines(body, now)
+        assert fast.value.message == exc.message
         return
+    assert validator.batch_lines(body, now) == Lines.of(accepted, errors)
     indices = [i for i, _ in errors]
     assert indices == sorted(set(indices))
     assert all(isinstance(message, str) and message for _, message in errors)

@@ -303,15 +303,19 @@ def publish_sealed(
                 report.quarantined = existing
             durable.unlink(sealed)
         except OSError as exc:
-            raise StorageError(
-                f"could not move {sealed.name} into raw: {exc.strerror or exc}",
-                hint="free disk space or fix the file system, then run `gravix recover`; "
-                "the buffer file is kept until it is fully in raw",
-                errno=exc.errno,
-            ) from exc
+            raise _not_moved(sealed, exc) from exc
         return report
     finally:
         os.close(fd)
+
+
+def _not_moved(sealed: Path, exc: OSError) -> StorageError:
+    return StorageError(
+        f"could not move {sealed.name} into raw: {exc.strerror or exc}",
+        hint="free disk space or fix the file system, then run `gravix recover`; "
+        "the buffer file is kept until it is fully in raw",
+        errno=exc.errno,
+    )
 
 
 def _publish_whole(
@@ -328,12 +332,7 @@ def _publish_whole(
         durable.makedirs(target.parent)
         durable.replace(sealed, target)
     except OSError as exc:
-        raise StorageError(
-            f"could not move {sealed.name} into raw: {exc.strerror or exc}",
-            hint="free disk space or fix the file system, then run `gravix recover`; "
-            "the buffer file is kept until it is fully in raw",
-            errno=exc.errno,
-        ) from exc
+        raise _not_moved(sealed, exc) from exc
     return PublishReport(
         topic=topic,
         source=sealed,

@@ -993,6 +993,8 @@ class AccessLog:
         requests: dict[tuple[str, str], str] = {}
         stamps: dict[int, str] = {}
         for peer, method, path, status, started, ended, _size in self.records:
+            if peer is not None and type(peer) is not tuple:  # ASGI allows any 2-item iterable
+                peer = tuple(peer)
             ms = int((wall + ended) * 1000)
             stamp = stamps.get(ms)
             if stamp is None:

@@ -314,7 +314,7 @@ class TopicBuffer:
         batch, self._pending = self._pending, []
         for item in batch:
             if not item.future.done():
-                item.future.set_exception(_copy_error(error))
+                item.future.set_exception(fresh_error(error))
 
     async def _commit(self, batch: list[_Pending]) -> None:
         active = self._active
@@ -324,7 +324,7 @@ class TopicBuffer:
                 raise StorageError("no active buffer file")
         except StorageError as exc:
             for item in batch:
-                item.future.set_exception(_copy_error(exc))
+                item.future.set_exception(fresh_error(exc))
             return
         data = batch[0].data if len(batch) == 1 else b"".join(item.data for item in batch)
         events = sum(item.events for item in batch)
@@ -356,7 +356,7 @@ class TopicBuffer:
                 log.exception("%s: unexpected error while appending", self.topic)
             for item in batch:
                 if not item.future.done():
-                    item.future.set_exception(_copy_error(error))
+                    item.future.set_exception(fresh_error(error))
             return
         if active.first_line_at is None:
             active.first_line_at = time.monotonic()
@@ -499,7 +499,7 @@ class TopicBuffer:
             self.observer.on_publish(self.topic, lines)
 
 
-def _copy_error(error: BaseException) -> BaseException:
+def fresh_error(error: BaseException) -> StorageError:
     """A fresh exception per waiting request (one instance must not be raised in many
     tasks at once: tracebacks would pile up on it)."""
     if isinstance(error, StorageError):
@@ -511,4 +511,11 @@ def is_no_space(error: BaseException) -> bool:
     return isinstance(error, StorageError) and error.errno == errno_mod.ENOSPC
 
 
-__all__ = ["BufferObserver", "BufferState", "CommitStats", "TopicBuffer", "is_no_space"]
+__all__ = [
+    "BufferObserver",
+    "BufferState",
+    "CommitStats",
+    "TopicBuffer",
+    "fresh_error",
+    "is_no_space",
+]

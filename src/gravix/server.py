@@ -31,7 +31,7 @@ from typing import Any, Protocol
 import msgspec
 
 from gravix import durable, layout
-from gravix.buffer import BufferObserver, CommitStats, TopicBuffer
+from gravix.buffer import BufferObserver, CommitStats, TopicBuffer, fresh_error
 from gravix.errors import ConfigError, GravixError, StorageError, ValidationError
 from gravix.schema import Validator
 from gravix.settings import Settings
@@ -337,7 +337,7 @@ class SingleEvents:
         except StorageError as exc:  # DurabilityLost included
             for future in accepted:
                 if not future.done():
-                    future.set_exception(_storage_error(exc))
+                    future.set_exception(fresh_error(exc))
             return
 
         def answer(done: asyncio.Future[None]) -> None:
@@ -350,16 +350,9 @@ class SingleEvents:
                 if error is None:
                     future.set_result(event_id)
                 else:
-                    future.set_exception(_storage_error(error))
+                    future.set_exception(fresh_error(error))
 
         stored.add_done_callback(answer)
-
-
-def _storage_error(error: BaseException) -> StorageError:
-    """A fresh exception per request (one instance must not be raised in many tasks)."""
-    if isinstance(error, GravixError):
-        return StorageError(error.message, hint=error.hint)
-    return StorageError(str(error))
 
 
 # --- the ASGI app -------------------------------------------------------------------------------

@@ -299,3 +299,178 @@ def test_a_failed_seal_at_shutdown_is_logged_and_closes_the_file_once(
     asyncio.run(main())
     assert "could not seal" in caplog.text
     assert "Bad file descriptor" not in caplog.text
+
+
+# --- write_now: the single-event path's direct commit ------------------------------------------
+
+
+def test_write_now_is_durable_on_return_and_counts_as_one_commit(
+    data_root: Path, ops: list[tuple[str, str]]
+) -> None:
+    commits: list[CommitStats] = []
+    payload = lines(4)
+
+    async def main() -> tuple[bool, bytes]:
+        buf = TopicBuffer(
+            data_root,
+            TOPIC,
+            rotate_seconds=3600,
+            rotate_bytes=2**30,
+            observer=BufferObserver(on_commit=lambda _t, s: commits.append(s)),
+        )
+        await buf.start()
+        ops.clear()
+        done = buf.write_now(b"".join(payload), 4, requests=3)
+        # Already on disk, and fsynced, before the event loop ran anything else.
+        active = data_root / "buffer" / TOPIC / buf.state().active_file
+        on_disk = active.read_bytes()
+        assert [op for op, path in ops if "active-" in path] == ["write", "fsync"]
+        await buf.close()
+        return done, on_disk
+
+    done, on_disk = asyncio.run(main())
+    assert done is True
+    assert on_disk == b"".join(payload)
+    assert [(c.requests, c.events, c.bytes) for c in commits] == [(3, 4, len(on_disk))]
+    assert len(raw_lines(data_root, TOPIC)) == 4
+
+
+def test_write_now_declines_while_appends_are_queued_or_a_rotation_runs(data_root: Path) -> None:
+    payload = lines(3)
+
+    async def main() -> tuple[bool, bool, int]:
+        buf = TopicBuffer(data_root, TOPIC, rotate_seconds=3600, rotate_bytes=2**30)
+        await buf.start()
+        queued = buf.submit(payload[0], 1)
+        behind_queue = buf.write_now(payload[1], 1)
+        await queued
+        await buf.append(payload[1], 1)
+        rotation = asyncio.create_task(buf.rotate())
+        await asyncio.sleep(0)  # the rotation now waits for its file operations
+        during_rotation = buf.write_now(payload[2], 1)
+        await rotation
+        after = buf.write_now(payload[2], 1)
+        rotations = buf.rotations
+        await buf.close()
+        return behind_queue, during_rotation, rotations if after else -1
+
+    behind_queue, during_rotation, rotations = asyncio.run(main())
+    assert behind_queue is False and during_rotation is False
+    assert rotations == 1
+    stored = sorted(d["event_id"] for d in raw_lines(data_root, TOPIC))
+    assert stored == sorted(json.loads(line)["event_id"] for line in payload)
+
+
+def test_a_file_written_only_by_write_now_still_rotates_by_age_and_size(data_root: Path) -> None:
+    async def by_age() -> int:
+        buf = TopicBuffer(data_root / "age", TOPIC, rotate_seconds=0.2, rotate_bytes=2**30)
+        await buf.start()
+        assert buf.write_now(b"".join(lines(3)), 3)
+        deadline = time.monotonic() + 10
+        while buf.rotations == 0 and time.monotonic() < deadline:
+            await asyncio.sleep(0.05)
+        rotations = buf.rotations
+        await buf.close(rotate=False)
+        return rotations
+
+    async def by_size() -> int:
+        one = lines(1)[0]
+        buf = TopicBuffer(data_root / "size", TOPIC, rotate_seconds=3600, rotate_bytes=len(one) * 2)
+        await buf.start()
+        for _ in range(2):
+            assert buf.write_now(one, 1)
+        deadline = time.monotonic() + 10
+        while buf.rotations == 0 and time.monotonic() < deadline:
+            await asyncio.sleep(0.05)
+        rotations = buf.rotations
+        await buf.close()
+        return rotations
+
+    assert asyncio.run(by_age()) == 1
+    assert len(raw_lines(data_root / "age", TOPIC)) == 3
+    assert asyncio.run(by_size()) == 1
+    assert len(raw_lines(data_root / "size", TOPIC)) == 2
+
+
+def test_write_now_after_a_failed_fsync_raises_and_the_buffer_refuses_everything(
+    data_root: Path,
+) -> None:
+    fatal: list[BaseException] = []
+    fsyncs: list[str] = []
+
+    def hook(op: str, path: str) -> None:
+        if op == "fsync" and "active-" in path:
+            fsyncs.append(path)
+            raise OSError(errno.EIO, "injected EIO", path)
+
+    async def main() -> tuple[BaseException | None, BaseException | None, object]:
+        buf = TopicBuffer(
+            data_root,
+            TOPIC,
+            rotate_seconds=3600,
+            rotate_bytes=2**30,
+            observer=BufferObserver(on_fatal=lambda _t, e: fatal.append(e)),
+        )
+        await buf.start()
+        install(hook)
+        first = second = None
+        try:
+            buf.write_now(lines(1)[0], 1)
+        except StorageError as exc:
+            first = exc
+        try:
+            buf.write_now(lines(1)[0], 1)
+        except StorageError as exc:
+            second = exc
+        queued = await asyncio.gather(buf.append(lines(1)[0], 1), return_exceptions=True)
+        await buf.close()
+        return first, second, queued[0]
+
+    try:
+        first, second, queued = asyncio.run(main())
+    finally:
+        durable.set_hook(None)
+    assert isinstance(first, DurabilityLost) and first.errno == errno.EIO
+    assert isinstance(second, DurabilityLost) and isinstance(queued, DurabilityLost)
+    assert len(fsyncs) == 1 and len(fatal) == 1
+    assert raw_lines(data_root, TOPIC) == []
+    assert [n.startswith("active-") for n in buffer_files(data_root)] == [True]
+
+
+def test_a_rotation_that_cannot_open_a_new_file_is_retried_after_the_back_off_not_in_a_spin(
+    data_root: Path,
+) -> None:
+    attempts: list[float] = []
+    broken = {"on": True}
+
+    def hook(op: str, path: str) -> None:
+        if op == "open" and "active-" in path and broken["on"]:
+            attempts.append(time.monotonic())
+            raise OSError(errno.EMFILE, "injected: too many open files", path)
+
+    one = lines(1)[0]
+
+    async def main() -> tuple[int, int]:
+        buf = TopicBuffer(data_root, TOPIC, rotate_seconds=3600, rotate_bytes=len(one))
+        await buf.start()
+        install(hook)
+        assert buf.write_now(one, 1)  # due for rotation by size at once
+        await asyncio.sleep(0.5)
+        tries_while_broken = len(attempts)
+        broken["on"] = False
+        await asyncio.sleep(0.7)  # past the one-second back-off
+        await buf.append(one, 1)
+        deadline = time.monotonic() + 10
+        while buf.rotations == 0 and time.monotonic() < deadline:
+            await asyncio.sleep(0.05)
+        rotations = buf.rotations
+        await buf.close()
+        return tries_while_broken, rotations
+
+    try:
+        tries_while_broken, rotations = asyncio.run(main())
+    finally:
+        durable.set_hook(None)
+    assert tries_while_broken == 1
+    assert rotations >= 1
+    assert len(raw_lines(data_root, TOPIC)) == 2

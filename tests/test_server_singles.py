@@ -1,5 +1,5 @@
-"""Single-event requests that arrive in one turn of the event loop are validated together
-and committed as one group, and each is answered with its own outcome."""
+"""Single-event requests that arrive in the same few turns of the event loop are validated
+together and committed as one group, and each is answered with its own outcome."""
 
 from __future__ import annotations
 
@@ -14,7 +14,7 @@ from gravix import durable
 from gravix.buffer import BufferObserver, CommitStats, TopicBuffer
 from gravix.errors import StorageError, ValidationError
 from gravix.schema import Validator
-from gravix.server import SingleEvents
+from gravix.server import GATHER_TURNS, SingleEvents
 from serverutil import fact, raw_lines
 
 TOPIC = "request_facts"
@@ -99,3 +99,58 @@ def test_an_unexpected_validator_failure_fails_the_group_instead_of_hanging_it(
     )
     assert [type(r) for r in results] == [RuntimeError] * 3
     assert commits == [] and "validating 3 single events failed" in caplog.text
+
+
+async def _submit_over_turns(
+    root: Path, per_turn: list[int], *, rotate_first: bool = False
+) -> tuple[list[object], list[CommitStats], int]:
+    """Submit ``per_turn[i]`` bodies in the i-th turn of the event loop."""
+    commits: list[CommitStats] = []
+    buf = TopicBuffer(
+        root,
+        TOPIC,
+        rotate_seconds=3600,
+        rotate_bytes=2**30,
+        observer=BufferObserver(on_commit=lambda _t, stats: commits.append(stats)),
+    )
+    await buf.start()
+    await buf.append(json.dumps(fact()).encode() + b"\n", 1)
+    commits.clear()
+    singles = SingleEvents(Validator(TOPIC), buf)
+    rotation = asyncio.create_task(buf.rotate()) if rotate_first else None
+    futures = []
+    for count in per_turn:
+        futures += [singles.submit(json.dumps(fact()).encode()) for _ in range(count)]
+        await asyncio.sleep(0)  # one turn of the loop
+    results = await asyncio.gather(*futures, return_exceptions=True)
+    if rotation is not None:
+        await rotation
+    rotations = buf.rotations
+    await buf.close()
+    return results, commits, rotations
+
+
+def test_requests_of_the_next_few_turns_join_the_group_while_it_grows(data_root: Path) -> None:
+    results, commits, _ = asyncio.run(_submit_over_turns(data_root, [3, 2, 4]))
+    assert all(isinstance(r, str) for r in results), results
+    assert [c.requests for c in commits] == [9]
+    assert len(raw_lines(data_root, TOPIC)) == 10
+
+
+def test_gathering_stops_after_a_bounded_number_of_turns(data_root: Path) -> None:
+    turns = GATHER_TURNS + 3
+    results, commits, _ = asyncio.run(_submit_over_turns(data_root, [1] * turns))
+    assert all(isinstance(r, str) for r in results), results
+    # the first request, and one more in each turn the group waited
+    assert len(commits) >= 2 and commits[0].requests == GATHER_TURNS + 1
+    assert sum(c.requests for c in commits) == turns
+
+
+def test_a_group_that_meets_a_rotation_goes_through_the_writer_and_is_answered(
+    data_root: Path,
+) -> None:
+    results, commits, rotations = asyncio.run(_submit_over_turns(data_root, [5], rotate_first=True))
+    assert all(isinstance(r, str) for r in results), results
+    assert rotations == 1 and sum(c.requests for c in commits) == 5
+    stored = {d["event_id"] for d in raw_lines(data_root, TOPIC)}
+    assert set(results) <= stored and len(stored) == 6

@@ -3,6 +3,8 @@
 Requests hand their canonical lines to :meth:`TopicBuffer.append` and wait. One writer
 task takes every waiting request's lines, appends them in one write, calls fdatasync
 once, then answers them all: a request is answered only after its lines are on disk.
+A caller that has already gathered a group (the server's single-event path) can instead
+write it at once with :meth:`TopicBuffer.write_now` while the writer is idle.
 
 The writer owns the active file ``buffer/<topic>/active-<id>.jsonl`` and holds an
 exclusive flock on it while the process lives, so a file whose lock is free is an
@@ -165,6 +167,7 @@ class TopicBuffer:
         self._sealed: list[_Sealed] = []  # rotated, publish not yet done
         self._publishing: set[asyncio.Task[None]] = set()
         self._next_publish_retry = 0.0
+        self._rotating = False  # a rotation is awaiting its file operations
 
     # -- lifecycle --------------------------------------------------------------------------
 
@@ -243,6 +246,30 @@ class TopicBuffer:
         self._wake.set()
         return future
 
+    def write_now(
+        self, data: bytes, events: int, hours: frozenset[int] | None = None, *, requests: int = 1
+    ) -> bool:
+        """Append and fdatasync ``data`` at once, on the caller's (event loop) thread,
+        when the writer has nothing queued and no rotation is under way; then True, and
+        the lines are durable. False means nothing was written: use :meth:`submit`.
+        Raises as :meth:`submit`'s future would fail (StorageError; DurabilityLost after
+        a failed fsync). This skips the writer task's wake-up and a future per commit."""
+        if self._pending or self._rotating:
+            return False
+        self.check_writable()
+        active = self._active
+        if active is None:
+            raise StorageError("no active buffer file")
+        fresh = active.first_line_at is None
+        try:
+            self._append_durably(active, data, events, [hours], requests)
+        finally:
+            # The writer owns rotation and failure handling: wake it when either is due,
+            # or when its wait has no deadline yet because the file was empty.
+            if fresh or self.failed is not None or self._rotation_due() is not None:
+                self._wake.set()
+        return True
+
     def state(self) -> BufferState:
         active = self._active
         now = time.monotonic()
@@ -283,10 +310,13 @@ class TopicBuffer:
             if not self._pending:
                 if self._closing:
                     return
-                self._wake.clear()
-                timeout = self._seconds_to_rotation()
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(self._wake.wait(), timeout)
+                # write_now may have filled the file before this task first ran, or since
+                # its last look: a due rotation must not wait for the next wake-up.
+                if self._rotation_due() is None:
+                    self._wake.clear()
+                    timeout = self._seconds_to_rotation()
+                    with contextlib.suppress(TimeoutError):
+                        await asyncio.wait_for(self._wake.wait(), timeout)
             if self._pending:
                 batch, self._pending = self._pending, []
                 await self._commit(batch)
@@ -295,14 +325,22 @@ class TopicBuffer:
                 if self._closing:
                     return
                 continue
-            active = self._active
-            if active is not None and active.size > 0 and not self._closing:
-                if active.size >= self.rotate_bytes:
-                    await self._rotate("size")
-                elif self._seconds_to_rotation() == 0:
-                    await self._rotate("age")
+            reason = None if self._closing else self._rotation_due()
+            if reason is not None:
+                await self._rotate(reason)
             if self._sealed and time.monotonic() >= self._next_publish_retry:
                 self._publish_pending()
+
+    def _rotation_due(self) -> str | None:
+        """Why the active file should rotate now ("size" or "age"), or None."""
+        active = self._active
+        if active is None or active.size == 0 or self.failed is not None:
+            return None
+        if self.storage_error is not None and time.monotonic() < self._retry_at:
+            return None  # a rotation (or a write) just failed: not again before the back-off
+        if active.size >= self.rotate_bytes:
+            return "size"
+        return "age" if self._seconds_to_rotation() == 0 else None
 
     def _seconds_to_rotation(self) -> float | None:
         active = self._active
@@ -322,20 +360,41 @@ class TopicBuffer:
             self.check_writable(new=False)
             if active is None:
                 raise StorageError("no active buffer file")
-        except StorageError as exc:
+            data = batch[0].data if len(batch) == 1 else b"".join(item.data for item in batch)
+            self._append_durably(
+                active,
+                data,
+                sum(item.events for item in batch),
+                [item.hours for item in batch],
+                sum(item.requests for item in batch),
+            )
+        except StorageError as exc:  # DurabilityLost included
             for item in batch:
-                item.future.set_exception(fresh_error(exc))
+                if not item.future.done():
+                    item.future.set_exception(fresh_error(exc))
             return
-        data = batch[0].data if len(batch) == 1 else b"".join(item.data for item in batch)
-        events = sum(item.events for item in batch)
+        for item in batch:
+            if not item.future.done():
+                item.future.set_result(None)
+
+    def _append_durably(
+        self,
+        active: _Active,
+        data: bytes,
+        events: int,
+        hours: list[frozenset[int] | None],
+        requests: int,
+    ) -> None:
+        """One write and one fdatasync of ``data``, then the bookkeeping; every failure
+        is logged, reported to the observer and raised as StorageError (DurabilityLost
+        after a failed fsync)."""
         try:
             # On the event loop thread, on purpose: the loop waits for the fdatasync (other
             # processes use the CPU meanwhile, and requests keep queueing in the kernel for
-            # the next commit). Handing it to a thread measured slower: every commit then
-            # waits for GIL hand-offs and thread wake-ups on top of the disk.
+            # the next commit). Handing it to a thread, a helper process or io_uring
+            # measured slower: every commit then pays for thread or process wake-ups.
             fsync_seconds = self._write_sync(active, data)
         except BaseException as exc:
-            error: BaseException = exc
             if isinstance(exc, DurabilityLost):
                 self.failed = exc
                 log.critical(
@@ -347,32 +406,25 @@ class TopicBuffer:
                 )
                 if self.observer.on_fatal:
                     self.observer.on_fatal(self.topic, exc)
-            elif isinstance(exc, StorageError):
+                raise
+            if isinstance(exc, StorageError):
                 log.error("%s: write to %s failed: %s", self.topic, active.path.name, exc)
                 if self.observer.on_storage_error:
                     self.observer.on_storage_error(self.topic, exc)
-            else:
-                error = StorageError(f"unexpected error while appending: {exc!r}")
-                log.exception("%s: unexpected error while appending", self.topic)
-            for item in batch:
-                if not item.future.done():
-                    item.future.set_exception(fresh_error(error))
-            return
+                raise
+            log.exception("%s: unexpected error while appending", self.topic)
+            raise StorageError(f"unexpected error while appending: {exc!r}") from exc
         if active.first_line_at is None:
             active.first_line_at = time.monotonic()
         active.lines += events
-        for item in batch:
-            if item.hours is None:
+        for item_hours in hours:
+            if item_hours is None:
                 active.hours = None
             elif active.hours is not None:
-                active.hours.update(item.hours)
-        for item in batch:
-            if not item.future.done():
-                item.future.set_result(None)
+                active.hours.update(item_hours)
         if self.observer.on_commit:
             self.observer.on_commit(
-                self.topic,
-                CommitStats(sum(i.requests for i in batch), events, len(data), fsync_seconds),
+                self.topic, CommitStats(requests, events, len(data), fsync_seconds)
             )
 
     def _set_storage_error(self, exc: OSError) -> None:
@@ -417,6 +469,13 @@ class TopicBuffer:
             await self._rotate(reason)
 
     async def _rotate(self, reason: str) -> None:
+        self._rotating = True
+        try:
+            await self._rotate_now(reason)
+        finally:
+            self._rotating = False
+
+    async def _rotate_now(self, reason: str) -> None:
         old = self._active
         if old is None:
             return

@@ -287,10 +287,18 @@ class RateLimiter:
 # --- single events, validated and appended together -----------------------------------------------
 
 
+# Turns of the event loop a group of single events may wait for more requests, while each
+# turn brings more: every fdatasync blocks the process, so the fewer per request the better.
+# Four turns measured best with 16 connections per worker (12-13 requests per commit instead
+# of 5 when committing at once); a turn that brings nothing ends the wait.
+GATHER_TURNS = 4
+
+
 class SingleEvents:
-    """The single-event requests of one topic that arrive in the same turn of the event loop
-    are validated together (one pass over many events costs far less than one per request)
-    and appended as one group; each request is then answered with its own outcome."""
+    """The single-event requests of one topic that arrive in the same few turns of the event
+    loop are validated together (one pass over many events costs far less than one per
+    request) and appended as one group, written and fsynced at once when the buffer's
+    writer is idle; each request is then answered with its own outcome."""
 
     def __init__(self, validator: Validator, buffer: TopicBuffer) -> None:
         self.validator = validator
@@ -298,6 +306,8 @@ class SingleEvents:
         self._waiting: list[tuple[bytes, asyncio.Future[str]]] = []
         # Looked up once: asyncio.get_running_loop() costs a getpid() system call.
         self._loop: asyncio.AbstractEventLoop | None = None
+        self._seen = 0
+        self._turns = 0
 
     def submit(self, body: bytes) -> asyncio.Future[str]:
         """A future for the event's id once it is fsynced; it fails with
@@ -311,6 +321,15 @@ class SingleEvents:
         return future
 
     def _flush(self) -> None:
+        if len(self._waiting) > self._seen and self._turns < GATHER_TURNS:
+            # Still growing: give the loop another turn (a poll that does not wait) to read
+            # requests that have just arrived, so that they share this fdatasync.
+            self._seen = len(self._waiting)
+            self._turns += 1
+            assert self._loop is not None
+            self._loop.call_soon(self._flush)
+            return
+        self._seen = self._turns = 0
         waiting, self._waiting = self._waiting, []
         try:
             lines = self.validator.many([body for body, _ in waiting])
@@ -331,6 +350,11 @@ class SingleEvents:
         if not accepted:
             return
         try:
+            if self.buffer.write_now(lines.data, lines.events, lines.hours, requests=len(accepted)):
+                for future, event_id in zip(accepted, lines.ids, strict=True):
+                    if not future.done():
+                        future.set_result(event_id)
+                return
             stored = self.buffer.submit(
                 lines.data, lines.events, lines.hours, requests=len(accepted)
             )

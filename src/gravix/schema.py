@@ -104,10 +104,7 @@ STRUCTS: dict[str, type[RequestFact] | type[ServiceEvent]] = {
 
 _GET_ID = attrgetter("event_id")
 _GET_TIME = attrgetter("event_time")
-_GET_SERVICE = attrgetter("service")
-_GET_PATH = attrgetter("path_template")
-_GET_AGENT = attrgetter("user_agent_family")
-_GET_METHOD = attrgetter("method")
+_GET_STRINGS = attrgetter("service", "path_template", "user_agent_family", "method")
 _FIRST_19 = itemgetter(slice(0, 19))
 _FIRST_13 = itemgetter(slice(0, 13))
 
@@ -269,6 +266,9 @@ class Validator:
             re.compile(r"^[^\x00-\x1f\x7f]*$"), "must not contain control characters"
         )
         self._event_type = _Checked(_EVENT_TYPE, "must be snake_case [a-z][a-z0-9_]{0,63}")
+        # (service, path_template, user_agent_family, method) of facts found valid, the
+        # method upper-case: the batch fast path checks each combination once
+        self._valid_strings: set[tuple[str, str, str | None, str]] = set()
 
     # -- decoding --------------------------------------------------------------------------
 
@@ -459,21 +459,31 @@ class Validator:
             last, first = _seconds(max(stamps)), _seconds(min(stamps))
             if last > now + self.max_future or first < now - self.max_age:
                 return None
-            for service in set(map(_GET_SERVICE, events)).difference(self._service.ok):
-                self._service.check(service, "service")
-            for path in set(map(_GET_PATH, events)).difference(self._path.ok):
-                self._path.check(path, "path_template")
-            for agent in set(map(_GET_AGENT, events)).difference(self._plain.ok):
-                if agent is not None:
-                    self._plain.check(agent, "user_agent_family")
+            # Most events repeat a few (service, path, agent, method) combinations: one set
+            # operation finds those not seen valid before, and only they are checked.
+            strings = set(map(_GET_STRINGS, events)).difference(self._valid_strings)
+            if strings:
+                for service in {c[0] for c in strings}.difference(self._service.ok):
+                    self._service.check(service, "service")
+                for path in {c[1] for c in strings}.difference(self._path.ok):
+                    self._path.check(path, "path_template")
+                for agent in {c[2] for c in strings}.difference(self._plain.ok):
+                    if agent is not None:
+                        self._plain.check(agent, "user_agent_family")
         except (ValidationError, ValueError, OverflowError):
             return None
-        methods = set(map(_GET_METHOD, events))
-        if not methods.issubset(_UPPER_METHODS):
-            if not methods.issubset(_METHODS):
-                return None
-            for event in events:
-                event.method = _METHODS[event.method]
+        if strings:
+            methods = {c[3] for c in strings}
+            if not methods.issubset(_UPPER_METHODS):
+                if not methods.issubset(_METHODS):
+                    return None
+                for event in events:
+                    event.method = _METHODS[event.method]
+            # Only combinations with a canonical method are cached, so an event whose
+            # combination is cached never needs its method rewritten.
+            if len(self._valid_strings) > _CACHE_LIMIT:
+                self._valid_strings.clear()
+            self._valid_strings.update(c for c in strings if c[3] in _UPPER_METHODS)
         first_hour, last_hour = int(first // 3600), int(last // 3600)
         if first_hour == last_hour:
             hours = frozenset((first_hour,))

@@ -32,29 +32,41 @@ class Clients:
     def __init__(self, port: int, count: int) -> None:
         self.url = f"http://127.0.0.1:{port}"
         self.acked: list[str] = []
+        self.singles = 0  # acknowledged single-event requests
         self.sent = 0
         self.lock = threading.Lock()
         self.stop = threading.Event()
-        self.threads = [threading.Thread(target=self.run, daemon=True) for _ in range(count)]
+        # Half the clients send batches, half single events: the two commit paths.
+        self.threads = [
+            threading.Thread(target=self.run, args=(i % 2 == 1,), daemon=True) for i in range(count)
+        ]
 
     def start(self) -> None:
         for t in self.threads:
             t.start()
 
-    def run(self) -> None:
-        headers = {"X-API-Key": "test-key", "Content-Type": "application/x-ndjson"}
+    def run(self, single: bool) -> None:
+        headers = {"X-API-Key": "test-key"}
         client = httpx.Client(base_url=self.url, headers=headers, timeout=10)
         while not self.stop.is_set():
-            docs = [fact() for _ in range(random.randint(1, 8))]
+            docs = [fact() for _ in range(1 if single else random.randint(1, 8))]
             try:
-                response = client.post("/api/v1/facts/batch", content=ndjson(docs))
+                if single:
+                    response = client.post("/api/v1/facts", json=docs[0])
+                else:
+                    response = client.post(
+                        "/api/v1/facts/batch",
+                        content=ndjson(docs),
+                        headers={"Content-Type": "application/x-ndjson"},
+                    )
             except httpx.TransportError:
                 time.sleep(0.05)
                 continue
-            if response.status_code == 200:
+            if response.status_code == (201 if single else 200):
                 assert response.json()["accepted"] == len(docs)
                 with self.lock:
                     self.acked.extend(str(d["event_id"]) for d in docs)
+                    self.singles += single
         client.close()
 
     def finish(self) -> None:
@@ -77,7 +89,9 @@ def _start(root: Path, port: int, plan: list[dict[str, object]] | None) -> Runni
     return srv
 
 
-def crash_loop(root: Path, kills: int, seed: int) -> None:
+def crash_loop(root: Path, kills: int, seed: int) -> tuple[int, int, int]:
+    """Returns (acknowledged events, acknowledged single-event requests, kills inside a
+    rotation or publish)."""
     rng = random.Random(seed)
     port = free_port()
     clients = Clients(port, 8)
@@ -109,12 +123,13 @@ def crash_loop(root: Path, kills: int, seed: int) -> None:
     assert final.stop() == 0, final.log_text()
     stored = Counter(str(d["event_id"]) for d in raw_lines(root, FACTS))
     acked = clients.acked
-    assert len(acked) > 50
+    assert len(acked) > 50 and clients.singles > 50
     missing = [e for e in acked if stored[e] == 0]
     doubled = [e for e, n in stored.items() if n > 1]
     assert not missing, f"{len(missing)} acknowledged events lost"
     assert not doubled, f"{len(doubled)} events stored twice"
     assert not list((root / "buffer" / FACTS).glob("*.jsonl"))
+    return len(acked), clients.singles, during_rotation
 
 
 def test_acked_events_survive_repeated_kills_including_during_rotation(tmp_path: Path) -> None:

@@ -1003,12 +1003,13 @@ class AccessLog:
             for record in self.records:
                 yield self._json_line(record, wall)
             return
-        # Keep-alive clients repeat their address, requests repeat their route, and many
-        # requests end in the same millisecond: each is formatted once per flush.
+        # Keep-alive clients repeat their address and route, and many requests end in the
+        # same millisecond or take the same tenth of a millisecond: each piece is formatted
+        # once per flush.
         head = f" INFO [{self.pid}] gravix.access: "
-        clients: dict[Any, str] = {}
-        requests: dict[tuple[str, str], str] = {}
+        middles: dict[tuple[Any, str, str, int], str] = {}
         stamps: dict[int, str] = {}
+        durations: dict[int, str] = {}
         for peer, method, path, status, started, ended, _size in self.records:
             if peer is not None and type(peer) is not tuple:  # ASGI allows any 2-item iterable
                 peer = tuple(peer)
@@ -1016,14 +1017,17 @@ class AccessLog:
             stamp = stamps.get(ms)
             if stamp is None:
                 stamp = stamps[ms] = _stamp(ms)
-            client = clients.get(peer)
-            if client is None:
-                client = clients[peer] = f"{peer[0]}:{peer[1]}" if peer else "-"
-            request = requests.get((method, path))
-            if request is None:
-                request = requests[method, path] = f'"{method} {_printable(path)}"'
+            key = (peer, method, path, status)
+            middle = middles.get(key)
+            if middle is None:
+                client = f"{peer[0]}:{peer[1]}" if peer else "-"
+                middle = f'{head}{client} "{method} {_printable(path)}" {status} '
+                middles[key] = middle
             tenths = int((ended - started) * 10_000 + 0.5)
-            yield f"{stamp}{head}{client} {request} {status} {tenths // 10}.{tenths % 10}ms"
+            duration = durations.get(tenths)
+            if duration is None:
+                duration = durations[tenths] = f"{tenths // 10}.{tenths % 10}ms"
+            yield stamp + middle + duration
 
     def _json_line(self, record: tuple[Any, str, str, int, float, float, int], wall: float) -> str:
         peer, method, path, status, started, ended, size = record

@@ -24,6 +24,8 @@ from pathlib import Path
 
 import httpx
 
+from gravix.buffer import BufferObserver, CommitStats, TopicBuffer
+
 READY_TIMEOUT = 30.0
 
 
@@ -115,6 +117,30 @@ def hammer(
 
     asyncio.run(main())
     return statuses
+
+
+async def open_buffer(
+    root: Path,
+    *,
+    commits: list[CommitStats] | None = None,
+    fatal: list[BaseException] | None = None,
+    rotate_seconds: float = 3600,
+    rotate_bytes: int = 2**30,
+) -> TopicBuffer:
+    """A started request-facts buffer whose commits and fatal errors land in the lists."""
+    observer = BufferObserver(
+        on_commit=None if commits is None else lambda _t, stats: commits.append(stats),
+        on_fatal=None if fatal is None else lambda _t, error: fatal.append(error),
+    )
+    buf = TopicBuffer(
+        root,
+        "request_facts",
+        rotate_seconds=rotate_seconds,
+        rotate_bytes=rotate_bytes,
+        observer=observer,
+    )
+    await buf.start()
+    return buf
 
 
 def raw_lines(data_dir: Path, topic: str) -> list[dict[str, object]]:

@@ -17,7 +17,7 @@ from gravix import durable
 from gravix.buffer import BufferObserver, CommitStats, TopicBuffer
 from gravix.errors import DurabilityLost, StorageError
 from gravix.schema import Validator
-from serverutil import fact, raw_lines, stamp
+from serverutil import fact, open_buffer, raw_lines, stamp
 
 TOPIC = "request_facts"
 
@@ -52,14 +52,7 @@ def test_concurrent_appends_share_fsyncs(data_root: Path, ops: list[tuple[str, s
     payload = lines(200)
 
     async def main() -> None:
-        buf = TopicBuffer(
-            data_root,
-            TOPIC,
-            rotate_seconds=3600,
-            rotate_bytes=2**30,
-            observer=BufferObserver(on_commit=lambda _t, s: commits.append(s)),
-        )
-        await buf.start()
+        buf = await open_buffer(data_root, commits=commits)
         await asyncio.gather(*(buf.append(line, 1) for line in payload))
         await buf.close()
 
@@ -83,14 +76,7 @@ def test_fsync_failure_fails_the_batch_and_is_never_retried(data_root: Path) -> 
             raise OSError(errno.EIO, "injected EIO", path)
 
     async def main() -> list[BaseException | None]:
-        buf = TopicBuffer(
-            data_root,
-            TOPIC,
-            rotate_seconds=3600,
-            rotate_bytes=2**30,
-            observer=BufferObserver(on_fatal=lambda _t, e: fatal.append(e)),
-        )
-        await buf.start()
+        buf = await open_buffer(data_root, fatal=fatal)
         install(hook)
         results = await asyncio.gather(
             *(buf.append(line, 1) for line in lines(10)), return_exceptions=True
@@ -311,14 +297,7 @@ def test_write_now_is_durable_on_return_and_counts_as_one_commit(
     payload = lines(4)
 
     async def main() -> tuple[bool, bytes]:
-        buf = TopicBuffer(
-            data_root,
-            TOPIC,
-            rotate_seconds=3600,
-            rotate_bytes=2**30,
-            observer=BufferObserver(on_commit=lambda _t, s: commits.append(s)),
-        )
-        await buf.start()
+        buf = await open_buffer(data_root, commits=commits)
         ops.clear()
         done = buf.write_now(b"".join(payload), 4, requests=3)
         # Already on disk, and fsynced, before the event loop ran anything else.
@@ -404,14 +383,7 @@ def test_write_now_after_a_failed_fsync_raises_and_the_buffer_refuses_everything
             raise OSError(errno.EIO, "injected EIO", path)
 
     async def main() -> tuple[BaseException | None, BaseException | None, object]:
-        buf = TopicBuffer(
-            data_root,
-            TOPIC,
-            rotate_seconds=3600,
-            rotate_bytes=2**30,
-            observer=BufferObserver(on_fatal=lambda _t, e: fatal.append(e)),
-        )
-        await buf.start()
+        buf = await open_buffer(data_root, fatal=fatal)
         install(hook)
         first = second = None
         try:

@@ -11,11 +11,11 @@ from pathlib import Path
 import pytest
 
 from gravix import durable
-from gravix.buffer import BufferObserver, CommitStats, TopicBuffer
+from gravix.buffer import CommitStats
 from gravix.errors import StorageError, ValidationError
 from gravix.schema import Validator
 from gravix.server import GATHER_TURNS, SingleEvents
-from serverutil import fact, raw_lines
+from serverutil import fact, open_buffer, raw_lines
 
 TOPIC = "request_facts"
 
@@ -24,14 +24,7 @@ async def _submit_together(
     root: Path, bodies: list[bytes], *, fail_writes: bool = False
 ) -> tuple[list[object], list[CommitStats]]:
     commits: list[CommitStats] = []
-    buf = TopicBuffer(
-        root,
-        TOPIC,
-        rotate_seconds=3600,
-        rotate_bytes=2**30,
-        observer=BufferObserver(on_commit=lambda _t, stats: commits.append(stats)),
-    )
-    await buf.start()
+    buf = await open_buffer(root, commits=commits)
     singles = SingleEvents(Validator(TOPIC), buf)
 
     def hook(op: str, path: str) -> None:
@@ -106,14 +99,7 @@ async def _submit_over_turns(
 ) -> tuple[list[object], list[CommitStats], int]:
     """Submit ``per_turn[i]`` bodies in the i-th turn of the event loop."""
     commits: list[CommitStats] = []
-    buf = TopicBuffer(
-        root,
-        TOPIC,
-        rotate_seconds=3600,
-        rotate_bytes=2**30,
-        observer=BufferObserver(on_commit=lambda _t, stats: commits.append(stats)),
-    )
-    await buf.start()
+    buf = await open_buffer(root, commits=commits)
     await buf.append(json.dumps(fact()).encode() + b"\n", 1)
     commits.clear()
     singles = SingleEvents(Validator(TOPIC), buf)

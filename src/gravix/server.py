@@ -289,7 +289,7 @@ class RateLimiter:
 
 # Turns of the event loop a group of single events may wait for more requests, while each
 # turn brings more: every fdatasync blocks the process, so the fewer per request the better.
-# Four turns measured best with 16 connections per worker (12-13 requests per commit instead
+# Four turns measured best with 16 connections per worker (10-13 requests per commit instead
 # of 5 when committing at once); a turn that brings nothing ends the wait.
 GATHER_TURNS = 4
 

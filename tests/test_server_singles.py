@@ -6,7 +6,9 @@ from __future__ import annotations
 import asyncio
 import errno
 import json
+import time
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -96,36 +98,60 @@ def test_an_unexpected_validator_failure_fails_the_group_instead_of_hanging_it(
 
 async def _submit_over_turns(
     root: Path, per_turn: list[int], *, rotate_first: bool = False
-) -> tuple[list[object], list[CommitStats], int]:
-    """Submit ``per_turn[i]`` bodies in the i-th turn of the event loop."""
+) -> tuple[list[object], list[CommitStats], int, list[bool]]:
+    """Submit ``per_turn[i]`` bodies in the i-th turn of the event loop; also returns
+    what each write_now call answered (True: written directly)."""
     commits: list[CommitStats] = []
     buf = await open_buffer(root, commits=commits)
     await buf.append(json.dumps(fact()).encode() + b"\n", 1)
     commits.clear()
     singles = SingleEvents(Validator(TOPIC), buf)
-    rotation = asyncio.create_task(buf.rotate()) if rotate_first else None
+    direct: list[bool] = []
+    write_now = buf.write_now
+
+    def spy(*args: Any, **kwargs: Any) -> bool:
+        direct.append(write_now(*args, **kwargs))
+        return direct[-1]
+
+    buf.write_now = spy  # type: ignore[method-assign]
+    rotation = None
+    previous = None
+    if rotate_first:
+        # The rotation's new file takes a while to open (in its worker thread), so the
+        # group is ready while the rotation is still under way.
+        def slow_open(op: str, path: str) -> None:
+            if op == "open" and "active-" in path:
+                time.sleep(0.3)
+
+        previous = durable.set_hook(slow_open)
+        rotation = asyncio.create_task(buf.rotate())
+        await asyncio.sleep(0.05)
     futures = []
-    for count in per_turn:
-        futures += [singles.submit(json.dumps(fact()).encode()) for _ in range(count)]
-        await asyncio.sleep(0)  # one turn of the loop
-    results = await asyncio.gather(*futures, return_exceptions=True)
-    if rotation is not None:
-        await rotation
+    try:
+        for count in per_turn:
+            futures += [singles.submit(json.dumps(fact()).encode()) for _ in range(count)]
+            await asyncio.sleep(0)  # one turn of the loop
+        results = await asyncio.gather(*futures, return_exceptions=True)
+        if rotation is not None:
+            await rotation
+    finally:
+        if rotate_first:
+            durable.set_hook(previous)
     rotations = buf.rotations
     await buf.close()
-    return results, commits, rotations
+    return results, commits, rotations, direct
 
 
 def test_requests_of_the_next_few_turns_join_the_group_while_it_grows(data_root: Path) -> None:
-    results, commits, _ = asyncio.run(_submit_over_turns(data_root, [3, 2, 4]))
+    results, commits, _, direct = asyncio.run(_submit_over_turns(data_root, [3, 2, 4]))
     assert all(isinstance(r, str) for r in results), results
-    assert [c.requests for c in commits] == [9]
+    assert [c.requests for c in commits] == [9] and direct == [True]
     assert len(raw_lines(data_root, TOPIC)) == 10
 
 
 def test_gathering_stops_after_a_bounded_number_of_turns(data_root: Path) -> None:
     turns = GATHER_TURNS + 3
-    results, commits, _ = asyncio.run(_submit_over_turns(data_root, [1] * turns))
+    results, commits, _, _ = asyncio.run(_submit_over_turns(data_root, [1] * turns))
     assert all(isinstance(r, str) for r in results), results
     # the first request, and one more in each turn the group waited
     assert len(commits) >= 2 and commits[0].requests == GATHER_TURNS + 1
@@ -135,8 +161,11 @@ def test_gathering_stops_after_a_bounded_number_of_turns(data_root: Path) -> Non
 def test_a_group_that_meets_a_rotation_goes_through_the_writer_and_is_answered(
     data_root: Path,
 ) -> None:
-    results, commits, rotations = asyncio.run(_submit_over_turns(data_root, [5], rotate_first=True))
+    results, commits, rotations, direct = asyncio.run(
+        _submit_over_turns(data_root, [5], rotate_first=True)
+    )
     assert all(isinstance(r, str) for r in results), results
-    assert rotations == 1 and sum(c.requests for c in commits) == 5
+    assert direct == [False]  # declined during the rotation: the writer took the group
+    assert rotations == 1 and [c.requests for c in commits] == [5]
     stored = {d["event_id"] for d in raw_lines(data_root, TOPIC)}
     assert set(results) <= stored and len(stored) == 6

@@ -42,6 +42,25 @@ def install(hook: Callable[[str, str], None]) -> None:
     durable.set_hook(hook)
 
 
+async def rotations_within(buf: TopicBuffer, seconds: float) -> int:
+    """Wait up to ``seconds`` for the buffer's first rotation; its rotation count then."""
+    deadline = time.monotonic() + seconds
+    while buf.rotations == 0 and time.monotonic() < deadline:
+        await asyncio.sleep(0.05)
+    return buf.rotations
+
+
+def failing_fsyncs(seen: list[str]) -> Callable[[str, str], None]:
+    """A durable hook that fails every fsync of an active file with EIO, noting its path."""
+
+    def hook(op: str, path: str) -> None:
+        if op == "fsync" and "active-" in path:
+            seen.append(path)
+            raise OSError(errno.EIO, "injected EIO", path)
+
+    return hook
+
+
 def buffer_files(root: Path) -> list[str]:
     folder = root / "buffer" / TOPIC
     return sorted(p.name for p in folder.iterdir()) if folder.exists() else []
@@ -70,10 +89,7 @@ def test_fsync_failure_fails_the_batch_and_is_never_retried(data_root: Path) -> 
     fsyncs: list[str] = []
     fatal: list[BaseException] = []
 
-    def hook(op: str, path: str) -> None:
-        if op == "fsync" and "active-" in path:
-            fsyncs.append(path)
-            raise OSError(errno.EIO, "injected EIO", path)
+    hook = failing_fsyncs(fsyncs)
 
     async def main() -> list[BaseException | None]:
         buf = await open_buffer(data_root, fatal=fatal)
@@ -342,26 +358,18 @@ def test_write_now_declines_while_appends_are_queued_or_a_rotation_runs(data_roo
 
 def test_a_file_written_only_by_write_now_still_rotates_by_age_and_size(data_root: Path) -> None:
     async def by_age() -> int:
-        buf = TopicBuffer(data_root / "age", TOPIC, rotate_seconds=0.2, rotate_bytes=2**30)
-        await buf.start()
+        buf = await open_buffer(data_root / "age", rotate_seconds=0.2)
         assert buf.write_now(b"".join(lines(3)), 3)
-        deadline = time.monotonic() + 10
-        while buf.rotations == 0 and time.monotonic() < deadline:
-            await asyncio.sleep(0.05)
-        rotations = buf.rotations
+        rotations = await rotations_within(buf, 10)
         await buf.close(rotate=False)
         return rotations
 
     async def by_size() -> int:
         one = lines(1)[0]
-        buf = TopicBuffer(data_root / "size", TOPIC, rotate_seconds=3600, rotate_bytes=len(one) * 2)
-        await buf.start()
+        buf = await open_buffer(data_root / "size", rotate_bytes=len(one) * 2)
         for _ in range(2):
             assert buf.write_now(one, 1)
-        deadline = time.monotonic() + 10
-        while buf.rotations == 0 and time.monotonic() < deadline:
-            await asyncio.sleep(0.05)
-        rotations = buf.rotations
+        rotations = await rotations_within(buf, 10)
         await buf.close()
         return rotations
 
@@ -377,10 +385,7 @@ def test_write_now_after_a_failed_fsync_raises_and_the_buffer_refuses_everything
     fatal: list[BaseException] = []
     fsyncs: list[str] = []
 
-    def hook(op: str, path: str) -> None:
-        if op == "fsync" and "active-" in path:
-            fsyncs.append(path)
-            raise OSError(errno.EIO, "injected EIO", path)
+    hook = failing_fsyncs(fsyncs)
 
     async def main() -> tuple[BaseException | None, BaseException | None, object]:
         buf = await open_buffer(data_root, fatal=fatal)
@@ -423,8 +428,7 @@ def test_a_rotation_that_cannot_open_a_new_file_is_retried_after_the_back_off_no
     one = lines(1)[0]
 
     async def main() -> tuple[int, int]:
-        buf = TopicBuffer(data_root, TOPIC, rotate_seconds=3600, rotate_bytes=len(one))
-        await buf.start()
+        buf = await open_buffer(data_root, rotate_bytes=len(one))
         install(hook)
         assert buf.write_now(one, 1)  # due for rotation by size at once
         await asyncio.sleep(0.5)
@@ -432,10 +436,7 @@ def test_a_rotation_that_cannot_open_a_new_file_is_retried_after_the_back_off_no
         broken["on"] = False
         await asyncio.sleep(0.7)  # past the one-second back-off
         await buf.append(one, 1)
-        deadline = time.monotonic() + 10
-        while buf.rotations == 0 and time.monotonic() < deadline:
-            await asyncio.sleep(0.05)
-        rotations = buf.rotations
+        rotations = await rotations_within(buf, 10)
         await buf.close()
         return tries_while_broken, rotations
 

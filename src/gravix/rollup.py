@@ -468,6 +468,8 @@ class _HourInput:
 
 
 def _load_hour(root: Path, topic: str, hour: Hour) -> _HourInput:
+    import polars as pl
+
     paths = layout.raw_files(layout.raw_hour_dir(root, topic, hour))
     for path in paths:
         layout.ensure_inside(root, path)
@@ -475,14 +477,16 @@ def _load_hour(root: Path, topic: str, hour: Hour) -> _HourInput:
     frame, undecodable = _parse(topic, data)
     del data
     parsed, ok = _valid_rows(topic, frame, hour)
-    valid = int(parsed.select(ok.sum()).item())
-    unique = parsed.lazy().filter(ok).unique(subset=["event_id"], keep="first").collect()
+    valid = parsed.filter(ok)
+    # The first line of each event_id, in file order (so a rebuild aggregates the same
+    # rows in the same order); eager, which measured four times faster than a lazy unique().
+    unique = valid.filter(pl.col("event_id").is_first_distinct())
     return _HourInput(
         frame=unique,
         files=files,
         lines=frame.height + undecodable,
-        bad=undecodable + frame.height - valid,
-        duplicates=valid - unique.height,
+        bad=undecodable + frame.height - valid.height,
+        duplicates=valid.height - unique.height,
     )
 
 

@@ -509,6 +509,12 @@ def _request_metrics(frame: pl.DataFrame) -> pl.DataFrame:
         "latency_ms",
         sketch.bucket_index_expr(lat).alias("idx"),
     )
+    # Sorted by latency, every group meets its bucket indexes in ascending order (the index
+    # grows with the latency), so its histogram is its distinct indexes in order of
+    # appearance with their counts: two cheap per-group passes instead of a sort and an
+    # RLE per group.
+    facts = facts.sort("latency_ms")
+    idx = pl.col("idx").drop_nulls()
     # One group-by: the sorted bucket indexes of each group, run-length encoded, are the
     # histogram (a second group-by on (keys, idx) plus a join costs three times as much).
     metrics = facts.group_by(keys).agg(
@@ -523,14 +529,13 @@ def _request_metrics(frame: pl.DataFrame) -> pl.DataFrame:
             for q in QUANTILES
         ),
         (lat == 0).sum().cast(pl.Int64).alias("lat_zero_count"),
-        pl.col("idx").drop_nulls().sort().rle().alias("runs"),
+        idx.unique(maintain_order=True).alias("lat_idx"),
+        idx.unique_counts().alias("lat_cnt"),
     )
     out = (
         metrics.with_columns(
             (pl.col("error_count") / pl.col("request_count")).alias("error_rate"),
             pl.lit(sketch.SCALE, dtype=pl.Int8).alias("lat_scale"),
-            pl.col("runs").list.eval(pl.element().struct.field("value")).alias("lat_idx"),
-            pl.col("runs").list.eval(pl.element().struct.field("len")).alias("lat_cnt"),
         )
         .sort(keys)
         .select(_request_columns())

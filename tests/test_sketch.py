@@ -63,13 +63,19 @@ def test_bucket_holds_its_value_between_gamma_powers(v: float) -> None:
     assert abs(bucket_value(i) - v) <= RELATIVE_ERROR * v * (1 + 1e-9)
 
 
-def test_vectorised_index_agrees_with_scalar_index_on_every_float_near_a_bound() -> None:
+@pytest.mark.parametrize("scale", [SCALE, 1, sketch.FULL_TABLE_MAX_SCALE + 2])
+def test_vectorised_index_agrees_with_scalar_index_on_every_float_near_a_bound(
+    scale: int,
+) -> None:
     values = [0.0, 0.001, 0.5, 1.0, 1.5, 3.0, 1000.0, 3_600_000.0]
-    for i in range(-400, 700, 3):
-        bound = sketch.lower_bound(i)
+    values += [5e-324, 2.2250738585072014e-308, 1e-300, 1e300, 1.7976931348623157e308]
+    per = 1 << scale
+    for i in range(-13 * per, 22 * per, max(1, per // 10)):
+        bound = sketch.lower_bound(i, scale)
         values += [bound, math.nextafter(bound, 0.0), math.nextafter(bound, math.inf)]
-    got = pl.DataFrame({"v": values}).select(bucket_index_expr(pl.col("v")))["v"].to_list()
-    want = [bucket_index(v) if v > 0 else None for v in values]
+    frame = pl.DataFrame({"v": values})
+    got = frame.select(bucket_index_expr(pl.col("v"), scale))["v"].to_list()
+    want = [bucket_index(v, scale) if v > 0 else None for v in values]
     assert got == want
 
 

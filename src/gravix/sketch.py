@@ -289,6 +289,30 @@ def merge_arrays(
     return zero, keys, [counts[i] for i in keys]
 
 
+# Up to this scale the vectorised index reads bounds from one table of every bucket
+# (2,101 octaves x 2^scale entries: 67,232 at scale 5).
+FULL_TABLE_MAX_SCALE = 8
+
+
+@cache
+def _all_bounds(scale: int) -> tuple[int, pl.Series]:
+    """The lower bound of every bucket index a positive double can have, and one more at
+    each end, from index ``first`` on, each computed as the per-octave formula computes
+    it (``B[i mod 2^scale] * 2.0^(i div 2^scale)``): one gather from this table replaces a
+    modulo, a division and a power per value."""
+    import polars as pl
+
+    per = 1 << scale
+    first = -1076 * per  # below the index of the smallest subnormal
+    last = 1025 * per  # above the index of the largest double
+    octave = boundary_table(scale)
+    bounds = [
+        octave[i % per] * (2.0 ** (i // per) if i // per < 1024 else math.inf)
+        for i in range(first, last + 1)
+    ]
+    return first, pl.Series("bounds", bounds, dtype=pl.Float64)
+
+
 def bucket_index_expr(value: pl.Expr, scale: int = SCALE) -> pl.Expr:
     """A polars expression giving :func:`bucket_index` of each value (null for v ≤ 0).
 
@@ -300,12 +324,19 @@ def bucket_index_expr(value: pl.Expr, scale: int = SCALE) -> pl.Expr:
     if _check_scale(scale) <= 0:
         raise ValueError("bucket_index_expr supports scales ≥ 1")
     per = 1 << scale
-    table = pl.lit(pl.Series("bounds", boundary_table(scale), dtype=pl.Float64))
     positive = pl.when(value > 0).then(value)  # null otherwise, so log2 never sees 0
     estimate = ((positive.log(2) * per).ceil() - 1).cast(pl.Int64)
+    if scale <= FULL_TABLE_MAX_SCALE:
+        first, bounds = _all_bounds(scale)
+        every = pl.lit(bounds)
 
-    def bound(i: pl.Expr) -> pl.Expr:
-        return table.gather(i.mod(per)) * (pl.lit(2.0) ** i.floordiv(per).cast(pl.Float64))
+        def bound(i: pl.Expr) -> pl.Expr:
+            return every.gather(i - first)
+    else:
+        octave = pl.lit(pl.Series("bounds", boundary_table(scale), dtype=pl.Float64))
+
+        def bound(i: pl.Expr) -> pl.Expr:
+            return octave.gather(i.mod(per)) * (pl.lit(2.0) ** i.floordiv(per).cast(pl.Float64))
 
     corrected = (
         pl.when(positive <= bound(estimate))

@@ -290,7 +290,7 @@ def merge_arrays(
 
 
 # Up to this scale the vectorised index reads bounds from one table of every bucket
-# (2,101 octaves x 2^scale entries: 67,232 at scale 5).
+# (2,101 octaves of 2^scale entries: about 67,000 at scale 5, built once).
 FULL_TABLE_MAX_SCALE = 8
 
 

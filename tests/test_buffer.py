@@ -334,8 +334,7 @@ def test_write_now_declines_while_appends_are_queued_or_a_rotation_runs(data_roo
     payload = lines(3)
 
     async def main() -> tuple[bool, bool, int]:
-        buf = TopicBuffer(data_root, TOPIC, rotate_seconds=3600, rotate_bytes=2**30)
-        await buf.start()
+        buf = await open_buffer(data_root)
         queued = buf.submit(payload[0], 1)
         behind_queue = buf.write_now(payload[1], 1)
         await queued

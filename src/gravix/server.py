@@ -351,32 +351,36 @@ class SingleEvents:
             return
         try:
             if self.buffer.write_now(lines.data, lines.events, lines.hours, requests=len(accepted)):
-                for future, event_id in zip(accepted, lines.ids, strict=True):
-                    if not future.done():
-                        future.set_result(event_id)
+                _settle(accepted, lines.ids, None)
                 return
             stored = self.buffer.submit(
                 lines.data, lines.events, lines.hours, requests=len(accepted)
             )
         except StorageError as exc:  # DurabilityLost included
-            for future in accepted:
-                if not future.done():
-                    future.set_exception(fresh_error(exc))
+            _settle(accepted, lines.ids, exc)
             return
 
         def answer(done: asyncio.Future[None]) -> None:
             error = (
                 StorageError("the commit was cancelled") if done.cancelled() else done.exception()
             )
-            for future, event_id in zip(accepted, lines.ids, strict=True):
-                if future.done():
-                    continue
-                if error is None:
-                    future.set_result(event_id)
-                else:
-                    future.set_exception(fresh_error(error))
+            _settle(accepted, lines.ids, error)
 
         stored.add_done_callback(answer)
+
+
+def _settle(
+    futures: list[asyncio.Future[str]], event_ids: list[str], error: BaseException | None
+) -> None:
+    """Answer each still-waiting request of a group: its event id, or its own copy of the
+    group's storage error."""
+    for future, event_id in zip(futures, event_ids, strict=True):
+        if future.done():
+            continue
+        if error is None:
+            future.set_result(event_id)
+        else:
+            future.set_exception(fresh_error(error))
 
 
 # --- the ASGI app -------------------------------------------------------------------------------

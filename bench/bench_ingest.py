@@ -5,8 +5,8 @@
 (b) single-event requests/s on ``/api/v1/facts`` from 32 connections;
 (c) the same HTTP stack (``gravix.server.run_asgi``: uvicorn, uvloop, httptools, same
     worker count) answering a route that reads the body and does no work, 32 connections;
-    (b) and (c) are measured in alternation, three times, and (b)/(c) is the median of
-    the three ratios;
+    (b) and (c) are measured in alternation, five times, and (b)/(c) is the median of
+    the five ratios;
 (d) one write + fdatasync per event on the same disk;
 (b') as (b) with the data root on tmpfs, where fdatasync returns at once: what handling a
     request costs when nothing waits for the disk (skipped where /dev/shm is not tmpfs).
@@ -458,7 +458,8 @@ def measure_fsync_per_event(directory: Path, seconds: float) -> float:
 
 
 TMPFS = Path("/dev/shm")
-ROUNDS = 3  # alternating (b) and (c) measurements
+ROUNDS = 5  # alternating (b) and (c) measurements
+ROUND_SECONDS = 5.0  # each; shorter, more rounds track the machine's swings better
 
 
 def _is_tmpfs(path: Path) -> bool:
@@ -498,9 +499,12 @@ def run(quick: bool) -> list[dict[str, Any]]:
         # within seconds, so each (b) is compared with the (c) measured right after it, and
         # the median of those ratios is reported (beside the median rates).
         rounds = []
+        round_seconds = 3.0 if quick else ROUND_SECONDS
         for index in range(ROUNDS):
-            b_stats, b_rss = measure_server(base / f"b{index}", workers, "single", 32, seconds)
-            c_stats, c_rss = measure_noop(workers, 32, seconds)
+            b_stats, b_rss = measure_server(
+                base / f"b{index}", workers, "single", 32, round_seconds
+            )
+            c_stats, c_rss = measure_noop(workers, 32, round_seconds)
             rounds.append((b_stats, b_rss, c_stats, c_rss))
         ratios = [_ok_rate(b, 201)[0] / _ok_rate(c, 201)[0] for b, _, c, _ in rounds]
         middle = sorted(range(ROUNDS), key=lambda i: ratios[i])[ROUNDS // 2]

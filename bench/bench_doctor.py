@@ -42,9 +42,10 @@ def _uuid7(ms: int, rng: random.Random) -> str:
 def _build(root: Path, days: int, facts_per_hour: int, files_per_hour: int) -> None:
     import msgspec
 
-    from gravix import layout
+    from gravix import schema
     from gravix.rollup import run_rollup
     from gravix.schema import RequestFact, ServiceEvent, format_time
+    from gravix.storage import layout
 
     rng = random.Random(7)
     encode = msgspec.json.Encoder().encode
@@ -73,7 +74,7 @@ def _build(root: Path, days: int, facts_per_hour: int, files_per_hour: int) -> N
                     latency_ms=round(rng.lognormvariate(3.0, 0.8), 3),
                 )
                 lines.append(encode(fact))
-            path = layout.raw_file_path(root, layout.REQUEST_FACTS, hour, layout.new_file_id())
+            path = layout.raw_file_path(root, schema.REQUEST_FACTS, hour, layout.new_file_id())
             path.parent.mkdir(parents=True, exist_ok=True)
             path.write_bytes(b"\n".join(lines) + b"\n")
         if hour.hour == 12:
@@ -84,7 +85,7 @@ def _build(root: Path, days: int, facts_per_hour: int, files_per_hour: int) -> N
                 service=rng.choice(SERVICES),
                 event_type="deploy_completed",
             )
-            path = layout.raw_file_path(root, layout.SERVICE_EVENTS, hour, layout.new_file_id())
+            path = layout.raw_file_path(root, schema.SERVICE_EVENTS, hour, layout.new_file_id())
             path.parent.mkdir(parents=True, exist_ok=True)
             path.write_bytes(encode(event) + b"\n")
         hour_start += timedelta(hours=1)
@@ -205,7 +206,7 @@ def _cli_runs(root: Path, repeat: int) -> dict[str, Any]:
 
 
 def run(quick: bool) -> list[dict[str, Any]]:
-    from gravix.doctor import CHECKS, run_doctor
+    from gravix.ops.doctor import CHECKS, run_doctor
     from gravix.rollup import plan_hours
     from gravix.settings import load_settings
 

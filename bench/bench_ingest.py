@@ -3,7 +3,7 @@
 (a) durably acknowledged events/s on ``/api/v1/facts/batch``: NDJSON batches of 1000
     from 8 keep-alive connections;
 (b) single-event requests/s on ``/api/v1/facts`` from 32 connections;
-(c) the same HTTP stack (``gravix.server.run_asgi``: uvicorn, uvloop, httptools, same
+(c) the same HTTP stack (``gravix.ingest.process.run_asgi``: uvicorn, uvloop, httptools, same
     worker count) answering a route that reads the body and does no work, 32 connections;
     (b) and (c) are measured in alternation, five times, and (b)/(c) is the median of
     the five ratios;
@@ -254,7 +254,8 @@ def noop_main(argv: list[str]) -> int:
     p.add_argument("--port", type=int, required=True)
     p.add_argument("--workers", type=int, default=1)
     args = p.parse_args(argv)
-    from gravix.server import configure_logging, run_asgi
+    from gravix.ingest.logs import configure_logging
+    from gravix.ingest.process import run_asgi
 
     configure_logging("text")
     return run_asgi(NoWorkApp, host="127.0.0.1", port=args.port, workers=args.workers)

@@ -50,8 +50,9 @@ def _uuid7(ms: int, rng: random.Random) -> str:
 
 
 def _build(root: Path, days: int, per_minute: int) -> None:
-    from gravix import layout
+    from gravix import schema
     from gravix.rollup import run_rollup
+    from gravix.storage import layout
 
     rng = random.Random(5)
     start = END - timedelta(days=days)
@@ -75,7 +76,7 @@ def _build(root: Path, days: int, per_minute: int) -> None:
                     f'"path_template":"{path}","status_code":{status},"latency_ms":{latency}}}\n'
                 )
         path_out = layout.raw_file_path(
-            root, layout.REQUEST_FACTS, layout.Hour.of(hour_start), f"bench-{h:05d}"
+            root, schema.REQUEST_FACTS, layout.Hour.of(hour_start), f"bench-{h:05d}"
         )
         path_out.parent.mkdir(parents=True, exist_ok=True)
         path_out.write_text("".join(lines))
@@ -97,7 +98,7 @@ def _data_root(quick: bool) -> tuple[Path, int]:
 
 
 def _duck_merged(keys: str, where: str, source: str, select: str) -> str:
-    from gravix import sketch
+    from gravix.schema import sketch
 
     g = sketch.GAMMA
     per = 2**sketch.SCALE
@@ -139,7 +140,7 @@ def _days(since: datetime, until: datetime) -> str:
 
 
 def _duck_health(root: Path, since: datetime, until: datetime, step: int) -> str:
-    from gravix import layout
+    from gravix.storage import layout
 
     o, s = int(since.timestamp()), step * 60
     source = (
@@ -156,7 +157,7 @@ def _duck_health(root: Path, since: datetime, until: datetime, step: int) -> str
 
 
 def _duck_top(root: Path, since: datetime, until: datetime) -> str:
-    from gravix import layout
+    from gravix.storage import layout
 
     source = (
         f"read_parquet('{layout.warehouse_glob(root, 'request_metrics_minute')}', "
@@ -222,7 +223,7 @@ def worker(engine: str, case: str, root_text: str, days: int) -> None:
 
         con = duckdb.connect()
         con.execute("SET TimeZone = 'UTC'")
-        from gravix import layout
+        from gravix.storage import layout
 
         source = (
             f"read_parquet('{layout.warehouse_glob(root, 'request_metrics_minute')}', "

@@ -68,16 +68,18 @@ def _child(kind: str, root: str, source: str) -> None:
     """One measurement in this (fresh) process; prints seconds and peak RSS as JSON."""
     import resource
 
-    from gravix import durable, layout, recovery, retention
+    from gravix import schema
+    from gravix.ops import recovery, retention
+    from gravix.storage import durable, layout
 
     base = Path(root)
     started = time.perf_counter()
     if kind == "publish":
-        recovery.publish_sealed(base, layout.REQUEST_FACTS, Path(source))
+        recovery.publish_sealed(base, schema.REQUEST_FACTS, Path(source))
     elif kind == "copy":
         data = Path(source).read_bytes()
         hour = layout.Hour(datetime(2026, 2, 16).date(), 9)
-        durable.atomic_write(layout.raw_file_path(base, layout.REQUEST_FACTS, hour, "copy"), data)
+        durable.atomic_write(layout.raw_file_path(base, schema.REQUEST_FACTS, hour, "copy"), data)
         durable.unlink(Path(source))
     elif kind == "json":
         from gravix.schema import parse_time
@@ -88,7 +90,7 @@ def _child(kind: str, root: str, source: str) -> None:
             by_hour.setdefault(int(seconds // 3600), []).append(line)
         for index, lines in by_hour.items():
             moment = datetime.fromtimestamp(index * 3600, UTC)
-            target = layout.raw_file_path(base, layout.REQUEST_FACTS, layout.Hour.of(moment), "j")
+            target = layout.raw_file_path(base, schema.REQUEST_FACTS, layout.Hour.of(moment), "j")
             durable.atomic_write(target, b"".join(lines))
         durable.unlink(Path(source))
     elif kind == "cleanup":

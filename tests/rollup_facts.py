@@ -8,8 +8,9 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
-from gravix import layout
-from gravix.layout import Hour
+from gravix import schema
+from gravix.storage import layout
+from gravix.storage.layout import Hour
 
 SERVICES = ("checkout", "frontend", "search")
 ROUTES = (("GET", "/"), ("GET", "/items/{id}"), ("POST", "/checkout"), ("DELETE", "/cart"))
@@ -49,7 +50,7 @@ class Facts:
     def add(self, hour: Hour, file_id: str, line: bytes) -> None:
         self.lines.setdefault(hour, {}).setdefault(file_id, []).append(line)
 
-    def write(self, root: Path, topic: str = layout.REQUEST_FACTS) -> list[Path]:
+    def write(self, root: Path, topic: str = schema.REQUEST_FACTS) -> list[Path]:
         written: list[Path] = []
         for hour, files in self.lines.items():
             for file_id, lines in files.items():

@@ -24,7 +24,7 @@ from pathlib import Path
 
 import httpx
 
-from gravix.buffer import BufferObserver, CommitStats, TopicBuffer
+from gravix.ingest.buffer import BufferObserver, CommitStats, TopicBuffer
 
 READY_TIMEOUT = 30.0
 

@@ -13,10 +13,10 @@ from pathlib import Path
 
 import pytest
 
-from gravix import durable
-from gravix.buffer import BufferObserver, CommitStats, TopicBuffer
 from gravix.errors import DurabilityLost, StorageError
+from gravix.ingest.buffer import BufferObserver, CommitStats, TopicBuffer
 from gravix.schema import Validator
+from gravix.storage import durable
 from serverutil import fact, open_buffer, raw_lines, stamp
 
 TOPIC = "request_facts"

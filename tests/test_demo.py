@@ -17,10 +17,11 @@ import duckdb
 import pytest
 import typer.main
 
-from gravix import layout
+from gravix import schema
 from gravix.cli import app
-from gravix.demo import prepare_data_dir
 from gravix.errors import GravixError, LockHeld, UnsafePath
+from gravix.storage import layout
+from gravix.tools.demo import prepare_data_dir
 
 
 def _raw_glob(root: Path, topic: str) -> str:
@@ -56,7 +57,7 @@ def test_demo_report_names_the_failing_endpoint_as_the_data_shows(
     )
     # DuckDB over the warehouse files, independently: the endpoint with most server errors.
     parquet = str(
-        layout.warehouse_table_dir(root, layout.REQUEST_METRICS_MINUTE) / "**" / "*.parquet"
+        layout.warehouse_table_dir(root, schema.REQUEST_METRICS_MINUTE) / "**" / "*.parquet"
     )
     service, method, path, errors = duckdb.sql(
         f"select service, method, path_template, sum(error_count) as e from read_parquet("
@@ -131,12 +132,12 @@ def test_demo_stores_every_fact_it_sent_and_stops_cleanly(
     assert stored == (report["loadgen"]["acknowledged"], report["loadgen"]["acknowledged"])
     assert report["loadgen"]["sent"] == report["loadgen"]["acknowledged"] > 10_000
     rolled = sum(
-        h["facts"] for h in report["rollup"]["hours"] if h["table"] == layout.REQUEST_METRICS_MINUTE
+        h["facts"] for h in report["rollup"]["hours"] if h["table"] == schema.REQUEST_METRICS_MINUTE
     )
     assert rolled == report["loadgen"]["acknowledged"]
     assert report["server_exit_code"] == 0
     assert report["doctor"]["ok"], report["doctor"]
-    for topic in layout.TOPICS:
+    for topic in schema.TOPICS:
         buffer = layout.buffer_dir(root, topic)
         leftovers = [p for p in buffer.iterdir() if p.stat().st_size] if buffer.is_dir() else []
         assert not leftovers, f"buffer not drained: {leftovers}"
@@ -156,7 +157,7 @@ def test_next_commands_are_accepted_by_the_cli(demo: tuple[Path, dict[str, Any]]
 def test_a_second_demo_replaces_only_the_first_demos_data(tmp_path: Path) -> None:
     root = tmp_path / "demo-data"
     assert prepare_data_dir(root) == "new"
-    old = layout.raw_file_path(root, layout.REQUEST_FACTS, layout.Hour.of(datetime.now()), "x1")
+    old = layout.raw_file_path(root, schema.REQUEST_FACTS, layout.Hour.of(datetime.now()), "x1")
     old.parent.mkdir(parents=True)
     old.write_text("{}\n")
     mine = root / "notes.txt"
@@ -170,7 +171,7 @@ def test_a_second_demo_replaces_only_the_first_demos_data(tmp_path: Path) -> Non
 
 def test_a_directory_the_demo_did_not_make_is_refused_unless_forced(tmp_path: Path) -> None:
     root = tmp_path / "data"
-    raw = layout.raw_file_path(root, layout.REQUEST_FACTS, layout.Hour.of(datetime.now()), "r1")
+    raw = layout.raw_file_path(root, schema.REQUEST_FACTS, layout.Hour.of(datetime.now()), "r1")
     raw.parent.mkdir(parents=True)
     raw.write_text('{"precious": true}\n')
     proc = subprocess.run(
@@ -191,7 +192,7 @@ def test_a_directory_the_demo_did_not_make_is_refused_unless_forced(tmp_path: Pa
 def test_a_demo_directory_in_use_by_a_server_is_not_replaced(tmp_path: Path) -> None:
     root = tmp_path / "demo-data"
     prepare_data_dir(root)
-    active = layout.active_path(root, layout.REQUEST_FACTS, "live1")
+    active = layout.active_path(root, schema.REQUEST_FACTS, "live1")
     active.parent.mkdir(parents=True)
     active.write_text('{"x": 1}\n')
     with active.open("rb") as handle:

@@ -18,10 +18,11 @@ from pathlib import Path
 
 import pytest
 
-from gravix import durable, layout
-from gravix.doctor import FAIL, OK, WARN, DoctorReport, Thresholds, run_doctor
+from gravix import schema
+from gravix.ops.doctor import FAIL, OK, WARN, DoctorReport, Thresholds, run_doctor
 from gravix.schema import Validator
 from gravix.settings import Settings, load_settings
+from gravix.storage import durable, layout
 
 ZERO = timedelta(0)
 CLEAN_ENV: dict[str, str] = {}  # settings never read the test runner's GRAVIX_* variables
@@ -39,7 +40,7 @@ def write_raw(
     root: Path, hour: layout.Hour, n: int = 20, *, lines: list[bytes] | None = None
 ) -> Path:
     """One real raw file of canonical request facts inside ``hour``."""
-    validator = Validator(layout.REQUEST_FACTS, max_age_days=365)
+    validator = Validator(schema.REQUEST_FACTS, max_age_days=365)
     out = list(lines or [])
     for i in range(n):
         moment = hour.start + timedelta(seconds=(i * 97) % 3600, milliseconds=i)
@@ -53,7 +54,7 @@ def write_raw(
             "latency_ms": 5.0 + i,
         }
         out.append(validator.one(json.dumps(fact).encode(), now=moment.timestamp()).line)
-    path = layout.raw_file_path(root, layout.REQUEST_FACTS, hour, layout.new_file_id())
+    path = layout.raw_file_path(root, schema.REQUEST_FACTS, hour, layout.new_file_id())
     durable.atomic_write(path, b"".join(line + b"\n" for line in out))
     return path
 
@@ -132,7 +133,7 @@ def test_missing_data_root_fails_and_skips_the_file_checks(tmp_path: Path) -> No
 
 
 def _orphan(root: Path) -> Path:
-    path = layout.active_path(root, layout.REQUEST_FACTS, layout.new_file_id())
+    path = layout.active_path(root, schema.REQUEST_FACTS, layout.new_file_id())
     durable.makedirs(path.parent)
     path.write_bytes(b'{"event_id":"x"}\n')
     return path
@@ -244,7 +245,7 @@ def test_bad_raw_lines_in_recent_runs_warn_with_their_hour(healthy: Path) -> Non
 
 
 def test_pending_hours_agree_with_the_rollup_planner(healthy: Path) -> None:
-    from gravix.doctor import pending_hours
+    from gravix.ops.doctor import pending_hours
     from gravix.rollup import plan_hours
 
     def both() -> tuple[set[tuple[str, layout.Hour, str]], set[tuple[str, layout.Hour, str]]]:
@@ -254,7 +255,7 @@ def test_pending_hours_agree_with_the_rollup_planner(healthy: Path) -> None:
 
     assert both() == (set(), set())
     # raw written long before the rollup: the doctor passes those hours over by mtime
-    for hour_dir in layout.raw_hours(healthy, layout.REQUEST_FACTS).values():
+    for hour_dir in layout.raw_hours(healthy, schema.REQUEST_FACTS).values():
         for path in layout.raw_files(hour_dir):
             age(path, 3 * 3600)
     assert both() == (set(), set())
@@ -339,7 +340,8 @@ def test_data_older_than_retention_warns_with_cleanup_hint(healthy: Path) -> Non
 # --- locks -------------------------------------------------------------------------------------
 
 _HOLD = (
-    "import os, sys, signal; from pathlib import Path; from gravix.durable import FileLock\n"
+    "import os, sys, signal; from pathlib import Path\n"
+    "from gravix.storage.durable import FileLock\n"
     "lock = FileLock(Path(sys.argv[1]), sys.argv[3]).acquire()\n"
     "if sys.argv[2] == 'die': os.kill(os.getpid(), signal.SIGKILL)\n"
     "lock.release()\n"

@@ -12,9 +12,10 @@ from pathlib import Path
 import httpx
 import pytest
 
-from gravix import layout
-from gravix.doctor import FAIL, OK, UNAUTHORIZED_HINT, WARN, run_doctor
+from gravix import schema
+from gravix.ops.doctor import FAIL, OK, UNAUTHORIZED_HINT, WARN, run_doctor
 from gravix.settings import DEFAULT_URL, load_settings
+from gravix.storage import layout
 from serverutil import RunningServer, free_port, running_server, start_server
 from test_doctor import FS_CHECKS, not_ok, recent_hours, write_raw
 
@@ -36,7 +37,7 @@ def ingestion(root: Path, url: str, keys: list[str] | None = None) -> tuple[str,
 def _raw_lines(root: Path) -> int:
     return sum(
         len(path.read_bytes().splitlines())
-        for hour_dir in layout.raw_hours(root, layout.REQUEST_FACTS).values()
+        for hour_dir in layout.raw_hours(root, schema.REQUEST_FACTS).values()
         for path in layout.raw_files(hour_dir)
     )
 

@@ -15,8 +15,8 @@ from pathlib import Path
 
 import pytest
 
-from gravix import durable
 from gravix.errors import ConfigError, LockHeld
+from gravix.storage import durable
 
 
 @pytest.fixture(autouse=True)
@@ -158,7 +158,7 @@ def test_append_write_and_fsync_reach_the_hook_with_their_path(tmp_path: Path) -
 HOLDER = """
 import sys, time
 from pathlib import Path
-from gravix.durable import FileLock
+from gravix.storage.durable import FileLock
 lock = FileLock(Path(sys.argv[1]), "test holder").acquire()
 print("held", flush=True)
 time.sleep(60)
@@ -318,7 +318,7 @@ def test_empty_fault_plan_installs_nothing(tmp_path: Path) -> None:
 KILLED = """
 import json, os, sys
 from pathlib import Path
-from gravix import durable
+from gravix.storage import durable
 durable.install_fault_plan(json.dumps([{"op": "replace", "action": "kill", "skip": 1}]))
 root = Path(sys.argv[1])
 durable.atomic_write(root / "first", b"1")
@@ -341,7 +341,7 @@ def test_kill_action_ends_the_process_at_the_chosen_operation(tmp_path: Path) ->
 NO_SPACE_FOR_NOTES = """
 import resource, signal, sys
 from pathlib import Path
-from gravix.durable import FileLock
+from gravix.storage.durable import FileLock
 from gravix.errors import LockHeld
 signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
 resource.setrlimit(resource.RLIMIT_FSIZE, (0, 0))  # every write that grows a file fails

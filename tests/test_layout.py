@@ -8,9 +8,9 @@ from pathlib import Path
 
 import pytest
 
-from gravix import layout
 from gravix.errors import UnsafePath
-from gravix.layout import Hour
+from gravix.storage import layout
+from gravix.storage.layout import Hour
 
 ROOT = Path("/data")
 H = Hour(date(2026, 2, 16), 10)

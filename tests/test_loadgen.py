@@ -15,10 +15,18 @@ from pathlib import Path
 import duckdb
 import pytest
 
-from gravix import layout
+from gravix import schema
 from gravix.errors import ConfigError, GravixError
-from gravix.loadgen import Incident, Traffic, parse_duration, run_loadgen, service_names, uuid7
 from gravix.schema import Validator
+from gravix.storage import layout
+from gravix.tools.loadgen import (
+    Incident,
+    Traffic,
+    parse_duration,
+    run_loadgen,
+    service_names,
+    uuid7,
+)
 from serverutil import free_port, running_server
 
 
@@ -150,11 +158,11 @@ def test_summary_counts_match_the_lines_the_server_stored(data_root: Path) -> No
     assert summary.sent == 4321
     assert summary.acknowledged + summary.rejected + summary.failed == summary.sent
     assert (summary.rejected, summary.failed) == (0, 0)
-    assert _stored(data_root, layout.REQUEST_FACTS) == (summary.acknowledged, summary.acknowledged)
+    assert _stored(data_root, schema.REQUEST_FACTS) == (summary.acknowledged, summary.acknowledged)
     assert summary.events_acknowledged == summary.events_sent > 0
-    assert _stored(data_root, layout.SERVICE_EVENTS) == (summary.events_sent, summary.events_sent)
+    assert _stored(data_root, schema.SERVICE_EVENTS) == (summary.events_sent, summary.events_sent)
     # Back-dated facts land in the hours they claim: three hours of event time.
-    assert len(layout.raw_hours(data_root, layout.REQUEST_FACTS)) >= 3
+    assert len(layout.raw_hours(data_root, schema.REQUEST_FACTS)) >= 3
 
 
 def test_paced_run_sends_rate_times_duration_and_never_runs_ahead(data_root: Path) -> None:
@@ -210,7 +218,7 @@ def test_cli_json_summary_and_exit_code(data_root: Path) -> None:
     report = json.loads(proc.stdout)
     assert report["sent"] == report["acknowledged"] == 500
     assert report["incidents"][0]["path"] == "/checkout"
-    assert _stored(data_root, layout.REQUEST_FACTS)[0] == 500
+    assert _stored(data_root, schema.REQUEST_FACTS)[0] == 500
 
 
 def test_cli_bad_incident_is_a_usage_error() -> None:
@@ -241,4 +249,4 @@ def test_a_rate_limited_server_slows_loadgen_down_without_losing_facts(data_root
     # 30 batches against 10 requests/s (burst 20): some were told to wait, then got in.
     assert summary.retries > 0
     assert (summary.acknowledged, summary.failed) == (1500, 0)
-    assert _stored(data_root, layout.REQUEST_FACTS) == (1500, 1500)
+    assert _stored(data_root, schema.REQUEST_FACTS) == (1500, 1500)

@@ -12,11 +12,12 @@ from typing import Any
 import polars as pl
 import pytest
 
-from gravix import layout
+from gravix import schema
 from gravix.errors import ConfigError, QueryError
 from gravix.query import parse_when, prepare_sql, resolve_window, run_sql
 from gravix.query.tables import referenced_tables, rewrite_names
 from gravix.query.times import default_step
+from gravix.storage import layout
 from test_query_support import (
     START,
     build_warehouse,
@@ -149,7 +150,7 @@ def three_days(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict[str
     root = tmp_path_factory.mktemp("three-days") / "data"
     for day in range(3):
         facts = make_facts(start=START + timedelta(days=day), minutes=90, seed=day)
-        write_raw(root, layout.REQUEST_FACTS, facts, seed=day)
+        write_raw(root, schema.REQUEST_FACTS, facts, seed=day)
     build_warehouse(root)
     source = duck_sources(root)["request_metrics_minute"]
     con = duck()

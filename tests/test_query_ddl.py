@@ -11,9 +11,10 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from gravix import layout
+from gravix import schema
 from gravix.query import trino_ddl
 from gravix.schema import RAW_COLUMNS
+from gravix.storage import layout
 from test_query_support import build_warehouse, populate
 
 
@@ -88,7 +89,7 @@ def test_warehouse_tables_match_their_parquet_schema_and_partitions(root: Path) 
 
 def test_raw_tables_declare_the_raw_columns_and_both_partition_levels(root: Path) -> None:
     tables = parse(trino_ddl(root))
-    for topic in layout.TOPICS:
+    for topic in schema.TOPICS:
         columns = tables[topic]["columns"]
         assert [c for c, _ in columns] == [*RAW_COLUMNS[topic], "event_day", "hour"]
         assert tables[topic]["options"]["partitioned_by"] == "ARRAY['event_day', 'hour']"

@@ -11,9 +11,9 @@ from typing import Any
 
 import pytest
 
-from gravix import sketch
 from gravix.errors import ConfigError, QueryError
 from gravix.query import apdex, deploy_compare, endpoint_drilldown, service_health, top_endpoints
+from gravix.schema import sketch
 from test_query_support import (
     DEPLOY_COMPLETED,
     DEPLOY_STARTED,

@@ -15,7 +15,8 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from gravix import layout
+from gravix import schema
+from gravix.storage import layout
 
 START = datetime(2026, 2, 16, 8, 0, tzinfo=UTC)
 DEPLOY_STARTED = datetime(2026, 2, 16, 10, 0, 12, tzinfo=UTC)
@@ -130,11 +131,11 @@ def write_raw(
 def populate(root: Path, *, minutes: int = 240, per_minute: int = 12) -> None:
     write_raw(
         root,
-        layout.REQUEST_FACTS,
+        schema.REQUEST_FACTS,
         make_facts(minutes=minutes, per_minute=per_minute),
         duplicates=40,
     )
-    write_raw(root, layout.SERVICE_EVENTS, make_events())
+    write_raw(root, schema.SERVICE_EVENTS, make_events())
 
 
 def build_warehouse(root: Path) -> None:
@@ -168,15 +169,15 @@ def duck() -> Any:
 def duck_sources(root: Path) -> dict[str, str]:
     """DuckDB table expressions reading the same files the query layer reads."""
     return {
-        "request_facts": f"read_json('{layout.raw_glob(root, layout.REQUEST_FACTS)}', "
+        "request_facts": f"read_json('{layout.raw_glob(root, schema.REQUEST_FACTS)}', "
         f"format='newline_delimited', columns={FACT_COLUMNS}, hive_partitioning=false)",
-        "service_events": f"read_json('{layout.raw_glob(root, layout.SERVICE_EVENTS)}', "
+        "service_events": f"read_json('{layout.raw_glob(root, schema.SERVICE_EVENTS)}', "
         f"format='newline_delimited', columns={EVENT_COLUMNS}, hive_partitioning=false)",
         "request_metrics_minute": "read_parquet('"
-        + layout.warehouse_glob(root, layout.REQUEST_METRICS_MINUTE)
+        + layout.warehouse_glob(root, schema.REQUEST_METRICS_MINUTE)
         + "', hive_partitioning=true)",
         "service_events_daily": "read_parquet('"
-        + layout.warehouse_glob(root, layout.SERVICE_EVENTS_DAILY)
+        + layout.warehouse_glob(root, schema.SERVICE_EVENTS_DAILY)
         + "', hive_partitioning=true)",
     }
 

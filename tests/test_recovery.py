@@ -14,9 +14,10 @@ from pathlib import Path
 
 import pytest
 
-from gravix import durable, recovery
-from gravix.layout import is_tmp
+from gravix.ops import recovery
 from gravix.schema import Validator
+from gravix.storage import durable, orphans, publish
+from gravix.storage.layout import is_tmp
 
 BASE = datetime(2026, 2, 16, 9, 58, tzinfo=UTC)
 
@@ -72,7 +73,7 @@ def test_publish_sealed_splits_lines_by_event_hour_with_bytes_unchanged(data_roo
     lines = fact_lines(300)  # 09:58 + 300 × 37 s spans five event hours
     sealed = write_buffer(data_root, "sealed-abc123.jsonl", b"".join(lines))
 
-    report = recovery.publish_sealed(data_root, "request_facts", sealed)
+    report = publish.publish_sealed(data_root, "request_facts", sealed)
 
     assert report is not None
     assert not sealed.exists()
@@ -94,12 +95,12 @@ def test_publish_sealed_returns_none_while_another_open_file_holds_the_lock(
     fd = os.open(sealed, os.O_RDONLY)
     try:
         fcntl.flock(fd, fcntl.LOCK_EX)
-        assert recovery.publish_sealed(data_root, "request_facts", sealed) is None
+        assert publish.publish_sealed(data_root, "request_facts", sealed) is None
         assert sealed.exists()
         assert raw_content(data_root) == {}
     finally:
         os.close(fd)
-    assert recovery.publish_sealed(data_root, "request_facts", sealed) is not None
+    assert publish.publish_sealed(data_root, "request_facts", sealed) is not None
 
 
 def test_publish_sealed_drops_a_torn_tail_and_keeps_its_bytes_in_quarantine(
@@ -109,7 +110,7 @@ def test_publish_sealed_drops_a_torn_tail_and_keeps_its_bytes_in_quarantine(
     torn = lines[-1][:25]
     sealed = write_buffer(data_root, "sealed-torn.jsonl", b"".join(lines[:-1]) + torn)
 
-    report = recovery.publish_sealed(data_root, "request_facts", sealed)
+    report = publish.publish_sealed(data_root, "request_facts", sealed)
 
     assert report is not None
     assert report.lines == 9
@@ -127,7 +128,7 @@ def test_publish_sealed_quarantines_damage_in_the_middle_and_keeps_the_rest(
     data = b"".join(lines[:5] + damaged[:1] + lines[6:12] + damaged[1:] + lines[12:])
     sealed = write_buffer(data_root, "sealed-mid.jsonl", data)
 
-    report = recovery.publish_sealed(data_root, "request_facts", sealed)
+    report = publish.publish_sealed(data_root, "request_facts", sealed)
 
     assert report is not None
     assert (report.lines, report.damaged_lines, report.torn_tail_lines) == (19, 2, 0)
@@ -154,7 +155,7 @@ def _publish_crashing_at(root: Path, sealed: Path, crash_at: int) -> int:
 
     previous = durable.set_hook(hook)
     try:
-        recovery.publish_sealed(root, "request_facts", sealed)
+        publish.publish_sealed(root, "request_facts", sealed)
     except Crash:
         pass
     finally:
@@ -178,7 +179,7 @@ def test_publish_redone_after_a_crash_at_any_operation_stores_each_line_once(
         if crash_at < total:
             assert sealed.exists()  # nothing is removed before everything is durable
 
-        report = recovery.publish_sealed(root, "request_facts", sealed)
+        report = publish.publish_sealed(root, "request_facts", sealed)
 
         assert not sealed.exists()
         assert report is not None or crash_at == total
@@ -210,9 +211,9 @@ def test_recover_buffers_moves_orphans_and_leaves_a_live_servers_file_alone(
     holder = subprocess.Popen([sys.executable, "-c", HOLDER, str(live)], stdout=subprocess.PIPE)
     try:
         assert holder.stdout is not None and holder.stdout.readline() == b"locked\n"
-        assert set(recovery.find_orphans(data_root)) == {dead, sealed}
+        assert set(orphans.find_orphans(data_root)) == {dead, sealed}
 
-        report = recovery.recover_buffers(data_root)
+        report = orphans.recover_buffers(data_root)
 
         assert live.read_bytes() == b"".join(lines[40:])
         assert report.skipped_live == [live]
@@ -229,7 +230,7 @@ def test_recover_buffers_moves_orphans_and_leaves_a_live_servers_file_alone(
     assert {Path(name).name for name in raw_content(data_root)} == {"dead1.jsonl", "rot1.jsonl"}
 
     # the server died: its file is now an orphan too
-    again = recovery.recover_buffers(data_root)
+    again = orphans.recover_buffers(data_root)
     assert again.activated == [live] and again.lines == 20
     all_lines = [line for file_lines in raw_content(data_root).values() for line in file_lines]
     assert Counter(all_lines) == Counter(lines)
@@ -246,7 +247,7 @@ def test_recover_buffers_dry_run_reports_the_plan_and_changes_nothing(data_root:
         return {str(p): p.read_bytes() for p in data_root.rglob("*") if p.is_file()}
 
     before = snapshot()
-    report = recovery.recover_buffers(data_root, dry_run=True)
+    report = orphans.recover_buffers(data_root, dry_run=True)
 
     assert snapshot() == before
     assert sorted(p.name for p in data_root.rglob("*")) == sorted(
@@ -260,8 +261,8 @@ def test_an_empty_orphaned_active_file_is_removed_without_raw_output(data_root: 
     # A live server's active file is locked before it gets its name (buffer._open_active),
     # so an unlocked one, even brand new and empty, is an orphan.
     fresh = write_buffer(data_root, "active-fresh.jsonl", b"")
-    assert recovery.find_orphans(data_root) == [fresh]
-    report = recovery.recover_buffers(data_root)
+    assert orphans.find_orphans(data_root) == [fresh]
+    report = orphans.recover_buffers(data_root)
     assert report.lines == 0 and not fresh.exists()
     assert raw_content(data_root) == {}
 
@@ -271,7 +272,7 @@ def test_recover_buffers_reports_progress_per_file(data_root: Path) -> None:
         write_buffer(data_root, f"sealed-g{i}.jsonl", b"".join(fact_lines(3)))
     calls: list[tuple[str, int, int]] = []
 
-    recovery.recover_buffers(data_root, progress=lambda *a: calls.append(a))
+    orphans.recover_buffers(data_root, progress=lambda *a: calls.append(a))
 
     assert calls == [("buffer files", done, 5) for done in range(6)]
 
@@ -296,7 +297,7 @@ def test_recovery_never_follows_a_symlink_out_of_the_data_root(tmp_path: Path) -
     (root / "state" / "elsewhere").symlink_to(outside)
 
     with pytest.raises(UnsafePath):
-        recovery.publish_sealed(root, "request_facts", sealed)
+        publish.publish_sealed(root, "request_facts", sealed)
     report = recovery.run_recover(root=root, dry_run=True)
 
     assert sealed.exists()  # kept until it can be published safely

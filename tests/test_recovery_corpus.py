@@ -10,7 +10,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from gravix import recovery
+from gravix.storage import orphans, publish
 from test_recovery import fact_lines, raw_content, write_buffer
 
 LINES = fact_lines(40)
@@ -86,7 +86,7 @@ def test_damaged_buffer_file_is_handled_with_counts(data_root: Path, name: str) 
     case = CORPUS[name]
     sealed = write_buffer(data_root, "sealed-case.jsonl", case.data)
 
-    report = recovery.publish_sealed(data_root, "request_facts", sealed)
+    report = publish.publish_sealed(data_root, "request_facts", sealed)
 
     assert report is not None and not sealed.exists()
     assert Counter(kept_lines(data_root)) == Counter(case.kept)
@@ -106,7 +106,7 @@ def test_the_whole_corpus_recovered_at_once_sums_the_counts(data_root: Path) -> 
     for i, case in enumerate(CORPUS.values()):
         write_buffer(data_root, f"sealed-c{i}.jsonl", case.data)
 
-    report = recovery.recover_buffers(data_root)
+    report = orphans.recover_buffers(data_root)
 
     assert report.lines == sum(len(c.kept) for c in CORPUS.values())
     assert report.torn_tail_lines == sum(c.torn for c in CORPUS.values())
@@ -133,7 +133,7 @@ def test_any_corruption_keeps_every_byte_in_raw_or_quarantine(
     root = tmp_path_factory.mktemp("fuzz")
     sealed = write_buffer(root, "sealed-fuzz.jsonl", damaged)
 
-    report = recovery.publish_sealed(root, "request_facts", sealed)
+    report = publish.publish_sealed(root, "request_facts", sealed)
 
     assert report is not None and not sealed.exists()
     kept = kept_lines(root)

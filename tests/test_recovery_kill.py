@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from gravix.layout import is_tmp
+from gravix.storage.layout import is_tmp
 from test_recovery import fact_lines, raw_content
 
 

@@ -15,7 +15,9 @@ from pathlib import Path
 import duckdb
 import pytest
 
-from gravix import recovery, rollup
+from gravix import rollup
+from gravix.ops import recovery
+from gravix.storage import orphans
 from test_recovery import fact_lines, uuid7, write_buffer
 
 HOURLY = "request_metrics_minute"
@@ -43,7 +45,7 @@ def rows(path: Path) -> list[tuple[object, ...]]:
 def built(data_root: Path) -> Iterator[Path]:
     """Four hours of facts in raw, rolled up."""
     write_buffer(data_root, "sealed-w1.jsonl", b"".join(fact_lines(400)))
-    recovery.recover_buffers(data_root)
+    orphans.recover_buffers(data_root)
     rollup.run_rollup(root=data_root)
     assert len(list(warehouse(data_root).glob("*.parquet"))) == 6
     yield data_root
@@ -227,7 +229,7 @@ def test_an_unreadable_daily_file_is_rebuilt_from_every_hour_of_its_day(data_roo
         validator = Validator("service_events", clock=lambda m=moment: m.timestamp())
         lines.append(validator.one(body).line + b"\n")
     write_buffer(data_root, "sealed-ev1.jsonl", b"".join(lines), topic="service_events")
-    recovery.recover_buffers(data_root)
+    orphans.recover_buffers(data_root)
     rollup.run_rollup(root=data_root)
     daily = data_root / "warehouse" / "service_events_daily" / "event_day=2026-02-16"
     target = daily / "part-day.parquet"

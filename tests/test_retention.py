@@ -12,8 +12,9 @@ from pathlib import Path
 
 import pytest
 
-from gravix import durable, retention
 from gravix.errors import ConfigError
+from gravix.ops import retention
+from gravix.storage import durable
 
 TODAY = date(2026, 2, 16)
 SPAN = 45  # days of data, today included
@@ -167,7 +168,7 @@ def test_symlinks_inside_the_root_pointing_outside_are_never_followed(tmp_path: 
 ROLLUP_STANDIN = """
 import sys, time
 from pathlib import Path
-from gravix import durable, layout
+from gravix.storage import durable, layout
 root, day = Path(sys.argv[1]), sys.argv[2]
 with durable.FileLock(layout.lock_path(root, "rollup"), "rollup"):
     print("locked", flush=True)

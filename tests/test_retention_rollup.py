@@ -13,7 +13,8 @@ from pathlib import Path
 
 import duckdb
 
-from gravix import retention, rollup
+from gravix import rollup
+from gravix.ops import retention
 from test_recovery import fact_lines
 
 TABLE = "request_metrics_minute"

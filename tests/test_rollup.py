@@ -14,10 +14,12 @@ import polars as pl
 import pyarrow.parquet as pq
 import pytest
 
-from gravix import layout, sketch
+from gravix import schema
 from gravix.errors import ConfigError
-from gravix.layout import Hour
 from gravix.rollup import plan_hours, rebuild_hours, recent_runs, run_rollup
+from gravix.schema import sketch
+from gravix.storage import layout
+from gravix.storage.layout import Hour
 from rollup_facts import Facts, event_line, fact_line, generate, stamp
 
 DAY1 = date(2026, 2, 16)
@@ -37,7 +39,7 @@ def connect() -> duckdb.DuckDBPyConnection:
 
 
 def raw_facts(con: duckdb.DuckDBPyConnection, root: Path) -> None:
-    glob = layout.raw_glob(root, layout.REQUEST_FACTS)
+    glob = layout.raw_glob(root, schema.REQUEST_FACTS)
     con.execute(
         "CREATE OR REPLACE TABLE facts AS SELECT DISTINCT ON (event_id) * FROM "
         f"read_json('{glob}', format = 'newline_delimited', columns = {RAW_COLUMNS})"
@@ -45,7 +47,7 @@ def raw_facts(con: duckdb.DuckDBPyConnection, root: Path) -> None:
 
 
 def metrics_view(con: duckdb.DuckDBPyConnection, root: Path) -> None:
-    glob = layout.warehouse_glob(root, layout.REQUEST_METRICS_MINUTE)
+    glob = layout.warehouse_glob(root, schema.REQUEST_METRICS_MINUTE)
     con.execute(
         "CREATE OR REPLACE VIEW metrics AS SELECT * FROM "
         f"read_parquet('{glob}', hive_partitioning = true)"
@@ -191,7 +193,7 @@ def test_late_facts_rebuild_exactly_their_hour_and_still_match_duckdb(built: Pat
         moment = old.start + timedelta(milliseconds=rng.randrange(3_600_000))
         late.add(old, "late-000", fact_line(rng, moment))
     # a copy of a fact already stored in another file of that hour is still one fact
-    first_file = layout.raw_files(layout.raw_hour_dir(built, layout.REQUEST_FACTS, old))[0]
+    first_file = layout.raw_files(layout.raw_hour_dir(built, schema.REQUEST_FACTS, old))[0]
     late.add(old, "late-000", first_file.read_bytes().splitlines()[0])
     late.write(built)
     new_hour = Hour(DAY2, 5)
@@ -199,13 +201,13 @@ def test_late_facts_rebuild_exactly_their_hour_and_still_match_duckdb(built: Pat
 
     plan = {(p.table, p.hour, p.reason) for p in plan_hours(built)}
     assert plan == {
-        (layout.REQUEST_METRICS_MINUTE, old, "changed"),
-        (layout.REQUEST_METRICS_MINUTE, new_hour, "new"),
+        (schema.REQUEST_METRICS_MINUTE, old, "changed"),
+        (schema.REQUEST_METRICS_MINUTE, new_hour, "new"),
     }
     summary = run_rollup(root=built)
     assert {(h.table, h.hour) for h in summary.hours} == {
-        (layout.REQUEST_METRICS_MINUTE, old),
-        (layout.REQUEST_METRICS_MINUTE, new_hour),
+        (schema.REQUEST_METRICS_MINUTE, old),
+        (schema.REQUEST_METRICS_MINUTE, new_hour),
     }
     assert assert_matches_duckdb(built) > 1000
     again = run_rollup(root=built)
@@ -214,7 +216,7 @@ def test_late_facts_rebuild_exactly_their_hour_and_still_match_duckdb(built: Pat
 
 
 def _inodes(root: Path) -> dict[str, int]:
-    base = layout.warehouse_table_dir(root, layout.REQUEST_METRICS_MINUTE)
+    base = layout.warehouse_table_dir(root, schema.REQUEST_METRICS_MINUTE)
     return {str(p.relative_to(base)): p.stat().st_ino for p in base.rglob("*.parquet")}
 
 
@@ -223,7 +225,7 @@ def test_runbook_window_recomputes_exactly_that_hour(built: Path) -> None:
     summary = run_rollup(root=built, start="2026-02-16T10:00:00Z", end="2026-02-16T11:00:00Z")
     assert not summary.widened
     assert [(h.table, h.hour) for h in summary.hours] == [
-        (layout.REQUEST_METRICS_MINUTE, Hour(DAY1, 10))
+        (schema.REQUEST_METRICS_MINUTE, Hour(DAY1, 10))
     ]
     after = _inodes(built)
     assert before.keys() == after.keys()
@@ -261,7 +263,7 @@ def test_tables_have_design_columns_types_hive_partitions_and_zstd(built: Path) 
         for _ in range(5):
             moment = hour.start + timedelta(seconds=rng.randrange(3600))
             events.add(hour, "e000", event_line(rng, moment, "deploy_started", "checkout"))
-    events.write(built, layout.SERVICE_EVENTS)
+    events.write(built, schema.SERVICE_EVENTS)
     run_rollup(root=built)
     con = connect()
     expected_request = {
@@ -294,8 +296,8 @@ def test_tables_have_design_columns_types_hive_partitions_and_zstd(built: Path) 
         "event_day": "DATE",
     }
     for table, expected in (
-        (layout.REQUEST_METRICS_MINUTE, expected_request),
-        (layout.SERVICE_EVENTS_DAILY, expected_daily),
+        (schema.REQUEST_METRICS_MINUTE, expected_request),
+        (schema.SERVICE_EVENTS_DAILY, expected_daily),
     ):
         glob = layout.warehouse_glob(built, table)
         described = con.execute(
@@ -316,7 +318,7 @@ def test_tables_have_design_columns_types_hive_partitions_and_zstd(built: Path) 
             }
             assert codecs == {"ZSTD"}
     # rows sorted by service, then bucket_start, within each file
-    for path in layout.warehouse_table_dir(built, layout.REQUEST_METRICS_MINUTE).rglob("*.parquet"):
+    for path in layout.warehouse_table_dir(built, schema.REQUEST_METRICS_MINUTE).rglob("*.parquet"):
         keys = pl.read_parquet(path).select("service", "bucket_start").rows()
         assert keys == sorted(keys)
 
@@ -336,19 +338,19 @@ def test_service_events_daily_equals_duckdb_across_hours_of_a_day(data_root: Pat
             )
             for _ in range(rng.choice((1, 1, 2, 3))):
                 events.add(hour, f"e{rng.randrange(2):03d}", line)
-    events.write(data_root, layout.SERVICE_EVENTS)
+    events.write(data_root, schema.SERVICE_EVENTS)
     run_rollup(root=data_root, tables="service_events_daily")
     # late events for one hour of the first day: the day's rows are recomputed
     late = Facts()
     for _ in range(7):
         moment = HOURS[0].start + timedelta(seconds=rng.randrange(3600))
         late.add(HOURS[0], "late", event_line(rng, moment, "restart", "frontend"))
-    late.write(data_root, layout.SERVICE_EVENTS)
+    late.write(data_root, schema.SERVICE_EVENTS)
     summary = run_rollup(root=data_root)
     assert {h.hour for h in summary.hours if h.reason == "changed"} == {HOURS[0]}
     con = connect()
-    raw = layout.raw_glob(data_root, layout.SERVICE_EVENTS)
-    glob = layout.warehouse_glob(data_root, layout.SERVICE_EVENTS_DAILY)
+    raw = layout.raw_glob(data_root, schema.SERVICE_EVENTS)
+    glob = layout.warehouse_glob(data_root, schema.SERVICE_EVENTS_DAILY)
     reference = con.execute(f"""
         SELECT CAST(event_time AS DATE), service, event_type, count(*), min(event_time),
           max(event_time)
@@ -366,7 +368,7 @@ def test_service_events_daily_equals_duckdb_across_hours_of_a_day(data_root: Pat
 
 
 def _write_lines(root: Path, hour: Hour, name: str, lines: list[bytes], tail: bytes = b"") -> None:
-    path = layout.raw_file_path(root, layout.REQUEST_FACTS, hour, name)
+    path = layout.raw_file_path(root, schema.REQUEST_FACTS, hour, name)
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_bytes(b"".join(line + b"\n" for line in lines) + tail)
 
@@ -430,9 +432,9 @@ def test_torn_and_invalid_lines_are_counted_skipped_and_recorded(data_root: Path
 
 def test_hour_whose_raw_files_are_all_gone_keeps_its_rows(built: Path) -> None:
     gone = Hour(DAY1, 9)
-    for path in layout.raw_files(layout.raw_hour_dir(built, layout.REQUEST_FACTS, gone)):
+    for path in layout.raw_files(layout.raw_hour_dir(built, schema.REQUEST_FACTS, gone)):
         path.unlink()
-    output = layout.warehouse_hour_file(built, layout.REQUEST_METRICS_MINUTE, gone)
+    output = layout.warehouse_hour_file(built, schema.REQUEST_METRICS_MINUTE, gone)
     assert output.exists()
     assert [(p.hour, p.reason) for p in plan_hours(built)] == [(gone, "removed")]
     run_rollup(root=built)
@@ -442,7 +444,7 @@ def test_hour_whose_raw_files_are_all_gone_keeps_its_rows(built: Path) -> None:
 
 def test_deleted_parquet_is_planned_as_missing_and_rebuilt(built: Path) -> None:
     hour = Hour(DAY2, 0)
-    output = layout.warehouse_hour_file(built, layout.REQUEST_METRICS_MINUTE, hour)
+    output = layout.warehouse_hour_file(built, schema.REQUEST_METRICS_MINUTE, hour)
     output.unlink()
     assert [(p.hour, p.reason) for p in plan_hours(built)] == [(hour, "missing")]
     run_rollup(root=built)
@@ -452,9 +454,9 @@ def test_deleted_parquet_is_planned_as_missing_and_rebuilt(built: Path) -> None:
 
 def test_rebuild_hours_rewrites_the_given_hours(built: Path) -> None:
     hour = Hour(DAY1, 23)
-    output = layout.warehouse_hour_file(built, layout.REQUEST_METRICS_MINUTE, hour)
+    output = layout.warehouse_hour_file(built, schema.REQUEST_METRICS_MINUTE, hour)
     output.write_bytes(b"PAR1 corrupt")
-    summary = rebuild_hours(built, layout.REQUEST_METRICS_MINUTE, [hour])
+    summary = rebuild_hours(built, schema.REQUEST_METRICS_MINUTE, [hour])
     assert [h.hour for h in summary.hours] == [hour]
     assert assert_matches_duckdb(built) > 1000
 

@@ -18,10 +18,11 @@ from pathlib import Path
 import duckdb
 import pytest
 
-from gravix import durable, layout
+from gravix import schema
 from gravix.errors import LockHeld
-from gravix.layout import Hour
 from gravix.rollup import LOCK_NAME, run_rollup
+from gravix.storage import durable, layout
+from gravix.storage.layout import Hour
 from rollup_facts import Facts, event_line, generate
 from test_rollup import DAY1, DAY2
 
@@ -70,14 +71,14 @@ def _raw_facts(root: Path, rng: random.Random, prefix: str, per_hour: int) -> No
         for _ in range(10):
             moment = hour.start + timedelta(seconds=rng.randrange(3600))
             events.add(hour, f"{prefix}-e", event_line(rng, moment, "deploy_started"))
-    events.write(root, layout.SERVICE_EVENTS)
+    events.write(root, schema.SERVICE_EVENTS)
 
 
 def _totals(root: Path) -> tuple[dict[str, int], dict[str, int]]:
     con = duckdb.connect()
     con.execute("SET TimeZone = 'UTC'")
-    metrics = layout.warehouse_glob(root, layout.REQUEST_METRICS_MINUTE)
-    daily = layout.warehouse_glob(root, layout.SERVICE_EVENTS_DAILY)
+    metrics = layout.warehouse_glob(root, schema.REQUEST_METRICS_MINUTE)
+    daily = layout.warehouse_glob(root, schema.SERVICE_EVENTS_DAILY)
     hours = con.execute(
         "SELECT strftime(date_trunc('hour', bucket_start), '%Y-%m-%dT%H'), sum(request_count) "
         f"FROM read_parquet('{metrics}', hive_partitioning = true) GROUP BY 1"
@@ -91,8 +92,8 @@ def _totals(root: Path) -> tuple[dict[str, int], dict[str, int]]:
 
 def _table_rows(root: Path) -> tuple[list[tuple[object, ...]], list[tuple[object, ...]]]:
     con = duckdb.connect()
-    metrics = layout.warehouse_glob(root, layout.REQUEST_METRICS_MINUTE)
-    daily = layout.warehouse_glob(root, layout.SERVICE_EVENTS_DAILY)
+    metrics = layout.warehouse_glob(root, schema.REQUEST_METRICS_MINUTE)
+    daily = layout.warehouse_glob(root, schema.SERVICE_EVENTS_DAILY)
     return (
         con.execute(
             f"SELECT * FROM read_parquet('{metrics}', hive_partitioning = true) ORDER BY ALL"
@@ -192,7 +193,7 @@ def test_sigkill_at_random_points_never_shows_an_hour_missing_or_doubled(
 HOLDER = textwrap.dedent("""
     import sys, time
     from pathlib import Path
-    from gravix import durable, layout
+    from gravix.storage import durable, layout
     lock = durable.FileLock(layout.lock_path(Path(sys.argv[1]), "rollup"), "test holder")
     lock.acquire()
     print("held", flush=True)

@@ -1,4 +1,4 @@
-"""`gravix ingest-server` flags reach :func:`gravix.server.serve` (mocked here; the server
+"""`gravix ingest-server` flags reach :func:`gravix.ingest.process.serve` (mocked here; the server
 itself is exercised for real in the other test_server_* modules)."""
 
 from __future__ import annotations
@@ -9,8 +9,8 @@ from typing import Any
 import pytest
 from typer.testing import CliRunner
 
-from gravix import server
 from gravix.cli import app
+from gravix.ingest import process as server
 
 ENV = {"API_KEY": "", "GRAVIX_API_KEYS": "", "GRAVIX_DATA_DIR": "", "GRAVIX_PORT": "",
        "GRAVIX_ROTATE_SECONDS": "", "GRAVIX_ROTATE_BYTES": "", "GRAVIX_RATE_LIMIT": ""}  # fmt: skip

@@ -14,7 +14,7 @@ from pathlib import Path
 import httpx
 import psutil
 
-from gravix import durable
+from gravix.storage import durable
 from serverutil import (
     fact,
     free_port,

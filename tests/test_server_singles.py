@@ -12,11 +12,11 @@ from typing import Any
 
 import pytest
 
-from gravix import durable
-from gravix.buffer import CommitStats
 from gravix.errors import StorageError, ValidationError
+from gravix.ingest.buffer import CommitStats
+from gravix.ingest.singles import GATHER_TURNS, SingleEvents
 from gravix.schema import Validator
-from gravix.server import GATHER_TURNS, SingleEvents
+from gravix.storage import durable
 from serverutil import fact, open_buffer, raw_lines
 
 TOPIC = "request_facts"

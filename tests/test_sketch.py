@@ -9,8 +9,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from gravix import sketch
-from gravix.sketch import (
+from gravix.schema import sketch
+from gravix.schema.sketch import (
     GAMMA,
     RELATIVE_ERROR,
     SCALE,

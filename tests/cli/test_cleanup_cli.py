@@ -11,8 +11,8 @@ from typing import Any
 import pytest
 from typer.testing import CliRunner
 
-from gravix import retention
 from gravix.cli import app
+from gravix.ops import retention
 
 ENV = {
     "GRAVIX_DATA_DIR": "",

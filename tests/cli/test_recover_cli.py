@@ -12,8 +12,9 @@ from typing import Any
 import pytest
 from typer.testing import CliRunner
 
-from gravix import recovery
 from gravix.cli import app
+from gravix.ops import recovery
+from gravix.storage.orphans import BufferRecoveryReport
 from test_recovery import fact_lines, raw_content, write_buffer
 
 ENV = {"GRAVIX_DATA_DIR": "", "GRAVIX_CONSOLE_WIDTH": "200", "NO_COLOR": "1"}
@@ -42,7 +43,7 @@ def test_flags_reach_the_library(monkeypatch: pytest.MonkeyPatch, data_root: Pat
             root=kwargs["root"],
             dry_run=kwargs["dry_run"],
             deep=kwargs["deep"],
-            buffers=recovery.BufferRecoveryReport(dry_run=kwargs["dry_run"]),
+            buffers=BufferRecoveryReport(dry_run=kwargs["dry_run"]),
         )
 
     monkeypatch.setattr(recovery, "run_recover", spy)

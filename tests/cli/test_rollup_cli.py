@@ -11,7 +11,7 @@ from typing import Any
 from typer.testing import CliRunner
 
 from gravix.cli import app
-from gravix.layout import Hour
+from gravix.storage.layout import Hour
 from rollup_facts import generate
 from test_rollup import DAY1
 

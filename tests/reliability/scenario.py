@@ -16,7 +16,8 @@ from typing import Any
 
 from relutil import line_problems, uuid7
 
-from gravix import durable, layout, schema
+from gravix import schema
+from gravix.storage import durable, layout
 
 TOPIC = "request_facts"
 
@@ -58,7 +59,7 @@ def run_append_rotate_rollup(
 ) -> None:
     """Append each batch (one group commit each), recording acknowledged event ids in
     ``acks`` as soon as the append returns; then rotate into raw and run a rollup."""
-    from gravix.buffer import TopicBuffer
+    from gravix.ingest.buffer import TopicBuffer
 
     async def main() -> None:
         buf = TopicBuffer(root, TOPIC, rotate_seconds=3600, rotate_bytes=1 << 40)
@@ -122,7 +123,7 @@ def raw_ids(root: Path) -> tuple[Counter[str], list[str]]:
     """Event ids of every raw line, and what is wrong with any line (oracle problems)."""
     ids: Counter[str] = Counter()
     problems: list[str] = []
-    for topic in layout.TOPICS:
+    for topic in schema.TOPICS:
         for _hour, hour_dir in layout.raw_hours(root, topic).items():
             for path in layout.raw_files(hour_dir):
                 data = path.read_bytes()
@@ -151,7 +152,7 @@ def warehouse_counts_by_hour(root: Path) -> dict[str, int]:
     """request_count per hour as DuckDB reads the warehouse (every file must be readable)."""
     import duckdb
 
-    base = layout.warehouse_table_dir(root, layout.REQUEST_METRICS_MINUTE)
+    base = layout.warehouse_table_dir(root, schema.REQUEST_METRICS_MINUTE)
     files = sorted(base.rglob("*.parquet")) if base.is_dir() else []
     out: dict[str, int] = {}
     con = duckdb.connect()

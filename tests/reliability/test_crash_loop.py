@@ -16,9 +16,9 @@ from pathlib import Path
 import pytest
 from scenario import raw_counts_by_hour, raw_ids, read_acks, warehouse_counts_by_hour
 
-from gravix import layout
-from gravix.recovery import recover_buffers
 from gravix.rollup import run_rollup
+from gravix.storage import layout
+from gravix.storage.orphans import recover_buffers
 from serverutil import free_port, server_env, start_server
 
 SCALE = float(os.environ.get("GRAVIX_RELIABILITY_SCALE", "1"))

@@ -22,8 +22,8 @@ from scenario import (
     warehouse_counts_by_hour,
 )
 
-from gravix.recovery import recover_buffers
 from gravix.rollup import run_rollup
+from gravix.storage.orphans import recover_buffers
 
 SCALE = float(os.environ.get("GRAVIX_RELIABILITY_SCALE", "1"))
 
@@ -34,7 +34,7 @@ def ctx() -> Iterator[multiprocessing.context.ForkServerContext]:
     # cheap, without forking the test process (whose threads a fork would not carry).
     context = multiprocessing.get_context("forkserver")
     context.set_forkserver_preload(
-        ["gravix.buffer", "gravix.recovery", "gravix.rollup", "scenario"]
+        ["gravix.ingest.buffer", "gravix.ops.recovery", "gravix.rollup", "scenario"]
     )
     yield context
 

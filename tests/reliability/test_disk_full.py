@@ -20,11 +20,11 @@ import pytest
 from relutil import valid_fact
 from scenario import TOPIC, check_after_recovery, make_lines, warehouse_counts_by_hour
 
-from gravix import durable, layout
 from gravix.errors import GravixError
-from gravix.layout import Hour
-from gravix.recovery import recover_buffers
 from gravix.rollup import run_rollup
+from gravix.storage import durable, layout
+from gravix.storage.layout import Hour
+from gravix.storage.orphans import recover_buffers
 from serverutil import start_server
 
 KEY = "test-key"

@@ -28,11 +28,11 @@ from scenario import (
     warehouse_counts_by_hour,
 )
 
-from gravix import durable
-from gravix.buffer import TopicBuffer
 from gravix.errors import GravixError
-from gravix.recovery import recover_buffers
+from gravix.ingest.buffer import TopicBuffer
 from gravix.rollup import run_rollup
+from gravix.storage import durable
+from gravix.storage.orphans import recover_buffers
 
 SCALE = float(os.environ.get("GRAVIX_RELIABILITY_SCALE", "1"))
 FIGURES = {"cuts": 0, "boots": 0, "acked": 0, "torn_files": 0, "lost_entries": 0}

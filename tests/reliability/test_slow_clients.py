@@ -105,7 +105,7 @@ def test_two_hundred_slow_connections_do_not_stop_legitimate_clients(data_root: 
 
 
 def test_slow_headers_are_cut_off_by_a_timeout(data_root: Path) -> None:
-    from gravix.server import HEADER_TIMEOUT_SECONDS
+    from gravix.ingest.process import HEADER_TIMEOUT_SECONDS
 
     with (
         running_server(data_root, api_key=KEY) as server,

@@ -9,7 +9,7 @@ import typer
 from gravix.cli.app import DataDir, Json, app, boundary
 
 if TYPE_CHECKING:
-    from gravix.retention import CleanupReport
+    from gravix.ops.retention import CleanupReport
 
 
 @app.command("cleanup")
@@ -45,7 +45,7 @@ def cleanup_command(
     Example: gravix cleanup --days 30 --warehouse-days 90 --dry-run
     """
     from gravix.cli.render import progress
-    from gravix.retention import run_cleanup
+    from gravix.ops.retention import run_cleanup
     from gravix.settings import load_settings
 
     with boundary():

@@ -41,7 +41,7 @@ def demo_command(
     Example: gravix demo --data-dir /tmp/gravix-demo --json
     """
     from gravix.cli.render import progress
-    from gravix.demo import run_demo
+    from gravix.tools.demo import run_demo
 
     with boundary(), progress(not json, "gravix demo") as bar:
         report = run_demo(data_dir=data_dir, force=force, progress=bar)

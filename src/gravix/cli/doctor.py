@@ -9,7 +9,7 @@ import typer
 from gravix.cli.app import DataDir, Json, app, boundary
 
 if TYPE_CHECKING:
-    from gravix.doctor import DoctorReport
+    from gravix.ops.doctor import DoctorReport
 
 _STYLE = {"ok": "green", "warn": "yellow", "fail": "bold red"}
 
@@ -42,7 +42,7 @@ def doctor_command(
 
     Example: gravix doctor --url http://127.0.0.1:8090 --api-key "$API_KEY"
     """
-    from gravix.doctor import run_doctor
+    from gravix.ops.doctor import run_doctor
     from gravix.settings import load_settings
 
     with boundary():

@@ -1,4 +1,4 @@
-"""`gravix ingest-server`: parse flags, load settings, run :func:`gravix.server.serve`."""
+"""`gravix ingest-server`: parse flags, load settings, run :func:`gravix.ingest.app.serve`."""
 
 from __future__ import annotations
 
@@ -85,7 +85,7 @@ def ingest_server_command(
 
     Example: gravix ingest-server --api-key "$API_KEY" --port 8090 --workers 2
     """
-    from gravix import server
+    from gravix.ingest import process as server
     from gravix.settings import load_settings
 
     with boundary():

@@ -70,8 +70,8 @@ def loadgen_command(
     Example: gravix loadgen --api-key KEY --time-span 2h --total 100000 --rate 0
     """
     from gravix.cli.render import progress
-    from gravix.loadgen import Incident, parse_duration, run_loadgen
     from gravix.settings import load_settings
+    from gravix.tools.loadgen import Incident, parse_duration, run_loadgen
 
     with boundary():
         settings = load_settings(url=url, api_keys=[api_key] if api_key else None)

@@ -135,7 +135,7 @@ def _emit_text(text: str, output: Path | None) -> None:
     if output is None:
         _emit(text.encode())
         return
-    from gravix import durable
+    from gravix.storage import durable
 
     durable.atomic_write(output, text.encode())
 

@@ -9,7 +9,7 @@ import typer
 from gravix.cli.app import DataDir, Json, app, boundary
 
 if TYPE_CHECKING:
-    from gravix.recovery import RecoverReport
+    from gravix.ops.recovery import RecoverReport
 
 
 @app.command("recover")
@@ -50,11 +50,11 @@ def recover_command(
 
     Example: gravix recover --deep --dry-run
     """
-    from gravix import durable
     from gravix.cli.render import progress
     from gravix.errors import ConfigError
-    from gravix.recovery import run_recover
+    from gravix.ops.recovery import run_recover
     from gravix.settings import load_settings
+    from gravix.storage import durable
 
     with boundary():
         if (start_time or end_time) and not rebuild:

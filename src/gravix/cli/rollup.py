@@ -53,10 +53,10 @@ def rollup_command(
     # them in again for the next; keeping them cuts system time by half. Memory stays
     # bounded by the largest hour, as each hour reuses the previous hour's pages.
     os.environ.setdefault("_RJEM_MALLOC_CONF", "dirty_decay_ms:-1,muzzy_decay_ms:-1")
-    from gravix import durable
     from gravix.cli.render import progress
     from gravix.rollup import run_rollup
     from gravix.settings import load_settings
+    from gravix.storage import durable
 
     with boundary():
         settings = load_settings(data_dir=data_dir)

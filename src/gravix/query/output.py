@@ -11,8 +11,8 @@ from pathlib import Path
 
 import polars as pl
 
-from gravix import durable
 from gravix.errors import QueryError
+from gravix.storage import durable
 
 FORMATS: tuple[str, ...] = ("table", "csv", "json", "ndjson", "parquet")
 NULL_TEXT = "null"

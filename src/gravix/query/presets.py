@@ -1,7 +1,7 @@
 """Presets for the incident questions, answered from the warehouse's minute rows.
 
 Percentiles are merged, not averaged: the rows' latency histograms are exploded and summed
-by bucket index in polars, and the rank rule of :mod:`gravix.sketch` reads each merged
+by bucket index in polars, and the rank rule of :mod:`gravix.schema.sketch` reads each merged
 histogram, so every percentile is within ``sketch.RELATIVE_ERROR`` of the exact value over
 the same facts. Every window is ``[since, until)`` in whole minutes; steps are aligned to
 ``since``.
@@ -17,7 +17,7 @@ from typing import Any
 
 import polars as pl
 
-from gravix import layout, sketch
+from gravix import schema
 from gravix.errors import ConfigError, QueryError
 from gravix.query.tables import PARTITION_COLUMN, collect_stable, scan_table
 from gravix.query.times import (
@@ -28,6 +28,7 @@ from gravix.query.times import (
     resolve_window,
     utc_now,
 )
+from gravix.schema import sketch
 
 QUANTILES: tuple[tuple[str, float], ...] = (("p50_ms", 0.50), ("p95_ms", 0.95), ("p99_ms", 0.99))
 DEPLOY_STARTED = "deploy_started"
@@ -80,7 +81,7 @@ def _metrics(
     path_template: str | None = None,
 ) -> pl.LazyFrame:
     """Minute rows inside any of ``windows``; the event_day filter prunes whole partitions."""
-    lf = scan_table(root, layout.REQUEST_METRICS_MINUTE)
+    lf = scan_table(root, schema.REQUEST_METRICS_MINUTE)
     first_day = min(start for start, _ in windows).date()
     last_day = (max(end for _, end in windows) - timedelta(milliseconds=1)).date()
     in_window = pl.lit(False)
@@ -479,7 +480,7 @@ def find_deploy(
     """The latest deploy of ``service`` in ``[start, end)`` (or the one whose event or entity
     id is ``deploy``) from the raw service_events: its start and, if found, its completion."""
     events = (
-        scan_table(root, layout.SERVICE_EVENTS)
+        scan_table(root, schema.SERVICE_EVENTS)
         .filter(
             pl.col("service") == service,
             pl.col("event_type").is_in([DEPLOY_STARTED, DEPLOY_COMPLETED]),

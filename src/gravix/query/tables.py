@@ -19,9 +19,10 @@ from pathlib import Path
 
 import polars as pl
 
-from gravix import layout
+from gravix import schema
 from gravix.errors import QueryError
 from gravix.schema import RAW_COLUMNS, REQUEST_METRICS_COLUMNS, SERVICE_EVENTS_DAILY_COLUMNS
+from gravix.storage import layout
 
 PARTITION_COLUMN = "event_day"
 
@@ -35,17 +36,17 @@ class TableInfo:
 
 
 TABLES: dict[str, TableInfo] = {
-    layout.REQUEST_METRICS_MINUTE: TableInfo(
-        layout.REQUEST_METRICS_MINUTE, "warehouse", REQUEST_METRICS_COLUMNS, (PARTITION_COLUMN,)
+    schema.REQUEST_METRICS_MINUTE: TableInfo(
+        schema.REQUEST_METRICS_MINUTE, "warehouse", REQUEST_METRICS_COLUMNS, (PARTITION_COLUMN,)
     ),
-    layout.SERVICE_EVENTS_DAILY: TableInfo(
-        layout.SERVICE_EVENTS_DAILY, "warehouse", SERVICE_EVENTS_DAILY_COLUMNS, (PARTITION_COLUMN,)
+    schema.SERVICE_EVENTS_DAILY: TableInfo(
+        schema.SERVICE_EVENTS_DAILY, "warehouse", SERVICE_EVENTS_DAILY_COLUMNS, (PARTITION_COLUMN,)
     ),
-    layout.REQUEST_FACTS: TableInfo(
-        layout.REQUEST_FACTS, "raw", RAW_COLUMNS[layout.REQUEST_FACTS], (PARTITION_COLUMN, "hour")
+    schema.REQUEST_FACTS: TableInfo(
+        schema.REQUEST_FACTS, "raw", RAW_COLUMNS[schema.REQUEST_FACTS], (PARTITION_COLUMN, "hour")
     ),
-    layout.SERVICE_EVENTS: TableInfo(
-        layout.SERVICE_EVENTS, "raw", RAW_COLUMNS[layout.SERVICE_EVENTS], (PARTITION_COLUMN, "hour")
+    schema.SERVICE_EVENTS: TableInfo(
+        schema.SERVICE_EVENTS, "raw", RAW_COLUMNS[schema.SERVICE_EVENTS], (PARTITION_COLUMN, "hour")
     ),
 }
 
@@ -216,7 +217,7 @@ def _compile(text: str, frames: dict[str, pl.LazyFrame]) -> pl.LazyFrame:
 
 # Tables whose files each hold one hour: the time column, and how a file's path names its hour.
 _HOURLY: dict[str, tuple[str, re.Pattern[str]]] = {
-    layout.REQUEST_METRICS_MINUTE: (
+    schema.REQUEST_METRICS_MINUTE: (
         "bucket_start",
         re.compile(r"event_day=(\d{4}-\d{2}-\d{2})/part-(\d{2})\.parquet$"),
     ),
@@ -225,7 +226,7 @@ _HOURLY: dict[str, tuple[str, re.Pattern[str]]] = {
             "event_time",
             re.compile(r"event_day=(\d{4}-\d{2}-\d{2})/hour=(\d{2})/[^/]+\.jsonl$"),
         )
-        for topic in layout.TOPICS
+        for topic in schema.TOPICS
     },
 }
 _BOUND = re.compile(

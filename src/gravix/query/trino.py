@@ -10,9 +10,9 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-from gravix import layout
 from gravix.errors import QueryError
 from gravix.query.tables import TABLES
+from gravix.storage import layout
 
 CATALOG = "gravix"
 SCHEMA = "raw"

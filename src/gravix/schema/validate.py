@@ -1,5 +1,5 @@
-"""The data contract (DESIGN §3): validation of RequestFact and ServiceEvent, their
-canonical JSON lines, and the column schemas of the raw and warehouse tables.
+"""Validation of RequestFact and ServiceEvent against the contract, and their canonical
+JSON lines.
 
 Validation decodes with msgspec straight into typed structs (the checks that can be
 declared run in C); what cannot be declared — time window, canonical forms — runs
@@ -13,21 +13,23 @@ import time
 from collections.abc import Callable
 from datetime import UTC, datetime
 from operator import attrgetter, itemgetter
-from typing import Annotated, Any, NamedTuple
+from typing import Any, NamedTuple
 
 import msgspec
 
 from gravix.errors import ValidationError
-from gravix.layout import REQUEST_FACTS, SERVICE_EVENTS
-
-UUID7_PATTERN = (
-    r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-7[0-9a-fA-F]{3}-[89abAB][0-9a-fA-F]{3}-[0-9a-fA-F]{12}$"
+from gravix.schema.contract import (
+    ALIASES,
+    EVENT_TYPE_PATTERN,
+    HTTP_METHODS,
+    NO_CONTROL_PATTERN,
+    PATH_TEMPLATE_PATTERN,
+    SERVICE_PATTERN,
+    STRUCTS,
+    UUID7_PATTERN,
+    RequestFact,
+    ServiceEvent,
 )
-_UUID_ANY = r"[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}"
-HTTP_METHODS = ("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS", "CONNECT", "TRACE")
-# starts with "/", no "?" "#" or control characters, no raw UUID, no numeric segment of 4+ digits
-PATH_TEMPLATE_PATTERN = rf"^(?!.*{_UUID_ANY})(?!.*/[0-9]{{4,}}(?:/|$))/[^?#\x00-\x1f\x7f]*$"
-_NO_CONTROL = r"^[^\x00-\x1f\x7f]*$"
 
 _UUID7 = re.compile(UUID7_PATTERN)
 # Shapes for the batch fast path: byte tables map every allowed character of a class to
@@ -37,70 +39,13 @@ _VARIANT_TO_V = bytes.maketrans(b"89ab", b"vvvv")
 _DIGIT_TO_D = bytes.maketrans(b"0123456789", b"d" * 10)
 _UUID_SHAPE = b"hhhhhhhh-hhhh-hhhh-hhhh-hhhhhhhhhhhh"
 _STAMP_SHAPE = b"dddd-dd-ddTdd:dd:dd.dddZ|"
-_SERVICE = re.compile(r"^[A-Za-z0-9._-]{1,128}$")
+_SERVICE = re.compile(SERVICE_PATTERN)
 _PATH = re.compile(PATH_TEMPLATE_PATTERN)
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
-_EVENT_TYPE = re.compile(r"^[a-z][a-z0-9_]{0,63}$")
+_EVENT_TYPE = re.compile(EVENT_TYPE_PATTERN)
 _METHODS = {m: m for m in HTTP_METHODS} | {m.lower(): m for m in HTTP_METHODS}
 _UPPER_METHODS = frozenset(HTTP_METHODS)
 _CACHE_LIMIT = 50_000
-
-# Declared constraints run in C during decoding; string rules that need a regex are
-# checked afterwards with a cache, because services, paths and agents repeat a lot.
-EventTime = Annotated[str, msgspec.Meta(min_length=20, max_length=40)]
-StatusCode = Annotated[int, msgspec.Meta(ge=100, le=599)]
-LatencyMs = Annotated[float, msgspec.Meta(ge=0, le=3_600_000)]
-Properties = Annotated[
-    dict[Annotated[str, msgspec.Meta(max_length=64)], Annotated[str, msgspec.Meta(max_length=256)]],
-    msgspec.Meta(max_length=32),
-]
-
-
-# gc=False: the fields are strings, numbers and a str→str map, so a struct can never be part
-# of a reference cycle, and a batch of a thousand of them costs the collector nothing.
-class RequestFact(msgspec.Struct, forbid_unknown_fields=True, omit_defaults=True, gc=False):
-    event_id: Annotated[str, msgspec.Meta(min_length=36, max_length=36)]
-    event_time: EventTime
-    service: Annotated[str, msgspec.Meta(min_length=1, max_length=128)]
-    method: Annotated[str, msgspec.Meta(max_length=7)]
-    path_template: Annotated[str, msgspec.Meta(min_length=1, max_length=256)]
-    status_code: StatusCode
-    latency_ms: LatencyMs
-    user_agent_family: Annotated[str, msgspec.Meta(max_length=64)] | None = None
-
-
-class ServiceEvent(msgspec.Struct, forbid_unknown_fields=True, omit_defaults=True, gc=False):
-    event_id: Annotated[str, msgspec.Meta(min_length=36, max_length=36)]
-    event_time: EventTime
-    service: Annotated[str, msgspec.Meta(min_length=1, max_length=128)]
-    event_type: Annotated[str, msgspec.Meta(min_length=1, max_length=64)]
-    entity_id: Annotated[str, msgspec.Meta(max_length=128)] | None = None
-    message: Annotated[str, msgspec.Meta(max_length=1024)] | None = None
-    properties: Properties | None = None
-
-
-ALIASES: dict[str, dict[str, str]] = {
-    REQUEST_FACTS: {
-        "eventId": "event_id",
-        "eventTime": "event_time",
-        "pathTemplate": "path_template",
-        "statusCode": "status_code",
-        "latencyMs": "latency_ms",
-        "userAgentFamily": "user_agent_family",
-    },
-    SERVICE_EVENTS: {
-        "eventId": "event_id",
-        "eventTime": "event_time",
-        "eventType": "event_type",
-        "entityId": "entity_id",
-        "metadata": "properties",
-    },
-}
-STRUCTS: dict[str, type[RequestFact] | type[ServiceEvent]] = {
-    REQUEST_FACTS: RequestFact,
-    SERVICE_EVENTS: ServiceEvent,
-}
-
 
 _GET_ID = attrgetter("event_id")
 _GET_TIME = attrgetter("event_time")
@@ -263,7 +208,7 @@ class Validator:
             "no numeric segment of 4+ digits (use {id})",
         )
         self._plain = _Checked(
-            re.compile(r"^[^\x00-\x1f\x7f]*$"), "must not contain control characters"
+            re.compile(NO_CONTROL_PATTERN), "must not contain control characters"
         )
         self._event_type = _Checked(_EVENT_TYPE, "must be snake_case [a-z][a-z0-9_]{0,63}")
         # (service, path_template, user_agent_family, method) of facts found valid, the
@@ -493,58 +438,3 @@ class Validator:
                 for prefix in set(map(_FIRST_13, stamps))
             )
         return Lines(self._encoder.encode_lines(events), n, hours, id_list, [])
-
-
-# --- column schemas ---------------------------------------------------------------------------
-# Names and logical types; pyarrow/polars types are built where those libraries are loaded.
-
-REQUEST_METRICS_COLUMNS: dict[str, str] = {
-    "bucket_start": "timestamp[ms, UTC]",
-    "service": "string",
-    "method": "string",
-    "path_template": "string",
-    "request_count": "int64",
-    "error_count": "int64",
-    "client_error_count": "int64",
-    "error_rate": "double",
-    "latency_sum_ms": "double",
-    "latency_min_ms": "double",
-    "latency_max_ms": "double",
-    "p50_latency_ms": "double",
-    "p95_latency_ms": "double",
-    "p99_latency_ms": "double",
-    "lat_scale": "int8",
-    "lat_zero_count": "int64",
-    "lat_idx": "list<int32>",
-    "lat_cnt": "list<int64>",
-}
-
-SERVICE_EVENTS_DAILY_COLUMNS: dict[str, str] = {
-    "service": "string",
-    "event_type": "string",
-    "event_count": "int64",
-    "first_event_time": "timestamp[ms, UTC]",
-    "last_event_time": "timestamp[ms, UTC]",
-}
-
-RAW_COLUMNS: dict[str, dict[str, str]] = {
-    REQUEST_FACTS: {
-        "event_id": "string",
-        "event_time": "timestamp[ms, UTC]",
-        "service": "string",
-        "method": "string",
-        "path_template": "string",
-        "status_code": "int64",
-        "latency_ms": "double",
-        "user_agent_family": "string",
-    },
-    SERVICE_EVENTS: {
-        "event_id": "string",
-        "event_time": "timestamp[ms, UTC]",
-        "service": "string",
-        "event_type": "string",
-        "entity_id": "string",
-        "message": "string",
-        "properties": "map<string,string>",
-    },
-}

@@ -10,7 +10,7 @@ The writer owns the active file ``buffer/<topic>/active-<id>.jsonl`` and holds a
 exclusive flock on it while the process lives, so a file whose lock is free is an
 orphan that recovery may take. Rotation renames it to ``sealed-<id>.jsonl`` (still
 under the lock), opens a new active file, and publishes the sealed one into raw with
-:func:`gravix.recovery.publish_sealed`.
+:func:`gravix.storage.publish.publish_sealed`.
 
 Failures: a failed write is rolled back to the last durable size (no half line stays)
 and reported as :class:`StorageError`; the buffer then refuses appends for a short
@@ -32,10 +32,10 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from gravix import durable, layout
 from gravix.errors import DurabilityLost, StorageError
+from gravix.storage import durable, layout
 
-log = logging.getLogger("gravix.buffer")
+log = logging.getLogger("gravix.ingest.buffer")
 
 STORAGE_BACKOFF_SECONDS = 1.0
 PUBLISH_RETRY_SECONDS = 5.0
@@ -107,7 +107,7 @@ class _Sealed:
 
 def _publish(root: Path, topic: str, sealed: _Sealed) -> int | None:
     """Move one sealed file into raw; lines published, or None if another process has it."""
-    from gravix.recovery import publish_sealed
+    from gravix.storage.publish import publish_sealed
 
     whole = None
     if sealed.hours is not None and len(sealed.hours) == 1:

@@ -25,9 +25,10 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any, Literal
 
-from gravix import durable, layout
+from gravix import schema
 from gravix.errors import GravixError
 from gravix.settings import DEFAULT_URL, Settings
+from gravix.storage import durable, layout
 
 Status = Literal["ok", "warn", "fail"]
 OK: Status = "ok"
@@ -216,7 +217,7 @@ def _mtime(path: Path) -> float:
 
 
 def check_raw(ctx: Context) -> CheckResult:
-    count, newest = _newest_raw(ctx.root, layout.REQUEST_FACTS)
+    count, newest = _newest_raw(ctx.root, schema.REQUEST_FACTS)
     if newest is None:
         return CheckResult(
             "raw",
@@ -303,7 +304,7 @@ def check_buffer(ctx: Context) -> CheckResult:
     active = 0
     base = layout.buffer_root(ctx.root)
     if base.is_dir():
-        for topic in layout.TOPICS:
+        for topic in schema.TOPICS:
             d = layout.buffer_dir(ctx.root, topic)
             if d.is_dir():
                 active += sum(
@@ -364,8 +365,8 @@ def pending_hours(root: Path) -> list[PendingHour]:
     (read_manifest,) = _require("rollup", "read_manifest")
     planned = _last_full_plans(root)
     out: list[PendingHour] = []
-    for table in layout.TABLES:
-        topic = layout.TABLE_SOURCE[table]
+    for table in schema.TABLES:
+        topic = schema.TABLE_SOURCE[table]
         since = planned.get(table)
         for hour, hour_dir in layout.raw_hours(root, topic).items():
             if since is not None and _unchanged(root, table, hour, hour_dir, since):
@@ -408,7 +409,7 @@ def _unchanged(root: Path, table: str, hour: layout.Hour, hour_dir: Path, since:
 
 
 def _output(root: Path, table: str, hour: layout.Hour) -> Path:
-    if table == layout.SERVICE_EVENTS_DAILY:
+    if table == schema.SERVICE_EVENTS_DAILY:
         return layout.warehouse_day_file(root, table, hour.day)
     return layout.warehouse_hour_file(root, table, hour)
 
@@ -473,7 +474,7 @@ def check_bad_lines(ctx: Context) -> CheckResult:
 
 def _parquet_files(root: Path) -> list[Path]:
     files: list[Path] = []
-    for table in layout.TABLES:
+    for table in schema.TABLES:
         for day_dir in layout.warehouse_days(root, table).values():
             with suppress(FileNotFoundError), os.scandir(day_dir) as entries:
                 files.extend(
@@ -487,7 +488,7 @@ def _parquet_files(root: Path) -> list[Path]:
 
 
 def _newest_hour_file(root: Path) -> Path | None:
-    table = layout.REQUEST_METRICS_MINUTE
+    table = schema.REQUEST_METRICS_MINUTE
     for day_dir in reversed(layout.warehouse_days(root, table).values()):
         names = sorted(
             e.name
@@ -514,7 +515,7 @@ def check_warehouse(ctx: Context) -> CheckResult:
         )
     base = layout.warehouse_root(ctx.root)
     expected = set(REQUEST_METRICS_COLUMNS)
-    metrics_dir = layout.warehouse_table_dir(ctx.root, layout.REQUEST_METRICS_MINUTE)
+    metrics_dir = layout.warehouse_table_dir(ctx.root, schema.REQUEST_METRICS_MINUTE)
     broken: list[str] = []
     # Every footer is read (what a query needs first); the newest hour file, the one
     # dashboards show, is decoded in full below.
@@ -565,7 +566,7 @@ def check_warehouse(ctx: Context) -> CheckResult:
 
 def check_query(ctx: Context) -> CheckResult:
     (run_sql,) = _require("query", "run_sql")
-    if not layout.warehouse_days(ctx.root, layout.REQUEST_METRICS_MINUTE):
+    if not layout.warehouse_days(ctx.root, schema.REQUEST_METRICS_MINUTE):
         return CheckResult(
             "query",
             WARN,

@@ -26,19 +26,7 @@ from datetime import UTC, date, datetime
 from pathlib import Path
 
 from gravix.errors import UnsafePath
-
-REQUEST_FACTS = "request_facts"
-SERVICE_EVENTS = "service_events"
-TOPICS: tuple[str, ...] = (REQUEST_FACTS, SERVICE_EVENTS)
-
-REQUEST_METRICS_MINUTE = "request_metrics_minute"
-SERVICE_EVENTS_DAILY = "service_events_daily"
-TABLES: tuple[str, ...] = (REQUEST_METRICS_MINUTE, SERVICE_EVENTS_DAILY)
-# Which raw topic each warehouse table is built from.
-TABLE_SOURCE: dict[str, str] = {
-    REQUEST_METRICS_MINUTE: REQUEST_FACTS,
-    SERVICE_EVENTS_DAILY: SERVICE_EVENTS,
-}
+from gravix.schema.contract import SERVICE_EVENTS_DAILY, TABLES, TOPICS
 
 TMP_SUFFIX = ".tmp"
 ACTIVE_PREFIX = "active-"
@@ -246,6 +234,14 @@ def warehouse_hour_file(root: Path, table: str, hour: Hour) -> Path:
 
 def warehouse_day_file(root: Path, table: str, day: date) -> Path:
     return warehouse_day_dir(root, table, day) / f"part-day{PARQUET}"
+
+
+def warehouse_output(root: Path, table: str, hour: Hour) -> Path:
+    """The file that holds ``hour`` of ``table``: its hour file, or its day's file for the
+    daily table."""
+    if table == SERVICE_EVENTS_DAILY:
+        return warehouse_day_file(root, table, hour.day)
+    return warehouse_hour_file(root, table, hour)
 
 
 def warehouse_glob(root: Path, table: str) -> str:

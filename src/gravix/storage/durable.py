@@ -184,7 +184,7 @@ def rmdir_if_empty(path: Path) -> bool:
 
 
 def tmp_path(final: Path) -> Path:
-    from gravix.layout import tmp_path as _tmp
+    from gravix.storage.layout import tmp_path as _tmp
 
     return _tmp(final)
 

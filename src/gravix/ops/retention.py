@@ -15,8 +15,9 @@ from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from gravix import durable, layout
+from gravix import schema
 from gravix.errors import ConfigError, StorageError, UnsafePath
+from gravix.storage import durable, layout
 
 Progress = Callable[[str, int, int], None]
 
@@ -214,9 +215,9 @@ def plan_cleanup(
         days=days,
         warehouse_days=warehouse_days,
     )
-    for topic in layout.TOPICS:
+    for topic in schema.TOPICS:
         _day_partitions(root, RAW, topic, layout.raw_topic_dir(root, topic), plan.raw_cutoff, plan)
-    for table in layout.TABLES:
+    for table in schema.TABLES:
         _day_partitions(
             root,
             WAREHOUSE,
@@ -227,7 +228,7 @@ def plan_cleanup(
         )
     # A day's rollup records go with its metrics: while metrics outlive their raw facts the
     # records tell the rollup that the input was removed on purpose.
-    for table in layout.TABLES:
+    for table in schema.TABLES:
         _day_partitions(
             root, STATE, table, layout.rollup_state_dir(root, table), plan.warehouse_cutoff, plan
         )

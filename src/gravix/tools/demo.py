@@ -30,8 +30,9 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import IO, Any
 
-from gravix import durable, layout
+from gravix import schema
 from gravix.errors import GravixError, LockHeld, UnsafePath
+from gravix.storage import durable, layout
 
 ProgressCallback = Callable[[str, int, int], None]
 
@@ -136,7 +137,7 @@ def _refuse_if_live(root: Path) -> None:
     buffers = layout.buffer_root(root)
     if not buffers.is_dir():
         return
-    for topic in layout.TOPICS:
+    for topic in schema.TOPICS:
         directory = layout.buffer_dir(root, topic)
         if directory.is_dir():
             for path in directory.iterdir():
@@ -285,7 +286,7 @@ def _raw_lines(root: Path, topic: str) -> tuple[int, int, int]:
 
 
 def _buffer_drained(root: Path) -> bool:
-    for topic in layout.TOPICS:
+    for topic in schema.TOPICS:
         directory = layout.buffer_dir(root, topic)
         if not directory.is_dir():
             continue
@@ -320,10 +321,10 @@ def run_demo(
     progress: ProgressCallback | None = None,
 ) -> DemoReport:
     """Run the whole demo against ``data_dir`` and return the incident report."""
-    from gravix.doctor import run_doctor
-    from gravix.loadgen import Incident, run_loadgen
+    from gravix.ops.doctor import run_doctor
     from gravix.rollup import run_rollup
     from gravix.settings import load_settings
+    from gravix.tools.loadgen import Incident, run_loadgen
 
     started = time.perf_counter()
     root = Path(data_dir)
@@ -430,7 +431,7 @@ def run_demo(
         # The graceful stop sealed what the timer had not; roll those hours up too.
         report.rollup = run_rollup(root=root).to_dict()
         step("rolled up after the stop", hours=report.rollup["hours_built"])
-    lines, files, hours = _raw_lines(root, layout.REQUEST_FACTS)
+    lines, files, hours = _raw_lines(root, schema.REQUEST_FACTS)
     report.raw = {"facts": lines, "files": files, "hours": hours}
     tell("answering the incident questions")
     _answer(report, root, now)

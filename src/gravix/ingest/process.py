@@ -1,0 +1,300 @@
+"""Running the server: sockets, worker processes, signals, and recovery at start."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import signal
+import socket
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager, suppress
+from pathlib import Path
+from typing import Any, Protocol
+
+from gravix.errors import ConfigError, StorageError
+from gravix.ingest.app import IngestApp
+from gravix.ingest.logs import configure_logging
+from gravix.ingest.routes import Receive, Scope, Send
+from gravix.settings import Settings
+from gravix.storage import durable, layout
+
+log = logging.getLogger(__name__)
+
+# Request headers must arrive within this many seconds of a connection or a new request.
+HEADER_TIMEOUT_SECONDS = 10.0
+GRACEFUL_TIMEOUT_SECONDS = 30
+
+
+def _bind(host: str, port: int, *, reuse_port: bool, listen: bool) -> socket.socket:
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    if reuse_port:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+    try:
+        sock.bind((host, port))
+    except OSError as exc:
+        sock.close()
+        raise ConfigError(
+            f"cannot listen on {host}:{port}: {exc.strerror}",
+            hint="choose another --port or stop the process using it",
+        ) from None
+    if listen:
+        sock.listen(2048)
+    sock.set_inheritable(True)
+    return sock
+
+
+class ServedApp(Protocol):
+    """What the process runner needs from an ASGI app besides being callable."""
+
+    exit_code: int
+    request_exit: Callable[[], None]
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None: ...
+
+
+def _header_timeout_protocol() -> type[Any]:
+    """httptools protocol that closes a connection whose request headers do not arrive
+    within HEADER_TIMEOUT_SECONDS: uvicorn only times out idle keep-alive connections, so
+    a client that connects and trickles (or never sends) its headers would hold a
+    connection and its memory forever."""
+    from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
+
+    class HeaderTimeoutProtocol(HttpToolsProtocol):
+        _header_timer: asyncio.TimerHandle | None = None
+
+        def _arm_header_timer(self) -> None:
+            if self._header_timer is None:
+                self._header_timer = self.loop.call_later(
+                    HEADER_TIMEOUT_SECONDS, self._header_timeout
+                )
+
+        def _cancel_header_timer(self) -> None:
+            if self._header_timer is not None:
+                self._header_timer.cancel()
+                self._header_timer = None
+
+        def _header_timeout(self) -> None:
+            self._header_timer = None
+            if not self.transport.is_closing():
+                self.transport.close()
+
+        def connection_made(self, transport: Any) -> None:
+            super().connection_made(transport)
+            self._arm_header_timer()
+
+        def on_message_begin(self) -> None:
+            super().on_message_begin()
+            self._arm_header_timer()
+
+        def on_headers_complete(self) -> None:
+            self._cancel_header_timer()
+            super().on_headers_complete()
+
+        def connection_lost(self, exc: Exception | None) -> None:
+            self._cancel_header_timer()
+            super().connection_lost(exc)
+
+    return HeaderTimeoutProtocol
+
+
+def _run_worker(app_factory: Callable[[], ServedApp], sock: socket.socket) -> int:
+    """One server process: uvicorn (uvloop + httptools) on ``sock`` until told to stop."""
+    import uvicorn
+
+    app = app_factory()
+    config = uvicorn.Config(
+        app,
+        loop="uvloop",
+        http=_header_timeout_protocol(),
+        lifespan="on",
+        access_log=False,
+        log_config=None,
+        server_header=False,
+        date_header=False,
+        proxy_headers=False,
+        timeout_graceful_shutdown=GRACEFUL_TIMEOUT_SECONDS,
+        timeout_keep_alive=30,
+        backlog=2048,
+    )
+
+    class _Server(uvicorn.Server):
+        @contextmanager
+        def capture_signals(self) -> Iterator[None]:
+            # Own handlers: uvicorn's re-raise the signal afterwards, which would turn a
+            # clean drain into death by SIGTERM instead of exit status 0.
+            def handle(sig: int, _frame: object) -> None:
+                if self.should_exit and sig == signal.SIGINT:
+                    self.force_exit = True
+                self.should_exit = True
+
+            previous = {s: signal.signal(s, handle) for s in (signal.SIGTERM, signal.SIGINT)}
+            try:
+                yield
+            finally:
+                for s, h in previous.items():
+                    signal.signal(s, h)
+
+    server = _Server(config)
+
+    def request_exit() -> None:
+        server.should_exit = True
+
+    app.request_exit = request_exit
+    try:
+        server.run(sockets=[sock])
+    except SystemExit as exc:
+        log.error("server process stopped during start-up")
+        return exc.code if isinstance(exc.code, int) and exc.code else 1
+    if not server.started:
+        return 1
+    return app.exit_code
+
+
+def _recover_at_start(root: Path) -> None:
+    from gravix.storage.orphans import recover_buffers
+
+    report = recover_buffers(root)
+    if report.published or report.activated:
+        log.info(
+            "start-up recovery: %d orphaned buffer file(s), %d line(s) moved into raw, "
+            "%d torn tail line(s) dropped, %d damaged line(s) quarantined",
+            len(report.published),
+            report.lines,
+            report.torn_tail_lines,
+            report.damaged_lines,
+        )
+
+
+def serve(
+    *,
+    settings: Settings,
+    workers: int = 1,
+    log_format: str = "text",
+    insecure_no_auth: bool = False,
+) -> int:
+    """Run the ingest server until SIGTERM/SIGINT; returns the process exit status
+    (0 after a clean drain, 1 after a storage failure or a dead worker)."""
+    configure_logging(log_format)
+    if workers < 1:
+        raise ConfigError(f"--workers must be ≥ 1, got {workers}")
+    if not settings.api_keys and not insecure_no_auth:
+        raise ConfigError(
+            "no API key configured; refusing to accept unauthenticated writes",
+            hint="pass --api-key KEY (repeatable), set API_KEY or GRAVIX_API_KEYS, "
+            "or --insecure-no-auth for a local experiment",
+        )
+    if insecure_no_auth and not settings.api_keys:
+        log.warning(
+            "--insecure-no-auth: anyone who can reach %s:%d can write events",
+            settings.host,
+            settings.port,
+        )
+    durable.install_fault_plan(settings.fault_plan)
+    root = settings.data_dir
+    try:
+        durable.makedirs(root)
+        layout.ensure_inside(root, layout.buffer_root(root))
+        _recover_at_start(root)
+    except OSError as exc:
+        raise StorageError(
+            f"cannot prepare the data directory {root}: {exc.strerror}",
+            hint="check permissions and free space",
+            errno=exc.errno,
+        ) from exc
+    log.info(
+        "listening on http://%s:%d (%d worker%s, data in %s)",
+        settings.host,
+        settings.port,
+        workers,
+        "" if workers == 1 else "s",
+        root,
+    )
+
+    def factory() -> ServedApp:
+        return IngestApp(settings, insecure_no_auth=insecure_no_auth, log_format=log_format)
+
+    return run_asgi(factory, host=settings.host, port=settings.port, workers=workers)
+
+
+def run_asgi(app_factory: Callable[[], ServedApp], *, host: str, port: int, workers: int) -> int:
+    """Serve the app made by ``app_factory`` with the server's HTTP stack (uvicorn, uvloop,
+    httptools) in ``workers`` processes; returns the exit status. Benchmarks use it to run
+    a reference app on exactly the same stack."""
+    if workers == 1:
+        sock = _bind(host, port, reuse_port=False, listen=True)
+        try:
+            return _run_worker(app_factory, sock)
+        finally:
+            sock.close()
+    return _supervise(app_factory, host, port, workers)
+
+
+def _supervise(app_factory: Callable[[], ServedApp], host: str, port: int, workers: int) -> int:
+    """Fork ``workers`` processes, each with its own SO_REUSEPORT listener (and so its own
+    active files); forward SIGTERM/SIGINT; if one dies, stop the others and fail."""
+    holder = _bind(host, port, reuse_port=True, listen=False)
+    port = holder.getsockname()[1]
+    children: dict[int, int] = {}
+    stopping = False
+
+    def stop_all(sig: int = signal.SIGTERM) -> None:
+        for pid in children:
+            with suppress(ProcessLookupError):
+                os.kill(pid, sig)
+
+    def on_signal(sig: int, _frame: object) -> None:
+        nonlocal stopping
+        stopping = True
+        stop_all()
+
+    previous = {s: signal.signal(s, on_signal) for s in (signal.SIGTERM, signal.SIGINT)}
+    status = 0
+    try:
+        for index in range(workers):
+            pid = os.fork()
+            if pid == 0:  # the worker
+                code = 1
+                try:
+                    for s in previous:
+                        signal.signal(s, signal.SIG_DFL)
+                    holder.close()
+                    sock = _bind(host, port, reuse_port=True, listen=True)
+                    code = _run_worker(app_factory, sock)
+                except BaseException:
+                    log.exception("worker %d failed", index)
+                finally:
+                    logging.shutdown()
+                    os._exit(code)
+            children[pid] = index
+        while children:
+            try:
+                pid, wait_status = os.wait()
+            except ChildProcessError:
+                break
+            except InterruptedError:
+                continue
+            index = children.pop(pid)
+            code = os.waitstatus_to_exitcode(wait_status)
+            # A worker stopped by the forwarded signal before its own handlers were in
+            # place had acknowledged nothing; that is a clean stop too.
+            if code != 0 and not (stopping and code == -signal.SIGTERM):
+                status = 1
+            if not stopping:
+                log.error(
+                    "worker %d (pid %d) ended with status %d; stopping the others "
+                    "(the next start recovers its buffer files)",
+                    index,
+                    pid,
+                    code,
+                )
+                stopping = True
+                status = 1
+                stop_all()
+    finally:
+        for s, h in previous.items():
+            signal.signal(s, h)
+        holder.close()
+    return status

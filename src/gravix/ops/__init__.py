@@ -1,0 +1,1 @@
+"""The operator's jobs: crash recovery, retention and the doctor's checks."""

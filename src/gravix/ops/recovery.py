@@ -1,0 +1,284 @@
+"""``gravix recover``: orphaned buffer files into raw (through :mod:`gravix.storage.orphans`),
+stray temporaries, unreadable Parquet quarantined and its hours rebuilt from raw."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+from gravix import schema
+from gravix.errors import StorageError
+from gravix.storage import durable, layout
+from gravix.storage.orphans import BufferRecoveryReport, recover_buffers
+
+Progress = Callable[[str, int, int], None]
+
+QUARANTINE_PARQUET = "parquet"
+
+
+# --- stray temporaries ---------------------------------------------------------------------------
+
+
+def _writer_alive(path: Path) -> bool:
+    """Whether the process that is writing temporary ``path`` (its pid is in the name,
+    see :func:`layout.tmp_path`) is still running."""
+    stem = path.name[: -len(layout.TMP_SUFFIX)]
+    pid_text = stem.rsplit(".", 1)[-1]
+    if not pid_text.isdigit():
+        return False
+    pid = int(pid_text)
+    if pid == os.getpid():
+        return False  # this process is not writing while it sweeps
+    return durable.pid_alive(pid)
+
+
+def find_temporaries(root: Path) -> list[Path]:
+    """Temporaries under the data root whose writer has died (symlinks not followed)."""
+    out: list[Path] = []
+    for dirpath, dirnames, filenames in os.walk(root, followlinks=False):
+        dirnames.sort()
+        for name in sorted(filenames):
+            path = Path(dirpath) / name
+            if layout.is_tmp(path) and not path.is_symlink() and not _writer_alive(path):
+                out.append(path)
+    return out
+
+
+# --- Parquet checks -----------------------------------------------------------------------------
+
+
+@dataclass
+class ParquetProblem:
+    """A warehouse file that cannot be read, where it went, and which hours it held."""
+
+    table: str
+    path: Path
+    error: str
+    hours: list[layout.Hour] = field(default_factory=list)
+    quarantined: Path | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "table": self.table,
+            "path": str(self.path),
+            "error": self.error,
+            "hours": [str(h) for h in self.hours],
+            "quarantined": str(self.quarantined) if self.quarantined else None,
+        }
+
+
+def _parquet_files(root: Path, table: str) -> list[Path]:
+    out: list[Path] = []
+    for day, directory in layout.warehouse_days(root, table).items():
+        del day
+        with os.scandir(directory) as entries:
+            for entry in entries:
+                if entry.name.endswith(layout.PARQUET) and entry.is_file(follow_symlinks=False):
+                    out.append(Path(entry.path))
+    return sorted(out)
+
+
+def check_parquet(path: Path, *, deep: bool = False) -> str | None:
+    """None if ``path`` reads as Parquet (its footer; every page with ``deep``), else why not."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    try:
+        with pq.ParquetFile(path) as pf:
+            if deep:
+                for group in range(pf.num_row_groups):
+                    pf.read_row_group(group)
+            elif pf.metadata.num_columns == 0 and pf.metadata.num_rows > 0:
+                return "footer lists rows but no columns"
+    except (pa.ArrowException, OSError, ValueError, IndexError, EOFError) as exc:
+        return f"{type(exc).__name__}: {str(exc)[:200]}"
+    return None
+
+
+def _hours_of(root: Path, table: str, path: Path) -> list[layout.Hour]:
+    """The hours a warehouse file holds, judged by its name (``part-HH`` or ``part-day``)."""
+    day = layout.parse_day_dir(path.parent.name)
+    if day is None:
+        return []
+    if table == schema.SERVICE_EVENTS_DAILY:
+        return [layout.Hour(day, h) for h in range(24)]
+    stem = path.name[: -len(layout.PARQUET)]
+    if stem.startswith("part-") and stem[5:].isdigit() and int(stem[5:]) < 24:
+        return [layout.Hour(day, int(stem[5:]))]
+    return []
+
+
+# --- gravix recover ------------------------------------------------------------------------------
+
+
+@dataclass
+class RecoverReport:
+    """Everything ``gravix recover`` found and did (or, in a dry run, would do)."""
+
+    root: Path
+    dry_run: bool
+    deep: bool
+    buffers: BufferRecoveryReport
+    temporaries: list[Path] = field(default_factory=list)
+    parquet_checked: int = 0
+    parquet_problems: list[ParquetProblem] = field(default_factory=list)
+    rebuild_hours: dict[str, list[layout.Hour]] = field(default_factory=dict)
+    not_rebuildable: dict[str, list[layout.Hour]] = field(default_factory=dict)
+    rebuilt: list[dict[str, Any]] = field(default_factory=list)  # rollup summaries
+    window: tuple[str, str] | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "data_dir": str(self.root),
+            "dry_run": self.dry_run,
+            "deep": self.deep,
+            "buffers": self.buffers.to_dict(),
+            "temporaries": [str(p) for p in self.temporaries],
+            "parquet_checked": self.parquet_checked,
+            "parquet_problems": [p.to_dict() for p in self.parquet_problems],
+            "rebuild_hours": {t: [str(h) for h in hs] for t, hs in self.rebuild_hours.items()},
+            "not_rebuildable": {t: [str(h) for h in hs] for t, hs in self.not_rebuildable.items()},
+            "window": list(self.window) if self.window else None,
+            "rebuilt": self.rebuilt,
+        }
+
+
+def _scan_parquet(
+    root: Path, report: RecoverReport, progress: Progress | None, *, quarantine: bool
+) -> None:
+    files = [(t, p) for t in schema.TABLES for p in _parquet_files(root, t)]
+    total = len(files)
+    for done, (table, path) in enumerate(files):
+        if progress is not None:
+            progress("checking Parquet", done, total)
+        error = check_parquet(path, deep=report.deep)
+        report.parquet_checked += 1
+        if error is None:
+            continue
+        problem = ParquetProblem(table, path, error, _hours_of(root, table, path))
+        name = Path(f"{table}-{path.parent.name}-{path.name}")
+        target = layout.quarantine_path(root, QUARANTINE_PARQUET, name)
+        if quarantine:
+            layout.ensure_inside(root, target.parent)
+            durable.makedirs(target.parent)
+            durable.replace(path, target)
+            problem.quarantined = target
+        report.parquet_problems.append(problem)
+    if progress is not None:
+        progress("checking Parquet", total, total)
+
+
+def _plan_rebuild(root: Path, report: RecoverReport) -> None:
+    """Hours to rebuild from raw: those of unreadable files, and hours whose output is
+    missing though the rollup built it (e.g. quarantined by an interrupted recover)."""
+    from gravix import rollup
+
+    wanted: dict[str, set[layout.Hour]] = {}
+    for problem in report.parquet_problems:
+        wanted.setdefault(problem.table, set()).update(problem.hours)
+    for planned in rollup.plan_hours(root):
+        if planned.reason == "missing":
+            wanted.setdefault(planned.table, set()).add(planned.hour)
+    for table, hours in sorted(wanted.items()):
+        raw = layout.raw_hours(root, schema.TABLE_SOURCE[table])
+        present = {h for h in hours if h in raw and layout.raw_files(raw[h])}
+        if table == schema.SERVICE_EVENTS_DAILY:
+            # a day's rows come from every hour of that day: rebuilding any rebuilds all
+            days = {h.day for h in hours}
+            lost = sorted({layout.Hour(d, 0) for d in days if not any(h.day == d for h in present)})
+        else:
+            lost = sorted(hours - present)
+        if present:
+            report.rebuild_hours[table] = sorted(present)
+        if lost:
+            report.not_rebuildable[table] = lost
+
+
+def run_recover(
+    *,
+    root: Path,
+    dry_run: bool = False,
+    deep: bool = False,
+    rebuild_start: datetime | str | None = None,
+    rebuild_end: datetime | str | None = None,
+    progress: Progress | None = None,
+    lock_timeout: float = 600.0,
+) -> RecoverReport:
+    """``gravix recover``: orphaned buffer files → raw; stray temporaries removed; unreadable
+    Parquet quarantined and its hours rebuilt from raw; optionally a window rolled up again.
+
+    Safe to interrupt and re-run at any point: each step is idempotent."""
+    from gravix import rollup
+    from gravix.errors import ConfigError
+
+    root = Path(root)
+    if not root.is_dir():
+        raise ConfigError(
+            f"data root {root} does not exist", hint="pass --data-dir or set GRAVIX_DATA_DIR"
+        )
+    if (rebuild_start is None) != (rebuild_end is None):
+        raise ConfigError(
+            "--rebuild needs both --start-time and --end-time",
+            hint="e.g. --rebuild --start-time 2026-02-16T10:00:00Z --end-time 2026-02-16T11:00:00Z",
+        )
+    if rebuild_start is not None and rebuild_end is not None:
+        window = (str(rebuild_start), str(rebuild_end))
+        _check_window(rebuild_start, rebuild_end)
+    else:
+        window = None
+    buffers = recover_buffers(root, dry_run=dry_run, progress=progress)
+    report = RecoverReport(root=root, dry_run=dry_run, deep=deep, buffers=buffers, window=window)
+    report.temporaries = find_temporaries(root)
+    if dry_run:
+        _scan_parquet(root, report, progress, quarantine=False)
+        _plan_rebuild(root, report)
+        return report
+    try:
+        for path in report.temporaries:
+            durable.unlink(path)
+        # Holding the rollup's lock: no rollup replaces a file while it is checked or moved.
+        lock = durable.FileLock(layout.lock_path(root, rollup.LOCK_NAME), "gravix recover")
+        with lock.acquire(wait=True, timeout=lock_timeout):
+            _scan_parquet(root, report, progress, quarantine=True)
+            _plan_rebuild(root, report)
+    except OSError as exc:
+        raise StorageError(
+            f"recover stopped: {exc}",
+            hint="fix the file system problem and run `gravix recover` again; "
+            "it continues where it stopped",
+            errno=exc.errno,
+        ) from exc
+    for table, hours in report.rebuild_hours.items():
+        summary = rollup.rebuild_hours(root, table, hours, progress=progress)
+        report.rebuilt.append(summary.to_dict())
+    if window is not None:
+        summary = rollup.run_rollup(
+            root=root, start=rebuild_start, end=rebuild_end, progress=progress
+        )
+        report.rebuilt.append(summary.to_dict())
+    return report
+
+
+def _check_window(start: datetime | str, end: datetime | str) -> None:
+    from gravix.errors import ConfigError
+
+    moments = []
+    for flag, value in (("--start-time", start), ("--end-time", end)):
+        if isinstance(value, datetime):
+            if value.tzinfo is None:
+                raise ConfigError(f"{flag} needs a zone", hint="e.g. 2026-02-16T10:00:00Z")
+            moments.append(value.timestamp())
+            continue
+        try:
+            moments.append(schema.parse_time(value)[0])
+        except (ValueError, OverflowError) as exc:
+            raise ConfigError(
+                f"{flag} {value!r} is not an RFC 3339 time: {exc}",
+                hint="e.g. --start-time 2026-02-16T10:00:00Z",
+            ) from None
+    if moments[0] >= moments[1]:
+        raise ConfigError("--start-time must be before --end-time (the end is exclusive)")

@@ -1,0 +1,318 @@
+"""Rollup: raw facts → the warehouse tables of DESIGN §6, under the semantics of §7.
+
+The unit of work is one hour of event time for one table. An hour's input is every raw
+file of its partition; facts are de-duplicated by ``event_id`` within the hour (an event's
+hour is fixed by its ``event_time``, so every copy of it lands in the same hour).
+
+``request_metrics_minute`` has one Parquet file per hour (``part-HH.parquet``), written to
+a temporary sibling and renamed over the old one: a reader sees the hour's old rows or its
+new rows, never none and never both.
+
+``service_events_daily`` has one row per (event_day, service, event_type), so it has one
+file per day (``part-day.parquet``). When any hour of a day needs work, the whole day is
+recomputed: each raw hour of the day is read, de-duplicated and aggregated on its own, and
+only those small per-hour aggregates are combined into the day's rows, so memory stays
+bounded by the largest hour. The day file is replaced atomically as above.
+
+After an hour's output is durable its manifest (``state/rollup/<table>/…/hour=HH.json``)
+records the raw files (names and sizes) it was built from. A crash between output and
+manifest only leaves the hour planned again, and recomputing from the same files gives
+the same rows. With no window, :func:`run_rollup` is incremental: it rebuilds exactly the
+hours whose raw file set differs from their manifest.
+
+An hour whose raw files are all gone (raw retention is shorter than the warehouse's) is
+planned as ``removed``: its warehouse rows are kept, and its manifest is rewritten with an
+empty file set so it is not planned again. (A later rebuild of a ``service_events_daily``
+day can only count the hours of that day whose raw files remain.)
+
+One rollup runs at a time per data root (``FileLock(lock_path(root, LOCK_NAME))``); the
+lock is held by :func:`run_rollup` and :func:`rebuild_hours`.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from collections.abc import Callable, Iterable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from datetime import UTC, date, datetime, timedelta
+from functools import partial
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from gravix import schema
+from gravix.errors import ConfigError
+from gravix.rollup.build import HourResult, build_event_day, build_request_hour, keep_removed
+from gravix.rollup.plan import (
+    REMOVED,
+    REQUESTED,
+    PlannedHour,
+    choose_tables,
+    plan_table,
+    window_plan,
+)
+from gravix.storage import durable, layout
+from gravix.storage.layout import Hour
+from gravix.units import ceil_to, floor_to, parse_time, utc_stamp
+
+if TYPE_CHECKING:
+    pass
+
+LOCK_NAME = "rollup"
+HOUR = timedelta(hours=1)
+RUNS_KEPT = 200
+# Hours of request_metrics_minute built at the same time.
+HOUR_WORKERS = max(1, min(2, os.cpu_count() or 1))
+
+Progress = Callable[[str, int, int], None]
+
+
+@dataclass
+class RollupSummary:
+    """The outcome of one rollup run (``gravix rollup`` renders it)."""
+
+    mode: str  # incremental | window | rebuild
+    tables: list[str]
+    start: datetime | None = None
+    end: datetime | None = None
+    requested_start: datetime | None = None
+    requested_end: datetime | None = None
+    hours: list[HourResult] = field(default_factory=list)
+    hours_without_raw: int = 0
+    started_at: datetime = field(default_factory=lambda: datetime.now(UTC))
+    seconds: float = 0.0
+
+    @property
+    def widened(self) -> bool:
+        return (self.requested_start, self.requested_end) != (self.start, self.end)
+
+    @property
+    def widened_note(self) -> str | None:
+        if not self.widened or self.start is None or self.end is None:
+            return None
+        return (
+            f"window widened to whole hours: {utc_stamp(self.start)} – {utc_stamp(self.end)} "
+            f"(end exclusive)"
+        )
+
+    @property
+    def nothing_to_do(self) -> bool:
+        return not self.hours
+
+    def total(self, name: str) -> int:
+        return sum(int(getattr(h, name)) for h in self.hours)
+
+    @property
+    def bad_lines(self) -> int:
+        return self.total("bad_lines")
+
+    @property
+    def message(self) -> str:
+        if self.nothing_to_do:
+            if self.mode == "incremental":
+                return "Nothing to do: every raw hour is already rolled up."
+            return "Nothing to do: no raw data in the window."
+        hours = len({(h.table, h.hour) for h in self.hours})
+        text = (
+            f"Rolled up {hours} hour(s): {self.total('facts'):,} facts → "
+            f"{self.total('rows'):,} rows"
+        )
+        if self.total("duplicates"):
+            text += f", {self.total('duplicates'):,} duplicate(s) dropped"
+        if self.bad_lines:
+            text += f", {self.bad_lines:,} bad line(s) skipped"
+        return text + f" in {self.seconds:.1f}s."
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "mode": self.mode,
+            "tables": self.tables,
+            "start": utc_stamp(self.start) if self.start else None,
+            "end": utc_stamp(self.end) if self.end else None,
+            "requested_start": utc_stamp(self.requested_start) if self.requested_start else None,
+            "requested_end": utc_stamp(self.requested_end) if self.requested_end else None,
+            "widened": self.widened,
+            "notes": [n for n in (self.widened_note,) if n],
+            "nothing_to_do": self.nothing_to_do,
+            "message": self.message,
+            "hours_built": len({(h.table, h.hour) for h in self.hours}),
+            "hours_without_raw": self.hours_without_raw,
+            "files": self.total("files"),
+            "bytes": self.total("bytes"),
+            "lines": self.total("lines"),
+            "bad_lines": self.bad_lines,
+            "duplicates": self.total("duplicates"),
+            "facts": self.total("facts"),
+            "rows": self.total("rows"),
+            "started_at": utc_stamp(self.started_at),
+            "seconds": round(self.seconds, 3),
+            "hours": [h.to_dict() for h in self.hours],
+        }
+
+
+def _execute(root: Path, plan: list[PlannedHour], progress: Progress | None) -> list[HourResult]:
+    results: list[HourResult] = []
+    total = len(plan)
+    done = 0
+
+    def tick(label: str) -> None:
+        nonlocal done
+        done += 1
+        if progress is not None:
+            progress(label, done, total)
+
+    if progress is not None:
+        progress("rollup", 0, total)
+    daily: dict[date, dict[Hour, PlannedHour]] = {}
+    hourly: list[PlannedHour] = []
+    for planned in plan:
+        if planned.reason == REMOVED:
+            results.append(keep_removed(root, planned))
+            tick(f"{planned.table} {planned.hour}")
+        elif planned.table == schema.REQUEST_METRICS_MINUTE:
+            hourly.append(planned)
+        else:
+            daily.setdefault(planned.hour.day, {})[planned.hour] = planned
+    # Two hours in flight keep both cores busy through the parts of an hour that run on
+    # one thread; memory stays bounded by two hours, whatever the window.
+    with ThreadPoolExecutor(max_workers=HOUR_WORKERS, thread_name_prefix="rollup") as pool:
+        for result in pool.map(partial(build_request_hour, root), hourly):
+            results.append(result)
+            tick(f"{result.table} {result.hour}")
+    for day, hours in sorted(daily.items()):
+        label = f"{schema.SERVICE_EVENTS_DAILY} {day.isoformat()}"
+        results.extend(build_event_day(root, day, hours, partial(tick, label)))
+    return results
+
+
+# --- runs log -------------------------------------------------------------------------------
+
+
+def recent_runs(root: Path, limit: int = 10) -> list[dict[str, Any]]:
+    """The newest ``limit`` run summaries, newest first (bad-line counts for doctor)."""
+    try:
+        text = layout.rollup_runs_path(root).read_text(errors="replace")
+    except OSError:
+        return []
+    runs: list[dict[str, Any]] = []
+    for line in reversed(text.splitlines()):
+        try:
+            value = json.loads(line)
+        except ValueError:
+            continue
+        if isinstance(value, dict):
+            runs.append(value)
+        if len(runs) >= limit:
+            break
+    return runs
+
+
+def _record_run(root: Path, summary: RollupSummary) -> None:
+    document = summary.to_dict()
+    document.pop("hours")
+    document["bad_lines_by_hour"] = {
+        f"{h.table} {h.hour}": h.bad_lines for h in summary.hours if h.bad_lines
+    }
+    kept = list(reversed(recent_runs(root, RUNS_KEPT - 1)))
+    lines = [json.dumps(r, separators=(",", ":")) for r in [*kept, document]]
+    durable.atomic_write(layout.rollup_runs_path(root), ("\n".join(lines) + "\n").encode())
+
+
+# --- entry points ---------------------------------------------------------------------------
+
+
+def _sweep_temporaries(root: Path, tables: Iterable[str]) -> None:
+    """Temporaries left by a killed run (we hold the lock, so none is in use)."""
+    for table in tables:
+        for base in (layout.warehouse_table_dir(root, table), layout.rollup_state_dir(root, table)):
+            if not base.is_dir():
+                continue
+            for dirpath, _dirs, names in os.walk(base):
+                for name in names:
+                    path = Path(dirpath) / name
+                    if layout.is_tmp(path):
+                        durable.unlink(path)
+
+
+def _lock(root: Path, purpose: str) -> durable.FileLock:
+    if not root.is_dir():
+        raise ConfigError(
+            f"data root {root} does not exist", hint="pass --data-dir or set GRAVIX_DATA_DIR"
+        )
+    return durable.FileLock(layout.lock_path(root, LOCK_NAME), purpose).acquire()
+
+
+def run_rollup(
+    *,
+    root: Path,
+    start: datetime | str | None = None,
+    end: datetime | str | None = None,
+    tables: Iterable[str] | str | None = None,
+    progress: Progress | None = None,
+) -> RollupSummary:
+    """``gravix rollup``: with a window, rebuild every hour it touches (widened to whole
+    hours); without one, rebuild exactly the hours whose raw file set changed."""
+    chosen = choose_tables(tables)
+    requested_start = None if start in (None, "") else parse_time(start, "--start-time")
+    requested_end = None if end in (None, "") else parse_time(end, "--end-time")
+    if requested_start and requested_end and requested_start >= requested_end:
+        raise ConfigError("--start-time must be before --end-time (the end is exclusive)")
+    windowed = requested_start is not None or requested_end is not None
+    summary = RollupSummary(
+        mode="window" if windowed else "incremental",
+        tables=chosen,
+        requested_start=requested_start,
+        requested_end=requested_end,
+        start=floor_to(requested_start, HOUR) if requested_start else None,
+        end=ceil_to(requested_end, HOUR) if requested_end else None,
+    )
+    started = time.perf_counter()
+    lock = _lock(root, "gravix rollup")
+    try:
+        _sweep_temporaries(root, chosen)
+        if windowed:
+            plan, summary.hours_without_raw = window_plan(root, chosen, summary.start, summary.end)
+        else:
+            plan = [p for t in chosen for p in plan_table(root, t)]
+        summary.hours = _execute(root, plan, progress)
+        summary.seconds = time.perf_counter() - started
+        _record_run(root, summary)
+    finally:
+        lock.release()
+    return summary
+
+
+def rebuild_hours(
+    root: Path,
+    table: str,
+    hours: list[Hour],
+    progress: Progress | None = None,
+) -> RollupSummary:
+    """Rebuild the given hours of ``table`` from raw (e.g. after recovery quarantined a
+    corrupt Parquet file). Takes the rollup lock."""
+    (table,) = choose_tables(table)
+    summary = RollupSummary(mode="rebuild", tables=[table])
+    started = time.perf_counter()
+    lock = _lock(root, "rebuild hours")
+    try:
+        _sweep_temporaries(root, [table])
+        plan = [PlannedHour(table, h, REQUESTED) for h in sorted(set(hours))]
+        summary.hours = _execute(root, plan, progress)
+        summary.seconds = time.perf_counter() - started
+        _record_run(root, summary)
+    finally:
+        lock.release()
+    return summary
+
+
+__all__ = [
+    "LOCK_NAME",
+    "HourResult",
+    "PlannedHour",
+    "RollupSummary",
+    "rebuild_hours",
+    "recent_runs",
+    "run_rollup",
+]

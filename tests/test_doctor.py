@@ -396,14 +396,6 @@ def broken_rollup_module(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
     yield
 
 
-def test_missing_module_makes_its_check_warn_unavailable(
-    data_root: Path, broken_rollup_module: None
-) -> None:
-    report = run_doctor(settings=settings_for(data_root), only=["rollup", "bad lines", "locks"])
-    assert statuses(report) == {"data root": OK, "rollup": WARN, "bad lines": WARN, "locks": OK}
-    assert "gravix.rollup unavailable" in report.by_name()["rollup"].detail
-
-
 def test_a_check_that_breaks_is_reported_and_the_others_still_run(data_root: Path) -> None:
     durable.atomic_write(layout.rollup_runs_path(data_root), b'{"bad_lines": "many"}\n')
     report = run_doctor(settings=settings_for(data_root), only=FS_CHECKS)

@@ -34,6 +34,7 @@ from pathlib import Path
 
 from gravix.errors import DurabilityLost, StorageError
 from gravix.storage import durable, layout
+from gravix.storage.publish import publish_sealed
 
 log = logging.getLogger("gravix.ingest.buffer")
 
@@ -107,8 +108,6 @@ class _Sealed:
 
 def _publish(root: Path, topic: str, sealed: _Sealed) -> int | None:
     """Move one sealed file into raw; lines published, or None if another process has it."""
-    from gravix.storage.publish import publish_sealed
-
     whole = None
     if sealed.hours is not None and len(sealed.hours) == 1:
         (hour,) = sealed.hours

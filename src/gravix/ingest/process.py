@@ -18,6 +18,7 @@ from gravix.ingest.logs import configure_logging
 from gravix.ingest.routes import Receive, Scope, Send
 from gravix.settings import Settings
 from gravix.storage import durable, layout
+from gravix.storage.orphans import recover_buffers
 
 log = logging.getLogger(__name__)
 
@@ -154,8 +155,6 @@ def _run_worker(app_factory: Callable[[], ServedApp], sock: socket.socket) -> in
 
 
 def _recover_at_start(root: Path) -> None:
-    from gravix.storage.orphans import recover_buffers
-
     report = recover_buffers(root)
     if report.published or report.activated:
         log.info(

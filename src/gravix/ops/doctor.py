@@ -12,7 +12,6 @@ that is stored (the key check posts an empty batch, which the server refuses).
 
 from __future__ import annotations
 
-import importlib
 import json
 import os
 import shutil
@@ -27,8 +26,12 @@ from typing import Any, Literal
 
 from gravix import schema
 from gravix.errors import GravixError
+from gravix.ops.retention import plan_cleanup
+from gravix.query import run_sql
+from gravix.rollup import read_manifest, recent_runs
 from gravix.settings import DEFAULT_URL, Settings
 from gravix.storage import durable, layout
+from gravix.storage.orphans import find_orphans
 
 Status = Literal["ok", "warn", "fail"]
 OK: Status = "ok"
@@ -115,22 +118,10 @@ class Context:
         return self.settings.data_dir
 
 
-class Unavailable(Exception):
-    """A module a check needs is not importable (yet)."""
-
-
 Check = Callable[[Context], CheckResult]
 
 
 # --- helpers ---------------------------------------------------------------------------------
-
-
-def _require(module: str, *names: str) -> list[Any]:
-    try:
-        mod = importlib.import_module(f"gravix.{module}")
-        return [getattr(mod, n) for n in names]
-    except (ImportError, AttributeError) as exc:
-        raise Unavailable(f"gravix.{module} unavailable ({exc})") from None
 
 
 def _ago(seconds: float) -> str:
@@ -298,7 +289,6 @@ def _lock_command(name: str, purpose: str) -> str:
 
 
 def check_buffer(ctx: Context) -> CheckResult:
-    (find_orphans,) = _require("recovery", "find_orphans")
     # A sealed file being published right now is locked by its publisher: not an orphan.
     orphans = [p for p in find_orphans(ctx.root) if not durable.is_locked(p)]
     active = 0
@@ -337,7 +327,6 @@ class PendingHour:
 def _last_full_plans(root: Path) -> dict[str, float]:
     """Per table, when the latest recorded incremental rollup started (floored to the
     second): that run planned every hour of the table after this moment."""
-    (recent_runs,) = _require("rollup", "recent_runs")
     out: dict[str, float] = {}
     for run in recent_runs(root, limit=50):  # newest first
         if run.get("mode") != "incremental":
@@ -362,7 +351,6 @@ def pending_hours(root: Path) -> list[PendingHour]:
     rollup's manifest (``rollup.read_manifest``), as the planner does. On a month of
     minute-rotated raw files this is a small fraction of ``plan_hours``'s walk; a test
     holds the two to the same answer."""
-    (read_manifest,) = _require("rollup", "read_manifest")
     planned = _last_full_plans(root)
     out: list[PendingHour] = []
     for table in schema.TABLES:
@@ -448,7 +436,6 @@ def check_rollup(ctx: Context) -> CheckResult:
 
 
 def check_bad_lines(ctx: Context) -> CheckResult:
-    (recent_runs,) = _require("rollup", "recent_runs")
     runs: list[dict[str, Any]] = list(recent_runs(ctx.root, limit=10))
     if not runs:
         return CheckResult("bad lines", OK, "no rollup run recorded yet")
@@ -490,11 +477,7 @@ def _parquet_files(root: Path) -> list[Path]:
 def _newest_hour_file(root: Path) -> Path | None:
     table = schema.REQUEST_METRICS_MINUTE
     for day_dir in reversed(layout.warehouse_days(root, table).values()):
-        names = sorted(
-            e.name
-            for e in os.scandir(day_dir)
-            if e.name.startswith("part-") and e.name.endswith(layout.PARQUET)
-        )
+        names = sorted(e.name for e in os.scandir(day_dir) if layout.is_hour_file(e.name))
         if names:
             return day_dir / names[-1]
     return None
@@ -502,8 +485,6 @@ def _newest_hour_file(root: Path) -> Path | None:
 
 def check_warehouse(ctx: Context) -> CheckResult:
     import polars as pl
-
-    from gravix.schema import REQUEST_METRICS_COLUMNS
 
     files = _parquet_files(ctx.root)
     if not files:
@@ -514,7 +495,7 @@ def check_warehouse(ctx: Context) -> CheckResult:
             "run `gravix rollup` to build the warehouse from raw",
         )
     base = layout.warehouse_root(ctx.root)
-    expected = set(REQUEST_METRICS_COLUMNS)
+    expected = set(schema.REQUEST_METRICS_COLUMNS)
     metrics_dir = layout.warehouse_table_dir(ctx.root, schema.REQUEST_METRICS_MINUTE)
     broken: list[str] = []
     # Every footer is read (what a query needs first); the newest hour file, the one
@@ -565,7 +546,6 @@ def check_warehouse(ctx: Context) -> CheckResult:
 
 
 def check_query(ctx: Context) -> CheckResult:
-    (run_sql,) = _require("query", "run_sql")
     if not layout.warehouse_days(ctx.root, schema.REQUEST_METRICS_MINUTE):
         return CheckResult(
             "query",
@@ -602,7 +582,6 @@ def _plan_count(plan: Any) -> tuple[int, int]:
 
 
 def check_retention(ctx: Context) -> CheckResult:
-    (plan_cleanup,) = _require("retention", "plan_cleanup")
     days = ctx.settings.retention_days
     wdays = ctx.settings.warehouse_retention_days
     plan = plan_cleanup(ctx.root, days=days, warehouse_days=wdays, today=ctx.now.date())
@@ -742,8 +721,6 @@ CHECKS: tuple[tuple[str, Check], ...] = (
 def _run_check(name: str, check: Check, ctx: Context) -> CheckResult:
     try:
         return check(ctx)
-    except Unavailable as exc:
-        return CheckResult(name, WARN, str(exc), "this Gravix installation lacks the module")
     except GravixError as exc:
         return CheckResult(name, FAIL, exc.message, exc.hint or "")
     except Exception as exc:  # a check that breaks is itself a finding, never a crash

@@ -10,10 +10,11 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from gravix import schema
-from gravix.errors import StorageError
+from gravix import rollup, schema
+from gravix.errors import ConfigError, StorageError
 from gravix.storage import durable, layout
 from gravix.storage.orphans import BufferRecoveryReport, recover_buffers
+from gravix.units import parse_time
 
 Progress = Callable[[str, int, int], None]
 
@@ -99,19 +100,6 @@ def check_parquet(path: Path, *, deep: bool = False) -> str | None:
     return None
 
 
-def _hours_of(root: Path, table: str, path: Path) -> list[layout.Hour]:
-    """The hours a warehouse file holds, judged by its name (``part-HH`` or ``part-day``)."""
-    day = layout.parse_day_dir(path.parent.name)
-    if day is None:
-        return []
-    if table == schema.SERVICE_EVENTS_DAILY:
-        return [layout.Hour(day, h) for h in range(24)]
-    stem = path.name[: -len(layout.PARQUET)]
-    if stem.startswith("part-") and stem[5:].isdigit() and int(stem[5:]) < 24:
-        return [layout.Hour(day, int(stem[5:]))]
-    return []
-
-
 # --- gravix recover ------------------------------------------------------------------------------
 
 
@@ -159,7 +147,7 @@ def _scan_parquet(
         report.parquet_checked += 1
         if error is None:
             continue
-        problem = ParquetProblem(table, path, error, _hours_of(root, table, path))
+        problem = ParquetProblem(table, path, error, layout.parse_warehouse_file(table, path))
         name = Path(f"{table}-{path.parent.name}-{path.name}")
         target = layout.quarantine_path(root, QUARANTINE_PARQUET, name)
         if quarantine:
@@ -175,7 +163,6 @@ def _scan_parquet(
 def _plan_rebuild(root: Path, report: RecoverReport) -> None:
     """Hours to rebuild from raw: those of unreadable files, and hours whose output is
     missing though the rollup built it (e.g. quarantined by an interrupted recover)."""
-    from gravix import rollup
 
     wanted: dict[str, set[layout.Hour]] = {}
     for problem in report.parquet_problems:
@@ -212,8 +199,6 @@ def run_recover(
     Parquet quarantined and its hours rebuilt from raw; optionally a window rolled up again.
 
     Safe to interrupt and re-run at any point: each step is idempotent."""
-    from gravix import rollup
-    from gravix.errors import ConfigError
 
     root = Path(root)
     if not root.is_dir():
@@ -227,7 +212,9 @@ def run_recover(
         )
     if rebuild_start is not None and rebuild_end is not None:
         window = (str(rebuild_start), str(rebuild_end))
-        _check_window(rebuild_start, rebuild_end)
+        first = parse_time(rebuild_start, "--start-time")
+        if first >= parse_time(rebuild_end, "--end-time"):
+            raise ConfigError("--start-time must be before --end-time (the end is exclusive)")
     else:
         window = None
     buffers = recover_buffers(root, dry_run=dry_run, progress=progress)
@@ -261,24 +248,3 @@ def run_recover(
         )
         report.rebuilt.append(summary.to_dict())
     return report
-
-
-def _check_window(start: datetime | str, end: datetime | str) -> None:
-    from gravix.errors import ConfigError
-
-    moments = []
-    for flag, value in (("--start-time", start), ("--end-time", end)):
-        if isinstance(value, datetime):
-            if value.tzinfo is None:
-                raise ConfigError(f"{flag} needs a zone", hint="e.g. 2026-02-16T10:00:00Z")
-            moments.append(value.timestamp())
-            continue
-        try:
-            moments.append(schema.parse_time(value)[0])
-        except (ValueError, OverflowError) as exc:
-            raise ConfigError(
-                f"{flag} {value!r} is not an RFC 3339 time: {exc}",
-                hint="e.g. --start-time 2026-02-16T10:00:00Z",
-            ) from None
-    if moments[0] >= moments[1]:
-        raise ConfigError("--start-time must be before --end-time (the end is exclusive)")

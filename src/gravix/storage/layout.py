@@ -38,6 +38,8 @@ _DAY_DIR = re.compile(r"^event_day=(\d{4}-\d{2}-\d{2})$")
 _HOUR_DIR = re.compile(r"^hour=(\d{2})$")
 _BUFFER_NAME = re.compile(r"^(active|sealed)-([A-Za-z0-9_-]+)\.jsonl$")
 _FILE_ID = re.compile(r"^[A-Za-z0-9_-]+$")
+_HOUR_FILE = re.compile(r"^part-(\d{2})\.parquet$")
+BUFFER_NAMES = "active-<id>.jsonl or sealed-<id>.jsonl"
 
 
 @dataclass(frozen=True, order=True)
@@ -242,6 +244,22 @@ def warehouse_output(root: Path, table: str, hour: Hour) -> Path:
     if table == SERVICE_EVENTS_DAILY:
         return warehouse_day_file(root, table, hour.day)
     return warehouse_hour_file(root, table, hour)
+
+
+def parse_warehouse_file(table: str, path: Path) -> list[Hour]:
+    """The hours a warehouse file holds, judged by its path (``part-HH`` or ``part-day``)."""
+    day = parse_day_dir(path.parent.name)
+    if day is None or not path.name.endswith(PARQUET):
+        return []
+    if table == SERVICE_EVENTS_DAILY:
+        return [Hour(day, h) for h in range(24)] if path.name == f"part-day{PARQUET}" else []
+    m = _HOUR_FILE.match(path.name)
+    return [Hour(day, int(m.group(1)))] if m and int(m.group(1)) < 24 else []
+
+
+def is_hour_file(name: str) -> bool:
+    """Whether ``name`` is an hourly table's file (``part-HH.parquet``)."""
+    return _HOUR_FILE.match(name) is not None
 
 
 def warehouse_glob(root: Path, table: str) -> str:

@@ -211,7 +211,7 @@ def _plan_publish(
     if parsed is None:
         raise GravixError(
             f"{sealed} is not a buffer file name",
-            hint="buffer files are named active-<id>.jsonl or sealed-<id>.jsonl",
+            hint=f"buffer files are named {layout.BUFFER_NAMES}",
         )
     file_id = parsed[1]
     split = split_lines(topic, data)

@@ -5,13 +5,15 @@ from __future__ import annotations
 import json
 import random
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 
 from gravix import schema
 from gravix.storage import layout
 from gravix.storage.layout import Hour
 
+DAY1 = date(2026, 2, 16)
+DAY2 = date(2026, 2, 17)
 SERVICES = ("checkout", "frontend", "search")
 ROUTES = (("GET", "/"), ("GET", "/items/{id}"), ("POST", "/checkout"), ("DELETE", "/cart"))
 STATUSES = (200, 200, 200, 201, 204, 301, 400, 404, 429, 500, 502, 503)

@@ -15,7 +15,7 @@ from typer.testing import CliRunner
 from gravix.cli import app
 from gravix.ops import recovery
 from gravix.storage.orphans import BufferRecoveryReport
-from test_recovery import fact_lines, raw_content, write_buffer
+from publish_facts import fact_lines, raw_content, write_buffer
 
 ENV = {"GRAVIX_DATA_DIR": "", "GRAVIX_CONSOLE_WIDTH": "200", "NO_COLOR": "1"}
 

@@ -12,8 +12,7 @@ from typer.testing import CliRunner
 
 from gravix.cli import app
 from gravix.storage.layout import Hour
-from rollup_facts import generate
-from test_rollup import DAY1
+from rollup_facts import DAY1, generate
 
 ENV = {"GRAVIX_DATA_DIR": "", "GRAVIX_CONSOLE_WIDTH": "200", "NO_COLOR": "1"}
 HOURS = [Hour(DAY1, 10), Hour(DAY1, 11), Hour(DAY1, 12)]

@@ -18,7 +18,7 @@ import pytest
 from gravix import rollup
 from gravix.ops import recovery
 from gravix.storage import orphans
-from test_recovery import fact_lines, uuid7, write_buffer
+from publish_facts import fact_lines, uuid7, write_buffer
 
 HOURLY = "request_metrics_minute"
 

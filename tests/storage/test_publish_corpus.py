@@ -11,7 +11,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from gravix.storage import orphans, publish
-from test_recovery import fact_lines, raw_content, write_buffer
+from publish_facts import fact_lines, raw_content, write_buffer
 
 LINES = fact_lines(40)
 BODY = b"".join(LINES)

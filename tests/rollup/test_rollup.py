@@ -5,7 +5,7 @@ from __future__ import annotations
 import math
 import random
 import shutil
-from datetime import UTC, date, datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -20,10 +20,8 @@ from gravix.rollup import plan_hours, rebuild_hours, recent_runs, run_rollup
 from gravix.schema import sketch
 from gravix.storage import layout
 from gravix.storage.layout import Hour
-from rollup_facts import Facts, event_line, fact_line, generate, stamp
+from rollup_facts import DAY1, DAY2, Facts, event_line, fact_line, generate, stamp
 
-DAY1 = date(2026, 2, 16)
-DAY2 = date(2026, 2, 17)
 HOURS = [Hour(DAY1, 9), Hour(DAY1, 10), Hour(DAY1, 23), Hour(DAY2, 0)]
 RAW_COLUMNS = (
     "{event_id: 'VARCHAR', event_time: 'TIMESTAMPTZ', service: 'VARCHAR', method: 'VARCHAR', "

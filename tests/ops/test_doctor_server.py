@@ -11,13 +11,13 @@ from pathlib import Path
 
 import httpx
 import pytest
+from test_doctor import FS_CHECKS, not_ok, recent_hours, write_raw
 
 from gravix import schema
 from gravix.ops.doctor import FAIL, OK, UNAUTHORIZED_HINT, WARN, run_doctor
 from gravix.settings import DEFAULT_URL, load_settings
 from gravix.storage import layout
 from serverutil import RunningServer, free_port, running_server, start_server
-from test_doctor import FS_CHECKS, not_ok, recent_hours, write_raw
 
 
 @pytest.fixture(scope="module")

@@ -15,7 +15,7 @@ import duckdb
 
 from gravix import rollup
 from gravix.ops import retention
-from test_recovery import fact_lines
+from publish_facts import fact_lines
 
 TABLE = "request_metrics_minute"
 

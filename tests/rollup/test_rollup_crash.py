@@ -23,8 +23,7 @@ from gravix.errors import LockHeld
 from gravix.rollup import LOCK_NAME, run_rollup
 from gravix.storage import durable, layout
 from gravix.storage.layout import Hour
-from rollup_facts import Facts, event_line, generate
-from test_rollup import DAY1, DAY2
+from rollup_facts import DAY1, DAY2, Facts, event_line, generate
 
 HOURS = [Hour(DAY1, 22), Hour(DAY1, 23), Hour(DAY2, 0), Hour(DAY2, 1)]
 

@@ -18,7 +18,7 @@ from pathlib import Path
 import pytest
 
 from gravix.storage.layout import is_tmp
-from test_recovery import fact_lines, raw_content
+from publish_facts import fact_lines, raw_content
 
 
 def orphan_tree(root: Path) -> list[bytes]:

@@ -15,6 +15,7 @@ from test_doctor import FS_CHECKS, not_ok, recent_hours, write_raw
 
 from gravix import schema
 from gravix.ops.doctor import FAIL, OK, UNAUTHORIZED_HINT, WARN, run_doctor
+from gravix.report import to_json
 from gravix.settings import DEFAULT_URL, load_settings
 from gravix.storage import layout
 from serverutil import RunningServer, free_port, running_server, start_server
@@ -94,7 +95,7 @@ def test_healthy_root_with_live_server_passes_every_check(data_root: Path) -> No
     with running_server(data_root, api_key="k1") as srv:
         settings = load_settings(data_dir=data_root, url=srv.url, api_keys=["k1"], environ={})
         report = run_doctor(settings=settings)
-    assert not_ok(report) == {}, report.to_dict()
+    assert not_ok(report) == {}, to_json(report)
     assert {c.name for c in report.checks} == {"data root", "ingestion", *FS_CHECKS}
 
 

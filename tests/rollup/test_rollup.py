@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import math
+import os
 import random
 import shutil
+import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -16,6 +18,7 @@ import pytest
 
 from gravix import schema
 from gravix.errors import ConfigError
+from gravix.report import to_json
 from gravix.rollup import plan_hours, rebuild_hours, recent_runs, run_rollup
 from gravix.schema import sketch
 from gravix.storage import layout
@@ -213,6 +216,38 @@ def test_late_facts_rebuild_exactly_their_hour_and_still_match_duckdb(built: Pat
     assert "Nothing to do" in again.message
 
 
+def test_plan_since_last_run_passes_over_unchanged_hours_and_finds_the_same_work(
+    built: Path,
+) -> None:
+    """The doctor's fast plan (an hour directory untouched since the last incremental run
+    started, with manifest and output, is up to date) agrees with the full walk."""
+
+    def both() -> tuple[set[tuple[str, Hour, str]], set[tuple[str, Hour, str]]]:
+        fast = {(p.table, p.hour, p.reason) for p in plan_hours(built, since_last_run=True)}
+        return fast, {(p.table, p.hour, p.reason) for p in plan_hours(built)}
+
+    long_ago = time.time() - 3 * 3600
+    for topic in schema.TOPICS:
+        for hour_dir in layout.raw_hours(built, topic).values():
+            os.utime(hour_dir, (long_ago, long_ago))
+    assert both() == (set(), set())
+    rng = random.Random(5)
+    changed, missing, removed = Hour(DAY1, 10), Hour(DAY2, 0), Hour(DAY1, 9)
+    generate(rng, [changed], 20, prefix="late").write(built)
+    layout.warehouse_hour_file(built, schema.REQUEST_METRICS_MINUTE, missing).unlink()
+    for path in layout.raw_files(layout.raw_hour_dir(built, schema.REQUEST_FACTS, removed)):
+        path.unlink()
+    fast, full = both()
+    assert fast == full
+    assert {(h, r) for _, h, r in fast} >= {
+        (changed, "changed"),
+        (missing, "missing"),
+        (removed, "removed"),
+    }
+    newest = {p.hour: p.newest_mtime for p in plan_hours(built, since_last_run=True)}
+    assert newest[changed] > long_ago
+
+
 def _inodes(root: Path) -> dict[str, int]:
     base = layout.warehouse_table_dir(root, schema.REQUEST_METRICS_MINUTE)
     return {str(p.relative_to(base)): p.stat().st_ino for p in base.rglob("*.parquet")}
@@ -240,7 +275,7 @@ def test_window_not_on_hours_is_widened_and_says_so(built: Path) -> None:
     assert summary.widened_note and "widened" in summary.widened_note
     assert "2026-02-16T09:00:00Z" in summary.widened_note
     assert [h.hour for h in summary.hours] == [Hour(DAY1, 9), Hour(DAY1, 10)]
-    assert summary.to_dict()["widened"] is True
+    assert to_json(summary)["widened"] is True
 
 
 def test_bad_window_is_a_usage_error_and_changes_nothing(built: Path) -> None:
@@ -420,7 +455,7 @@ def test_torn_and_invalid_lines_are_counted_skipped_and_recorded(data_root: Path
     assert (by_hour[clean].facts, by_hour[clean].bad_lines) == (101, 5)
     assert (by_hour[damaged].facts, by_hour[damaged].bad_lines) == (100, 4)
     assert summary.bad_lines == 9
-    assert summary.to_dict()["bad_lines"] == 9
+    assert to_json(summary)["bad_lines"] == 9
     (last,) = recent_runs(data_root, limit=1)
     assert last["bad_lines"] == 9
     con = connect()
@@ -460,7 +495,7 @@ def test_rebuild_hours_rewrites_the_given_hours(built: Path) -> None:
 
 
 def _summary_keys(summary: Any) -> set[str]:
-    return set(summary.to_dict())
+    return set(to_json(summary))
 
 
 def test_summary_reports_every_count_for_json(built: Path) -> None:
@@ -476,6 +511,6 @@ def test_summary_reports_every_count_for_json(built: Path) -> None:
         "message",
         "hours",
     } <= _summary_keys(summary)
-    doc = summary.to_dict()
+    doc = to_json(summary)
     assert doc["hours_built"] == 1
     assert doc["facts"] + doc["duplicates"] + doc["bad_lines"] == doc["lines"]

@@ -50,8 +50,9 @@ def doctor_command(
         report = run_doctor(settings=settings)
     if json:
         from gravix.cli.render import print_json
+        from gravix.report import to_json
 
-        print_json(report.to_dict())
+        print_json(to_json(report))
     else:
         _render(report)
     raise typer.Exit(1 if report.failed else 0)

@@ -81,8 +81,9 @@ def recover_command(
             )
     if json:
         from gravix.cli.render import print_json
+        from gravix.report import to_json
 
-        print_json(report.to_dict())
+        print_json(to_json(report))
     else:
         _render(report)
 

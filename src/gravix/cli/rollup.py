@@ -67,8 +67,9 @@ def rollup_command(
             )
     if json:
         from gravix.cli.render import print_json
+        from gravix.report import to_json
 
-        print_json(summary.to_dict())
+        print_json(to_json(summary))
     else:
         _render(summary)
 

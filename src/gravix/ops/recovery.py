@@ -12,6 +12,7 @@ from typing import Any
 
 from gravix import rollup, schema
 from gravix.errors import ConfigError, StorageError
+from gravix.report import to_json
 from gravix.storage import durable, layout
 from gravix.storage.orphans import BufferRecoveryReport, recover_buffers
 from gravix.units import parse_time
@@ -62,15 +63,6 @@ class ParquetProblem:
     hours: list[layout.Hour] = field(default_factory=list)
     quarantined: Path | None = None
 
-    def to_dict(self) -> dict[str, Any]:
-        return {
-            "table": self.table,
-            "path": str(self.path),
-            "error": self.error,
-            "hours": [str(h) for h in self.hours],
-            "quarantined": str(self.quarantined) if self.quarantined else None,
-        }
-
 
 def _parquet_files(root: Path, table: str) -> list[Path]:
     out: list[Path] = []
@@ -107,7 +99,7 @@ def check_parquet(path: Path, *, deep: bool = False) -> str | None:
 class RecoverReport:
     """Everything ``gravix recover`` found and did (or, in a dry run, would do)."""
 
-    root: Path
+    root: Path = field(metadata={"json": "data_dir"})
     dry_run: bool
     deep: bool
     buffers: BufferRecoveryReport
@@ -118,21 +110,6 @@ class RecoverReport:
     not_rebuildable: dict[str, list[layout.Hour]] = field(default_factory=dict)
     rebuilt: list[dict[str, Any]] = field(default_factory=list)  # rollup summaries
     window: tuple[str, str] | None = None
-
-    def to_dict(self) -> dict[str, Any]:
-        return {
-            "data_dir": str(self.root),
-            "dry_run": self.dry_run,
-            "deep": self.deep,
-            "buffers": self.buffers.to_dict(),
-            "temporaries": [str(p) for p in self.temporaries],
-            "parquet_checked": self.parquet_checked,
-            "parquet_problems": [p.to_dict() for p in self.parquet_problems],
-            "rebuild_hours": {t: [str(h) for h in hs] for t, hs in self.rebuild_hours.items()},
-            "not_rebuildable": {t: [str(h) for h in hs] for t, hs in self.not_rebuildable.items()},
-            "window": list(self.window) if self.window else None,
-            "rebuilt": self.rebuilt,
-        }
 
 
 def _scan_parquet(
@@ -241,10 +218,10 @@ def run_recover(
         ) from exc
     for table, hours in report.rebuild_hours.items():
         summary = rollup.rebuild_hours(root, table, hours, progress=progress)
-        report.rebuilt.append(summary.to_dict())
+        report.rebuilt.append(to_json(summary))
     if window is not None:
         summary = rollup.run_rollup(
             root=root, start=rebuild_start, end=rebuild_end, progress=progress
         )
-        report.rebuilt.append(summary.to_dict())
+        report.rebuilt.append(to_json(summary))
     return report

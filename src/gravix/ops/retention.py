@@ -13,7 +13,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 from gravix import schema
 from gravix.errors import ConfigError, StorageError, UnsafePath
@@ -42,16 +42,6 @@ class Partition:
     files: list[Path] = field(default_factory=list)
     dirs: list[Path] = field(default_factory=list)  # deepest first, the partition itself last
     bytes: int = 0
-
-    def to_dict(self) -> dict[str, Any]:
-        return {
-            "area": self.area,
-            "name": self.name,
-            "event_day": self.day.isoformat(),
-            "path": str(self.path),
-            "files": len(self.files),
-            "bytes": self.bytes,
-        }
 
 
 @dataclass
@@ -95,38 +85,74 @@ class CleanupPlan:
             row["days"].append(p.day.isoformat())
         return out
 
-    def to_dict(self) -> dict[str, Any]:
-        return {
-            "data_dir": str(self.root),
-            "today": self.today.isoformat(),
-            "days": self.days,
-            "warehouse_days": self.warehouse_days,
-            "raw_cutoff": self.raw_cutoff.isoformat(),
-            "warehouse_cutoff": self.warehouse_cutoff.isoformat(),
-            "partitions": len(self.partitions),
-            "files": self.files,
-            "bytes": self.bytes,
-            "tables": self.tables(),
-            "skipped": [{"path": str(p), "reason": r} for p, r in self.skipped],
-        }
-
 
 @dataclass
 class CleanupReport:
-    plan: CleanupPlan
+    """What cleanup deleted (or, in a dry run, would delete): the plan's figures at the
+    top level of the JSON document, as cron users read them."""
+
+    JSON_EXTRA: ClassVar[tuple[str, ...]] = (
+        "data_dir",
+        "today",
+        "days",
+        "warehouse_days",
+        "raw_cutoff",
+        "warehouse_cutoff",
+        "partitions",
+        "files",
+        "bytes",
+        "tables",
+        "skipped",
+    )
+
+    plan: CleanupPlan = field(metadata={"json": False})
     dry_run: bool
     deleted_files: int = 0
     deleted_bytes: int = 0
     removed_dirs: int = 0
 
-    def to_dict(self) -> dict[str, Any]:
-        return {
-            "dry_run": self.dry_run,
-            **self.plan.to_dict(),
-            "deleted_files": self.deleted_files,
-            "deleted_bytes": self.deleted_bytes,
-            "removed_dirs": self.removed_dirs,
-        }
+    @property
+    def data_dir(self) -> Path:
+        return self.plan.root
+
+    @property
+    def today(self) -> date:
+        return self.plan.today
+
+    @property
+    def days(self) -> int:
+        return self.plan.days
+
+    @property
+    def warehouse_days(self) -> int:
+        return self.plan.warehouse_days
+
+    @property
+    def raw_cutoff(self) -> date:
+        return self.plan.raw_cutoff
+
+    @property
+    def warehouse_cutoff(self) -> date:
+        return self.plan.warehouse_cutoff
+
+    @property
+    def partitions(self) -> int:
+        return len(self.plan.partitions)
+
+    @property
+    def files(self) -> int:
+        return self.plan.files
+
+    @property
+    def bytes(self) -> int:
+        return self.plan.bytes
+
+    def tables(self) -> dict[str, dict[str, Any]]:
+        return self.plan.tables()
+
+    @property
+    def skipped(self) -> list[dict[str, str]]:
+        return [{"path": str(p), "reason": r} for p, r in self.plan.skipped]
 
 
 # --- planning ---------------------------------------------------------------------------------

@@ -44,22 +44,6 @@ class HourResult:
     output: Path | None = None
     seconds: float = 0.0
 
-    def to_dict(self) -> dict[str, Any]:
-        return {
-            "table": self.table,
-            "hour": str(self.hour),
-            "reason": self.reason,
-            "files": self.files,
-            "bytes": self.bytes,
-            "lines": self.lines,
-            "bad_lines": self.bad_lines,
-            "duplicates": self.duplicates,
-            "facts": self.facts,
-            "rows": self.rows,
-            "output": str(self.output) if self.output else None,
-            "seconds": round(self.seconds, 4),
-        }
-
 
 def _request_metrics(frame: pl.DataFrame) -> pl.DataFrame:
     """One row per (minute, service, method, path_template) with the columns of DESIGN §6."""

@@ -10,18 +10,16 @@ from __future__ import annotations
 import json
 import os
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from gravix import schema
 from gravix.errors import ConfigError
+from gravix.rollup.runlog import last_full_plans
 from gravix.storage import layout
 from gravix.storage.layout import Hour
-
-if TYPE_CHECKING:
-    pass
 
 NEW, CHANGED, REMOVED, MISSING, REQUESTED = "new", "changed", "removed", "missing", "requested"
 
@@ -33,20 +31,21 @@ class PlannedHour:
     table: str
     hour: Hour
     reason: str  # new | changed | removed | missing | requested
+    # When the newest raw file of the hour arrived (epoch seconds; 0 if it has none).
+    newest_mtime: float = field(default=0.0, compare=False, metadata={"json": False})
 
-    def to_dict(self) -> dict[str, Any]:
-        return {"table": self.table, "hour": str(self.hour), "reason": self.reason}
 
-
-def _current_files(root: Path, table: str, hour: Hour) -> dict[str, int]:
-    """Names and sizes of the hour's raw files: the files :func:`layout.raw_files` lists,
-    read with one ``scandir`` (planning stats every raw file of the retention)."""
+def _raw_files(root: Path, table: str, hour: Hour) -> tuple[dict[str, int], float]:
+    """Names and sizes of the hour's raw files (the files :func:`layout.raw_files` lists,
+    read with one ``scandir``: planning stats every raw file of the retention), and the
+    newest one's mtime."""
     hour_dir = layout.raw_hour_dir(root, schema.TABLE_SOURCE[table], hour)
     out: dict[str, int] = {}
+    newest = 0.0
     try:
         entries = os.scandir(hour_dir)
     except (FileNotFoundError, NotADirectoryError):
-        return out
+        return out, newest
     with entries:
         for entry in entries:
             name = entry.name
@@ -54,10 +53,16 @@ def _current_files(root: Path, table: str, hour: Hour) -> dict[str, int]:
                 continue
             try:
                 if entry.is_file(follow_symlinks=False):
-                    out[name] = entry.stat(follow_symlinks=False).st_size
+                    st = entry.stat(follow_symlinks=False)
+                    out[name] = st.st_size
+                    newest = max(newest, st.st_mtime)
             except FileNotFoundError:
                 continue
-    return out
+    return out, newest
+
+
+def _current_files(root: Path, table: str, hour: Hour) -> dict[str, int]:
+    return _raw_files(root, table, hour)[0]
 
 
 def read_manifest(root: Path, table: str, hour: Hour) -> dict[str, Any] | None:
@@ -90,25 +95,52 @@ def _manifest_hours(root: Path, table: str) -> dict[Hour, Path]:
     return out
 
 
-def plan_table(root: Path, table: str, only: set[Hour] | None = None) -> list[PlannedHour]:
+def _unchanged_since(root: Path, table: str, hour: Hour, hour_dir: Path, since: float) -> bool:
+    """True if the hour cannot need work: raw files enter and leave an hour directory only
+    by rename and unlink, which update its mtime; a directory older than the start of the
+    last incremental run (which compared every hour with its manifest and rebuilt those
+    that differed) whose manifest and output exist is up to date. Three ``stat`` calls."""
+    try:
+        if os.stat(hour_dir).st_mtime >= since:
+            return False
+        os.stat(layout.rollup_manifest_path(root, table, hour))
+    except FileNotFoundError:
+        return False
+    return layout.warehouse_output(root, table, hour).exists()
+
+
+def plan_table(
+    root: Path, table: str, only: set[Hour] | None = None, *, since: float | None = None
+) -> list[PlannedHour]:
+    """The hours of ``table`` that need work; with ``since`` (when the last incremental
+    run started), hours whose raw directory has not changed since are passed over."""
     raw = layout.raw_hours(root, schema.TABLE_SOURCE[table])
     hours = set(raw) | set(_manifest_hours(root, table))
     if only is not None:
         hours &= only
     plan: list[PlannedHour] = []
     for hour in sorted(hours):
-        files = _current_files(root, table, hour) if hour in raw else {}
+        if (
+            since is not None
+            and hour in raw
+            and _unchanged_since(root, table, hour, raw[hour], since)
+        ):
+            continue
+        files, newest = _raw_files(root, table, hour) if hour in raw else ({}, 0.0)
         manifest = read_manifest(root, table, hour)
         if manifest is None:
-            if files:
-                plan.append(PlannedHour(table, hour, NEW))
+            reason = NEW if files else None
         elif manifest["files"] != files:
-            plan.append(PlannedHour(table, hour, CHANGED if files else REMOVED))
+            reason = CHANGED if files else REMOVED
         elif (
-            int(manifest.get("facts", 0)) > 0
+            int(manifest.get("facts", 0) or 0) > 0
             and not layout.warehouse_output(root, table, hour).exists()
         ):
-            plan.append(PlannedHour(table, hour, MISSING))
+            reason = MISSING
+        else:
+            reason = None
+        if reason is not None:
+            plan.append(PlannedHour(table, hour, reason, newest))
     return plan
 
 
@@ -129,10 +161,18 @@ def choose_tables(tables: Iterable[str] | str | None) -> list[str]:
     return chosen
 
 
-def plan_hours(root: Path, table: str | None = None) -> list[PlannedHour]:
+def plan_hours(
+    root: Path, table: str | None = None, *, since_last_run: bool = False
+) -> list[PlannedHour]:
     """Hours whose raw file set differs from what they were built from (``new``,
-    ``changed``, ``removed``), or whose output file has gone (``missing``)."""
-    return [p for t in choose_tables(table) for p in plan_table(root, t)]
+    ``changed``, ``removed``), or whose output file has gone (``missing``).
+
+    With ``since_last_run``, an hour whose raw directory has not changed since the last
+    recorded incremental run started is taken as up to date if its manifest and output
+    exist (three ``stat`` calls instead of reading the hour): the same answer, at a small
+    fraction of the walk on a month of minute-rotated raw files (the doctor asks so)."""
+    planned = last_full_plans(root) if since_last_run else {}
+    return [p for t in choose_tables(table) for p in plan_table(root, t, since=planned.get(t))]
 
 
 def window_plan(

@@ -31,7 +31,6 @@ lock is held by :func:`run_rollup` and :func:`rebuild_hours`.
 
 from __future__ import annotations
 
-import json
 import os
 import time
 from collections.abc import Callable, Iterable
@@ -40,10 +39,11 @@ from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from functools import partial
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import ClassVar
 
 from gravix import schema
 from gravix.errors import ConfigError
+from gravix.report import to_json
 from gravix.rollup.build import HourResult, build_event_day, build_request_hour, keep_removed
 from gravix.rollup.plan import (
     REMOVED,
@@ -53,16 +53,13 @@ from gravix.rollup.plan import (
     plan_table,
     window_plan,
 )
+from gravix.rollup.runlog import append_run, recent_runs
 from gravix.storage import durable, layout
 from gravix.storage.layout import Hour
 from gravix.units import ceil_to, floor_to, parse_time, utc_stamp
 
-if TYPE_CHECKING:
-    pass
-
 LOCK_NAME = "rollup"
 HOUR = timedelta(hours=1)
-RUNS_KEPT = 200
 # Hours of request_metrics_minute built at the same time.
 HOUR_WORKERS = max(1, min(2, os.cpu_count() or 1))
 
@@ -73,6 +70,21 @@ Progress = Callable[[str, int, int], None]
 class RollupSummary:
     """The outcome of one rollup run (``gravix rollup`` renders it)."""
 
+    JSON_EXTRA: ClassVar[tuple[str, ...]] = (
+        "widened",
+        "notes",
+        "nothing_to_do",
+        "message",
+        "hours_built",
+        "files",
+        "bytes",
+        "lines",
+        "bad_lines",
+        "duplicates",
+        "facts",
+        "rows",
+    )
+
     mode: str  # incremental | window | rebuild
     tables: list[str]
     start: datetime | None = None
@@ -81,8 +93,41 @@ class RollupSummary:
     requested_end: datetime | None = None
     hours: list[HourResult] = field(default_factory=list)
     hours_without_raw: int = 0
-    started_at: datetime = field(default_factory=lambda: datetime.now(UTC))
+    # Whole seconds: the runs log records when a run started, and the planner compares.
+    started_at: datetime = field(default_factory=lambda: datetime.now(UTC).replace(microsecond=0))
     seconds: float = 0.0
+
+    @property
+    def notes(self) -> list[str]:
+        return [n for n in (self.widened_note,) if n]
+
+    @property
+    def hours_built(self) -> int:
+        return len({(h.table, h.hour) for h in self.hours})
+
+    @property
+    def files(self) -> int:
+        return self.total("files")
+
+    @property
+    def bytes(self) -> int:
+        return self.total("bytes")
+
+    @property
+    def lines(self) -> int:
+        return self.total("lines")
+
+    @property
+    def duplicates(self) -> int:
+        return self.total("duplicates")
+
+    @property
+    def facts(self) -> int:
+        return self.total("facts")
+
+    @property
+    def rows(self) -> int:
+        return self.total("rows")
 
     @property
     def widened(self) -> bool:
@@ -125,32 +170,6 @@ class RollupSummary:
             text += f", {self.bad_lines:,} bad line(s) skipped"
         return text + f" in {self.seconds:.1f}s."
 
-    def to_dict(self) -> dict[str, Any]:
-        return {
-            "mode": self.mode,
-            "tables": self.tables,
-            "start": utc_stamp(self.start) if self.start else None,
-            "end": utc_stamp(self.end) if self.end else None,
-            "requested_start": utc_stamp(self.requested_start) if self.requested_start else None,
-            "requested_end": utc_stamp(self.requested_end) if self.requested_end else None,
-            "widened": self.widened,
-            "notes": [n for n in (self.widened_note,) if n],
-            "nothing_to_do": self.nothing_to_do,
-            "message": self.message,
-            "hours_built": len({(h.table, h.hour) for h in self.hours}),
-            "hours_without_raw": self.hours_without_raw,
-            "files": self.total("files"),
-            "bytes": self.total("bytes"),
-            "lines": self.total("lines"),
-            "bad_lines": self.bad_lines,
-            "duplicates": self.total("duplicates"),
-            "facts": self.total("facts"),
-            "rows": self.total("rows"),
-            "started_at": utc_stamp(self.started_at),
-            "seconds": round(self.seconds, 3),
-            "hours": [h.to_dict() for h in self.hours],
-        }
-
 
 def _execute(root: Path, plan: list[PlannedHour], progress: Progress | None) -> list[HourResult]:
     results: list[HourResult] = []
@@ -190,34 +209,13 @@ def _execute(root: Path, plan: list[PlannedHour], progress: Progress | None) -> 
 # --- runs log -------------------------------------------------------------------------------
 
 
-def recent_runs(root: Path, limit: int = 10) -> list[dict[str, Any]]:
-    """The newest ``limit`` run summaries, newest first (bad-line counts for doctor)."""
-    try:
-        text = layout.rollup_runs_path(root).read_text(errors="replace")
-    except OSError:
-        return []
-    runs: list[dict[str, Any]] = []
-    for line in reversed(text.splitlines()):
-        try:
-            value = json.loads(line)
-        except ValueError:
-            continue
-        if isinstance(value, dict):
-            runs.append(value)
-        if len(runs) >= limit:
-            break
-    return runs
-
-
 def _record_run(root: Path, summary: RollupSummary) -> None:
-    document = summary.to_dict()
+    document = to_json(summary)
     document.pop("hours")
     document["bad_lines_by_hour"] = {
         f"{h.table} {h.hour}": h.bad_lines for h in summary.hours if h.bad_lines
     }
-    kept = list(reversed(recent_runs(root, RUNS_KEPT - 1)))
-    lines = [json.dumps(r, separators=(",", ":")) for r in [*kept, document]]
-    durable.atomic_write(layout.rollup_runs_path(root), ("\n".join(lines) + "\n").encode())
+    append_run(root, document)
 
 
 # --- entry points ---------------------------------------------------------------------------

@@ -24,6 +24,7 @@ import time
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
 from pathlib import Path
+from typing import ClassVar
 
 from gravix.errors import UnsafePath
 from gravix.schema.contract import SERVICE_EVENTS_DAILY, TABLES, TOPICS
@@ -45,6 +46,8 @@ BUFFER_NAMES = "active-<id>.jsonl or sealed-<id>.jsonl"
 @dataclass(frozen=True, order=True)
 class Hour:
     """One hour of event time (UTC): the unit of rotation and rollup."""
+
+    JSON_AS_STR: ClassVar[bool] = True
 
     day: date
     hour: int

@@ -9,7 +9,7 @@ import os
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import ClassVar
 
 from gravix import schema
 from gravix.errors import StorageError
@@ -25,10 +25,27 @@ BUFFER_RECOVERY_LOCK = "buffer-recovery"
 class BufferRecoveryReport:
     """Orphaned buffer files found and moved into raw."""
 
+    JSON_EXTRA: ClassVar[tuple[str, ...]] = (
+        "files",
+        "lines",
+        "torn_tail_lines",
+        "damaged_lines",
+        "quarantined",
+    )
+
     dry_run: bool = False
-    activated: list[Path] = field(default_factory=list)  # active files of dead processes
+    # active files of dead processes
+    activated: list[Path] = field(default_factory=list, metadata={"json": "orphaned_active"})
     published: list[PublishReport] = field(default_factory=list)
     skipped_live: list[Path] = field(default_factory=list)  # held by a live process
+
+    @property
+    def files(self) -> int:
+        return len(self.published)
+
+    @property
+    def quarantined(self) -> list[Path]:
+        return [p.quarantined for p in self.published if p.quarantined]
 
     @property
     def lines(self) -> int:
@@ -41,19 +58,6 @@ class BufferRecoveryReport:
     @property
     def damaged_lines(self) -> int:
         return sum(p.damaged_lines for p in self.published)
-
-    def to_dict(self) -> dict[str, Any]:
-        return {
-            "dry_run": self.dry_run,
-            "files": len(self.published),
-            "lines": self.lines,
-            "torn_tail_lines": self.torn_tail_lines,
-            "damaged_lines": self.damaged_lines,
-            "quarantined": [str(p.quarantined) for p in self.published if p.quarantined],
-            "orphaned_active": [str(p) for p in self.activated],
-            "skipped_live": [str(p) for p in self.skipped_live],
-            "published": [p.to_dict() for p in self.published],
-        }
 
 
 # --- orphans ---------------------------------------------------------------------------------

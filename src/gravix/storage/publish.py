@@ -46,21 +46,6 @@ class PublishReport:
     damaged_lines: int = 0
     quarantined: Path | None = None
 
-    def to_dict(self) -> dict[str, Any]:
-        return {
-            "topic": self.topic,
-            "source": str(self.source),
-            "file_id": self.file_id,
-            "lines": self.lines,
-            "bytes": self.bytes,
-            "hours": dict(self.hours),
-            "raw_files": [str(p) for p in self.raw_files],
-            "torn_tail_lines": self.torn_tail_lines,
-            "torn_tail_bytes": self.torn_tail_bytes,
-            "damaged_lines": self.damaged_lines,
-            "quarantined": str(self.quarantined) if self.quarantined else None,
-        }
-
 
 # --- splitting a buffer file ---------------------------------------------------------------------
 

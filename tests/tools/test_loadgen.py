@@ -19,14 +19,9 @@ from gravix import schema
 from gravix.errors import ConfigError, GravixError
 from gravix.schema import Validator
 from gravix.storage import layout
-from gravix.tools.loadgen import (
-    Incident,
-    Traffic,
-    parse_duration,
-    run_loadgen,
-    service_names,
-    uuid7,
-)
+from gravix.tools.loadgen import run_loadgen
+from gravix.tools.traffic import Incident, Traffic, service_names, uuid7
+from gravix.units import parse_duration
 from serverutil import free_port, running_server
 
 

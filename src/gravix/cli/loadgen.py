@@ -70,8 +70,11 @@ def loadgen_command(
     Example: gravix loadgen --api-key KEY --time-span 2h --total 100000 --rate 0
     """
     from gravix.cli.render import progress
+    from gravix.report import to_json
     from gravix.settings import load_settings
-    from gravix.tools.loadgen import Incident, parse_duration, run_loadgen
+    from gravix.tools.loadgen import run_loadgen
+    from gravix.tools.traffic import Incident
+    from gravix.units import parse_duration
 
     with boundary():
         settings = load_settings(url=url, api_keys=[api_key] if api_key else None)
@@ -92,7 +95,7 @@ def loadgen_command(
                 deploys=deploys,
                 progress=bar,
             )
-    report = summary.to_dict()
+    report = to_json(summary)
     if json:
         from gravix.cli.render import print_json
 

@@ -10,23 +10,17 @@ with ``server.log_text()``.
 from __future__ import annotations
 
 import json
-import os
 import secrets
-import signal
-import socket
-import subprocess
-import sys
 import time
 from collections.abc import Iterator, Mapping
-from contextlib import contextmanager, suppress
-from dataclasses import dataclass, field
+from contextlib import contextmanager
 from pathlib import Path
 
-import httpx
-
+from gravix.errors import GravixError
 from gravix.ingest.buffer import BufferObserver, CommitStats, TopicBuffer
-
-READY_TIMEOUT = 30.0
+from gravix.tools import serverproc
+from gravix.tools.serverproc import ServerProcess as RunningServer
+from gravix.tools.serverproc import free_port
 
 
 def uuid7(ms: int | None = None) -> str:
@@ -151,73 +145,9 @@ def raw_lines(data_dir: Path, topic: str) -> list[dict[str, object]]:
     return out
 
 
-def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
 def server_env(env: Mapping[str, str] | None = None) -> dict[str, str]:
     """The inherited environment without Gravix settings, plus ``env``."""
-    base = {k: v for k, v in os.environ.items() if not k.startswith("GRAVIX_") and k != "API_KEY"}
-    base.update(env or {})
-    return base
-
-
-@dataclass
-class RunningServer:
-    url: str
-    api_key: str | None
-    proc: subprocess.Popen[bytes]
-    data_dir: Path
-    port: int
-    log_path: Path
-    args: list[str] = field(default_factory=list)
-
-    @property
-    def headers(self) -> dict[str, str]:
-        return {"X-API-Key": self.api_key} if self.api_key else {}
-
-    def client(self, **kwargs: object) -> httpx.Client:
-        """An httpx client with the base URL and the API key header set."""
-        return httpx.Client(base_url=self.url, headers=self.headers, timeout=30.0, **kwargs)  # type: ignore[arg-type]
-
-    def log_text(self) -> str:
-        return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
-
-    def wait_ready(self, timeout: float = READY_TIMEOUT) -> None:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            code = self.proc.poll()
-            if code is not None:
-                raise RuntimeError(
-                    f"ingest-server exited with {code} before it was ready:\n{self.log_text()}"
-                )
-            try:
-                if httpx.get(f"{self.url}/ready", timeout=1.0).status_code == 200:
-                    return
-            except httpx.TransportError:
-                pass
-            time.sleep(0.05)
-        raise RuntimeError(f"ingest-server not ready after {timeout}s:\n{self.log_text()}")
-
-    def stop(self, timeout: float = 60.0) -> int:
-        """SIGTERM, then wait for the graceful exit; returns the exit code."""
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-        try:
-            return self.proc.wait(timeout)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            self.proc.wait()
-            raise RuntimeError(f"ingest-server ignored SIGTERM for {timeout}s") from None
-
-    def kill(self) -> int:
-        """SIGKILL the server (the whole process group, workers included)."""
-        if self.proc.poll() is None:
-            with suppress(ProcessLookupError):
-                os.killpg(self.proc.pid, signal.SIGKILL)
-        return self.proc.wait()
+    return serverproc.server_env(env)
 
 
 def start_server(
@@ -228,48 +158,20 @@ def start_server(
     port: int | None = None,
     wait: bool = True,
 ) -> RunningServer:
-    """Start a server (not a context manager: the caller stops or kills it)."""
+    """Start a server (not a context manager: the caller stops or kills it). The key goes
+    on the command line, as an operator passes it, with its log beside the data root."""
     port = port or free_port()
-    args = [
-        sys.executable,
-        "-m",
-        "gravix",
-        "ingest-server",
-        "--data-dir",
-        str(data_dir),
-        "--host",
-        "127.0.0.1",
-        "--port",
-        str(port),
-    ]
-    if api_key is not None:
-        args += ["--api-key", api_key]
-    args += list(extra_args)
-    log_path = data_dir.parent / f"ingest-server-{port}-{time.monotonic_ns()}.log"
-    with log_path.open("wb") as log:
-        proc = subprocess.Popen(
-            args,
-            stdin=subprocess.DEVNULL,
-            stdout=log,
-            stderr=log,
-            env=server_env(env),
-            start_new_session=True,
-        )
-    server = RunningServer(
-        url=f"http://127.0.0.1:{port}",
-        api_key=api_key,
-        proc=proc,
-        data_dir=data_dir,
+    args = ["--api-key", api_key] if api_key is not None else []
+    server = serverproc.start_server(
+        data_dir,
+        *args,
+        *extra_args,
+        env=env,
         port=port,
-        log_path=log_path,
-        args=args,
+        log_path=data_dir.parent / f"ingest-server-{port}-{time.monotonic_ns()}.log",
+        wait=wait,
     )
-    if wait:
-        try:
-            server.wait_ready()
-        except BaseException:
-            server.kill()
-            raise
+    server.api_key = api_key
     return server
 
 
@@ -289,5 +191,5 @@ def running_server(
         if server.proc.poll() is None:
             try:
                 server.stop()
-            except RuntimeError:
+            except GravixError:
                 server.kill()

@@ -4,11 +4,14 @@ from __future__ import annotations
 
 from datetime import datetime
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
 from gravix.cli.app import Json, app, boundary
+
+if TYPE_CHECKING:
+    from gravix.tools.demo import DemoReport
 
 
 @app.command("demo")
@@ -45,13 +48,13 @@ def demo_command(
 
     with boundary(), progress(not json, "gravix demo") as bar:
         report = run_demo(data_dir=data_dir, force=force, progress=bar)
-    document = report.to_dict()
     if json:
         from gravix.cli.render import print_json
+        from gravix.report import to_json
 
-        print_json(document)
+        print_json(to_json(report))
     else:
-        _render(document)
+        _render(report)
 
 
 def _time(value: Any) -> str:
@@ -109,87 +112,29 @@ def _series_table(
     return table
 
 
-def _render(report: dict[str, Any]) -> None:
-    from rich.table import Table
-
+def _render(report: DemoReport) -> None:
     from gravix.cli.render import console
 
     out = console()
-    findings = report["findings"]
-    deploy = findings["deploy"]
-    failing = findings["failing_endpoint"] or {}
-    incident = report["incident"]
     out.print(
-        f"[bold]Gravix demo[/] — data in [cyan]{report['data_dir']}[/] "
-        f"({report['data_dir_mode']}), {report['elapsed_s']:.1f} s",
+        f"[bold]Gravix demo[/] — data in [cyan]{report.data_dir}[/] "
+        f"({report.data_dir_mode}), {report.elapsed_s:.1f} s",
         highlight=False,
     )
-    for step in report["steps"]:
-        details = ", ".join(f"{k}={v}" for k, v in step.items() if k not in ("step", "seconds"))
-        out.print(
-            f"  [green]✓[/] {step['step']} [dim]({step['seconds']:.1f} s"
-            f"{'; ' + details if details else ''})[/]",
-            highlight=False,
-        )
-    doctor = report["doctor"]
-    counts = doctor.get("counts", {})
-    out.print(
-        f"  doctor: {counts.get('ok', 0)} ok, {counts.get('warn', 0)} warning(s), "
-        f"{counts.get('fail', 0)} failed",
-        highlight=False,
-    )
-    for check in doctor.get("checks", []):
-        if check["status"] != "ok":
-            out.print(
-                f"    [yellow]{check['status']}[/] {check['name']}: {check['detail']}",
-                highlight=False,
-            )
+    _render_steps(out, report)
     out.print()
+    deploy = report.findings["deploy"]
     deploy_at = deploy.get("completed") or deploy.get("started")
-    out.print(
-        _series_table(report["health"]["title"], report["health"]["rows"], incident, deploy_at)
-    )
-    out.print(
-        _series_table(report["endpoint"]["title"], report["endpoint"]["rows"], incident, deploy_at)
-    )
-
-    top = Table(title="Top failing endpoints", title_justify="left")
-    for name in ("service", "endpoint", "requests", "errors", "error rate", "p99 ms"):
-        top.add_column(name, justify="left" if name in ("service", "endpoint") else "right")
-    for row in report["top_endpoints"]["rows"]:
-        top.add_row(
-            row["service"],
-            f"{row['method']} {row['path_template']}",
-            f"{row['requests']:,}",
-            f"{row['errors']:,}",
-            _pct(row["error_rate"]),
-            _ms(row["p99_ms"]),
-        )
-    out.print(top)
-
-    compare = Table(
-        title=f"{deploy['service']} before/after deploy {deploy['version']} "
-        f"(completed {_time(deploy_at)})",
-        title_justify="left",
-    )
-    for name in ("window", "requests", "errors", "error rate", "p50 ms", "p95 ms", "p99 ms"):
-        compare.add_column(name, justify="left" if name == "window" else "right")
-    for row in report["deploy"]["summary"]:
-        compare.add_row(
-            f"{row['window']} {_time(row['since'])}–{_time(row['until'])}",
-            f"{row['requests']:,}",
-            f"{row['errors']:,}",
-            _pct(row["error_rate"]),
-            _ms(row["p50_ms"]),
-            _ms(row["p95_ms"]),
-            _ms(row["p99_ms"]),
-        )
-    out.print(compare)
-    out.print(f"[dim]{report['health']['notes'][0]}[/]")
+    for document in (report.health, report.endpoint):
+        out.print(_series_table(document["title"], document["rows"], report.incident, deploy_at))
+    out.print(_top_table(report.top_endpoints["rows"]))
+    out.print(_compare_table(report.deploy["summary"], deploy, deploy_at))
+    out.print(f"[dim]{report.health['notes'][0]}[/]")
     out.print()
-    worst = findings.get("worst_step") or {}
+    worst = report.findings.get("worst_step") or {}
+    failing = report.findings["failing_endpoint"] or {}
     out.print(
-        f"[bold]Incident:[/] the error rate of {incident['service']} peaked at "
+        f"[bold]Incident:[/] the error rate of {report.incident['service']} peaked at "
         f"{_pct(worst.get('error_rate'))} at {_time(worst.get('bucket_start'))}; the top "
         f"failing endpoint is [bold]{failing.get('method')} {failing.get('path_template')}[/] "
         f"({_pct(failing.get('error_rate'))} errors); deploy [bold]{deploy['version']}[/] of "
@@ -200,5 +145,70 @@ def _render(report: dict[str, Any]) -> None:
     )
     out.print()
     out.print("[bold]Next, try:[/]")
-    for command in report["next_commands"]:
+    for command in report.next_commands:
         out.print(f"  {command}", highlight=False, markup=False, soft_wrap=True)
+
+
+def _render_steps(out: Any, report: DemoReport) -> None:
+    for step in report.steps:
+        details = ", ".join(f"{k}={v}" for k, v in step.items() if k not in ("step", "seconds"))
+        out.print(
+            f"  [green]✓[/] {step['step']} [dim]({step['seconds']:.1f} s"
+            f"{'; ' + details if details else ''})[/]",
+            highlight=False,
+        )
+    doctor = report.doctor
+    if doctor is None:
+        return
+    counts = doctor.counts()
+    out.print(
+        f"  doctor: {counts.get('ok', 0)} ok, {counts.get('warn', 0)} warning(s), "
+        f"{counts.get('fail', 0)} failed",
+        highlight=False,
+    )
+    for check in doctor.checks:
+        if check.status != "ok":
+            out.print(
+                f"    [yellow]{check.status}[/] {check.name}: {check.detail}", highlight=False
+            )
+
+
+def _top_table(rows: list[dict[str, Any]]) -> Any:
+    from rich.table import Table
+
+    top = Table(title="Top failing endpoints", title_justify="left")
+    for name in ("service", "endpoint", "requests", "errors", "error rate", "p99 ms"):
+        top.add_column(name, justify="left" if name in ("service", "endpoint") else "right")
+    for row in rows:
+        top.add_row(
+            row["service"],
+            f"{row['method']} {row['path_template']}",
+            f"{row['requests']:,}",
+            f"{row['errors']:,}",
+            _pct(row["error_rate"]),
+            _ms(row["p99_ms"]),
+        )
+    return top
+
+
+def _compare_table(rows: list[dict[str, Any]], deploy: dict[str, Any], deploy_at: Any) -> Any:
+    from rich.table import Table
+
+    compare = Table(
+        title=f"{deploy['service']} before/after deploy {deploy['version']} "
+        f"(completed {_time(deploy_at)})",
+        title_justify="left",
+    )
+    for name in ("window", "requests", "errors", "error rate", "p50 ms", "p95 ms", "p99 ms"):
+        compare.add_column(name, justify="left" if name == "window" else "right")
+    for row in rows:
+        compare.add_row(
+            f"{row['window']} {_time(row['since'])}–{_time(row['until'])}",
+            f"{row['requests']:,}",
+            f"{row['errors']:,}",
+            _pct(row["error_rate"]),
+            _ms(row["p50_ms"]),
+            _ms(row["p95_ms"]),
+            _ms(row["p99_ms"]),
+        )
+    return compare

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Annotated
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
@@ -10,6 +11,7 @@ from gravix.cli.app import DataDir, Json, app, boundary
 
 if TYPE_CHECKING:
     from gravix.ops.recovery import RecoverReport
+    from gravix.storage.orphans import BufferRecoveryReport
 
 
 @app.command("recover")
@@ -88,6 +90,16 @@ def recover_command(
         _render(report)
 
 
+_WOULD = {
+    "moved": "to move",
+    "dropped": "to drop",
+    "quarantined": "to quarantine",
+    "removed": "to remove",
+    "rebuilt": "to rebuild",
+    "rolled up again": "to roll up again",
+}
+
+
 def _render(report: RecoverReport) -> None:
     from gravix.cli.render import console
 
@@ -95,50 +107,10 @@ def _render(report: RecoverReport) -> None:
     dry = report.dry_run
 
     def would(past: str) -> str:
-        return (
-            {
-                "moved": "to move",
-                "dropped": "to drop",
-                "quarantined": "to quarantine",
-                "removed": "to remove",
-                "rebuilt": "to rebuild",
-                "rolled up again": "to roll up again",
-            }[past]
-            if dry
-            else past
-        )
+        return _WOULD[past] if dry else past
 
-    buffers = report.buffers
     out.print(f"Recover {report.root}", highlight=False)
-    if buffers.published:
-        touched = {h for p in buffers.published for h in p.hours}
-        out.print(
-            f"  buffer: {len(buffers.published)} orphaned file(s) {would('moved')} into raw: "
-            f"{buffers.lines:,} lines in {len(touched)} hour(s)"
-            + (f", {len(buffers.activated)} left by dead processes" if buffers.activated else ""),
-            highlight=False,
-        )
-    else:
-        out.print("  buffer: no orphaned files", highlight=False)
-    if buffers.torn_tail_lines:
-        out.print(
-            f"  buffer: {buffers.torn_tail_lines} torn tail line(s) "
-            f"{would('dropped')} (unfinished writes)",
-            highlight=False,
-        )
-    if buffers.damaged_lines:
-        out.print(
-            f"  [yellow]buffer: {buffers.damaged_lines} damaged line(s) {would('quarantined')}[/]",
-            highlight=False,
-        )
-    for p in buffers.published:
-        if p.quarantined:
-            out.print(f"    quarantine: {p.quarantined}", highlight=False)
-    if buffers.skipped_live:
-        out.print(
-            f"  buffer: {len(buffers.skipped_live)} file(s) held by a live server, left alone",
-            highlight=False,
-        )
+    _render_buffers(out, report.buffers, would)
     out.print(
         f"  temporaries: {len(report.temporaries)} stray file(s) {would('removed')}",
         highlight=False,
@@ -172,3 +144,35 @@ def _render(report: RecoverReport) -> None:
         out.print("No files were changed.")
     else:
         out.print("Recovery complete.")
+
+
+def _render_buffers(out: Any, buffers: BufferRecoveryReport, would: Callable[[str], str]) -> None:
+    if buffers.published:
+        touched = {h for p in buffers.published for h in p.hours}
+        out.print(
+            f"  buffer: {len(buffers.published)} orphaned file(s) {would('moved')} into raw: "
+            f"{buffers.lines:,} lines in {len(touched)} hour(s)"
+            + (f", {len(buffers.activated)} left by dead processes" if buffers.activated else ""),
+            highlight=False,
+        )
+    else:
+        out.print("  buffer: no orphaned files", highlight=False)
+    if buffers.torn_tail_lines:
+        out.print(
+            f"  buffer: {buffers.torn_tail_lines} torn tail line(s) "
+            f"{would('dropped')} (unfinished writes)",
+            highlight=False,
+        )
+    if buffers.damaged_lines:
+        out.print(
+            f"  [yellow]buffer: {buffers.damaged_lines} damaged line(s) {would('quarantined')}[/]",
+            highlight=False,
+        )
+    for p in buffers.published:
+        if p.quarantined:
+            out.print(f"    quarantine: {p.quarantined}", highlight=False)
+    if buffers.skipped_live:
+        out.print(
+            f"  buffer: {len(buffers.skipped_live)} file(s) held by a live server, left alone",
+            highlight=False,
+        )

@@ -17,22 +17,23 @@ from __future__ import annotations
 import json
 import os
 import secrets
-import signal
-import socket
-import subprocess
-import sys
-import tempfile
 import time
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import IO, Any
+from typing import Any, ClassVar
 
 from gravix import schema
 from gravix.errors import GravixError, LockHeld, UnsafePath
+from gravix.ops.doctor import DoctorReport, run_doctor
+from gravix.query import deploy_compare, endpoint_drilldown, service_health, top_endpoints
+from gravix.rollup import RollupSummary, run_rollup
+from gravix.settings import load_settings
 from gravix.storage import durable, layout
+from gravix.tools.loadgen import LoadgenSummary, run_loadgen
+from gravix.tools.serverproc import ServerProcess, running_server
+from gravix.tools.traffic import Incident
 
 ProgressCallback = Callable[[str, int, int], None]
 
@@ -46,9 +47,8 @@ INCIDENT_START = timedelta(minutes=80)
 INCIDENT_LENGTH = timedelta(minutes=20)
 STEP_MINUTES = 10
 DEPLOY_WINDOW_MINUTES = 30
-READY_TIMEOUT = 30.0
 DRAIN_TIMEOUT = 20.0
-STOP_TIMEOUT = 60.0
+STEPS = 7
 _AREAS = (
     layout.buffer_root,
     layout.raw_root,
@@ -62,45 +62,31 @@ _AREAS = (
 class DemoReport:
     """What the demo did and what the incident report found."""
 
+    JSON_EXTRA: ClassVar[tuple[str, ...]] = ("window",)
+
     data_dir: Path
     data_dir_mode: str  # new | replaced | added (with --force)
-    window_start: datetime
-    window_end: datetime
+    window_start: datetime = field(metadata={"json": False})
+    window_end: datetime = field(metadata={"json": False})
     incident: dict[str, Any]
+    elapsed_s: float = 0.0
+    findings: dict[str, Any] = field(default_factory=dict)
     steps: list[dict[str, Any]] = field(default_factory=list)
-    loadgen: dict[str, Any] = field(default_factory=dict)
+    loadgen: LoadgenSummary | None = None
     raw: dict[str, Any] = field(default_factory=dict)
-    rollup: dict[str, Any] = field(default_factory=dict)
-    doctor: dict[str, Any] = field(default_factory=dict)
+    rollup: RollupSummary | None = None
+    doctor: DoctorReport | None = None
     server_exit_code: int | None = None
+    # The query presets' documents (their rows keep datetimes for the terminal report).
     health: dict[str, Any] = field(default_factory=dict)
     endpoint: dict[str, Any] = field(default_factory=dict)
     top_endpoints: dict[str, Any] = field(default_factory=dict)
     deploy: dict[str, Any] = field(default_factory=dict)
-    findings: dict[str, Any] = field(default_factory=dict)
     next_commands: list[str] = field(default_factory=list)
-    elapsed_s: float = 0.0
 
-    def to_dict(self) -> dict[str, Any]:
-        return {
-            "data_dir": str(self.data_dir),
-            "data_dir_mode": self.data_dir_mode,
-            "elapsed_s": round(self.elapsed_s, 2),
-            "window": {"since": self.window_start, "until": self.window_end},
-            "incident": self.incident,
-            "findings": self.findings,
-            "steps": self.steps,
-            "loadgen": self.loadgen,
-            "raw": self.raw,
-            "rollup": self.rollup,
-            "doctor": self.doctor,
-            "server_exit_code": self.server_exit_code,
-            "health": self.health,
-            "endpoint": self.endpoint,
-            "top_endpoints": self.top_endpoints,
-            "deploy": self.deploy,
-            "next_commands": self.next_commands,
-        }
+    @property
+    def window(self) -> dict[str, datetime]:
+        return {"since": self.window_start, "until": self.window_end}
 
 
 # --- the data root --------------------------------------------------------------------------------
@@ -169,109 +155,6 @@ def _remove_tree(root: Path, top: Path) -> None:
     durable.rmdir_if_empty(top)
 
 
-# --- the server -------------------------------------------------------------------------------
-
-
-def _free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-class _Server:
-    """``gravix ingest-server`` in a subprocess; its log goes to a temporary file."""
-
-    def __init__(self, root: Path, api_key: str) -> None:
-        self.root = root
-        self.port = _free_port()
-        self.url = f"http://127.0.0.1:{self.port}"
-        # Closed by stop(); it outlives this method because the server writes to it.
-        self.log: IO[bytes] = tempfile.TemporaryFile()  # noqa: SIM115
-        env = {k: v for k, v in os.environ.items() if k != "GRAVIX_API_KEYS"}
-        env["API_KEY"] = api_key  # not on the command line, where `ps` would show it
-        self.proc = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "gravix",
-                "ingest-server",
-                "--data-dir",
-                str(root),
-                "--host",
-                "127.0.0.1",
-                "--port",
-                str(self.port),
-                "--rotate-seconds",
-                "1",
-            ],
-            stdin=subprocess.DEVNULL,
-            stdout=self.log,
-            stderr=self.log,
-            env=env,
-            start_new_session=True,  # Ctrl-C reaches the demo, which stops the server in order
-        )
-
-    def log_tail(self, limit: int = 2000) -> str:
-        self.log.seek(0)
-        return self.log.read().decode(errors="replace")[-limit:]
-
-    def wait_ready(self) -> None:
-        import httpx
-
-        deadline = time.monotonic() + READY_TIMEOUT
-        while time.monotonic() < deadline:
-            if self.proc.poll() is not None:
-                raise GravixError(
-                    f"the demo's ingest server exited with {self.proc.returncode}:\n"
-                    f"{self.log_tail()}"
-                )
-            try:
-                if httpx.get(f"{self.url}/ready", timeout=1.0).status_code == 200:
-                    return
-            except httpx.TransportError:
-                pass
-            time.sleep(0.05)
-        raise GravixError(
-            f"the demo's ingest server was not ready after {READY_TIMEOUT:g}s:\n{self.log_tail()}"
-        )
-
-    def stop(self) -> int:
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-        try:
-            return self.proc.wait(STOP_TIMEOUT)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            self.proc.wait()
-            raise GravixError(
-                f"the demo's ingest server ignored SIGTERM for {STOP_TIMEOUT:g}s",
-                hint="`gravix recover` moves whatever it left in the buffer into raw",
-            ) from None
-        finally:
-            self.log.close()
-
-
-@contextmanager
-def _server(root: Path, api_key: str) -> Iterator[_Server]:
-    for attempt in range(3):
-        server = _Server(root, api_key)
-        try:
-            server.wait_ready()
-            break
-        except GravixError:
-            # A server that exited early may have lost its free port to another process:
-            # try a new port. One that hangs, or a third failure, is reported.
-            alive = server.proc.poll() is None
-            server.stop()
-            if alive or attempt == 2:
-                raise
-    try:
-        yield server
-    finally:
-        if server.proc.poll() is None:
-            server.stop()
-
-
 def _raw_lines(root: Path, topic: str) -> tuple[int, int, int]:
     """(lines, files, hours) in a topic's raw partitions."""
     lines = files = 0
@@ -312,6 +195,25 @@ def _wait_for_rotation(root: Path) -> bool:
 # --- the run ------------------------------------------------------------------------------------
 
 
+class _Steps:
+    """The report's step list, timed, and the progress callback told of each."""
+
+    def __init__(self, report: DemoReport, progress: ProgressCallback | None) -> None:
+        self.report = report
+        self.progress = progress
+        self.started = time.perf_counter()
+
+    def done(self, name: str, **details: Any) -> None:
+        elapsed = time.perf_counter() - self.started
+        self.report.steps.append({"step": name, "seconds": round(elapsed, 2), **details})
+        self.started = time.perf_counter()
+        self.tell(name)
+
+    def tell(self, label: str) -> None:
+        if self.progress is not None:
+            self.progress(label, len(self.report.steps), STEPS)
+
+
 def run_demo(
     *,
     data_dir: Path,
@@ -321,11 +223,6 @@ def run_demo(
     progress: ProgressCallback | None = None,
 ) -> DemoReport:
     """Run the whole demo against ``data_dir`` and return the incident report."""
-    from gravix.ops.doctor import run_doctor
-    from gravix.rollup import run_rollup
-    from gravix.settings import load_settings
-    from gravix.tools.loadgen import Incident, run_loadgen
-
     started = time.perf_counter()
     root = Path(data_dir)
     mode = prepare_data_dir(root, force=force)
@@ -347,171 +244,140 @@ def run_demo(
             "until": incident_from + INCIDENT_LENGTH,
         },
     )
-    step_started = time.perf_counter()
-
-    def step(name: str, **details: Any) -> None:
-        nonlocal step_started
-        elapsed = time.perf_counter() - step_started
-        report.steps.append({"step": name, "seconds": round(elapsed, 2), **details})
-        step_started = time.perf_counter()
-        if progress is not None:
-            progress(name, len(report.steps), 7)
-
-    def tell(label: str) -> None:
-        if progress is not None:
-            progress(label, len(report.steps), 7)
-
-    api_key = secrets.token_urlsafe(24)
-    tell("starting the ingest server")
-    with _server(root, api_key) as server:
-        step("started the ingest server", url=server.url)
-
-        def sending(label: str, done: int, total: int) -> None:
-            if progress is not None:
-                progress(
-                    f"sending {HOURS:g} hours of traffic ({done:,}/{total:,} facts)",
-                    len(report.steps),
-                    7,
-                )
-
-        summary = run_loadgen(
-            url=server.url,
-            api_key=api_key,
-            rate=0,
-            total=facts,
-            batch_size=1000,
-            services=SERVICES,
-            start_time=start,
-            time_span=HOURS * 3600,
-            seed=seed,
-            incidents=[
-                Incident(
-                    SERVICE,
-                    ENDPOINT,
-                    INCIDENT_START.total_seconds(),
-                    INCIDENT_LENGTH.total_seconds(),
-                )
-            ],
-            concurrency=4,
-            progress=sending,
-        )
-        report.loadgen = summary.to_dict()
-        if summary.acknowledged != summary.sent:
-            raise GravixError(
-                f"the demo's server acknowledged {summary.acknowledged:,} of "
-                f"{summary.sent:,} facts",
-                hint="; ".join(summary.errors[:3]) or None,
-            )
-        step(
-            "sent traffic",
-            facts=summary.acknowledged,
-            events=summary.events_acknowledged,
-            rate=round(summary.achieved_rate),
-        )
-
-        tell("rotating the buffer into raw")
-        rotated = _wait_for_rotation(root)
-        step("rotated the buffer into raw", complete=rotated)
-
-        tell("rolling up")
-        rollup = run_rollup(root=root)
-        report.rollup = rollup.to_dict()
-        step("rolled up", hours=report.rollup["hours_built"], rows=report.rollup["rows"])
-
-        tell("running the doctor")
-        settings = load_settings(data_dir=root, url=server.url, api_keys=[api_key])
-        doctor = run_doctor(settings=settings)
-        report.doctor = doctor.to_dict()
-        step("ran the doctor", ok=not doctor.failed)
-        tell("stopping the ingest server")
-        report.server_exit_code = server.stop()
-    step("stopped the ingest server", exit_code=report.server_exit_code)
-
+    steps = _Steps(report, progress)
+    rotated = _serve_and_roll_up(report, steps, facts=facts, seed=seed)
     if not rotated:
         # The graceful stop sealed what the timer had not; roll those hours up too.
-        report.rollup = run_rollup(root=root).to_dict()
-        step("rolled up after the stop", hours=report.rollup["hours_built"])
+        report.rollup = run_rollup(root=root)
+        steps.done("rolled up after the stop", hours=report.rollup.hours_built)
     lines, files, hours = _raw_lines(root, schema.REQUEST_FACTS)
     report.raw = {"facts": lines, "files": files, "hours": hours}
-    tell("answering the incident questions")
+    steps.tell("answering the incident questions")
     _answer(report, root, now)
-    step("built the incident report")
+    steps.done("built the incident report")
     report.next_commands = _next_commands(root, start, end)
     report.elapsed_s = time.perf_counter() - started
     return report
 
 
-def _answer(report: DemoReport, root: Path, now: datetime) -> None:
-    from gravix.query import deploy_compare, endpoint_drilldown, service_health, top_endpoints
+def _serve_and_roll_up(report: DemoReport, steps: _Steps, *, facts: int, seed: int) -> bool:
+    """Start a server, send the traffic, roll up and run the doctor while it runs, then
+    stop it gracefully. True if the buffer rotated into raw before the stop."""
+    root = report.data_dir
+    api_key = secrets.token_urlsafe(24)
+    steps.tell("starting the ingest server")
+    with running_server(root, "--rotate-seconds", "1", api_key=api_key) as server:
+        steps.done("started the ingest server", url=server.url)
+        summary = _send_traffic(server, report.window_start, facts=facts, seed=seed, steps=steps)
+        report.loadgen = summary
+        steps.done(
+            "sent traffic",
+            facts=summary.acknowledged,
+            events=summary.events_acknowledged,
+            rate=round(summary.achieved_rate),
+        )
+        steps.tell("rotating the buffer into raw")
+        rotated = _wait_for_rotation(root)
+        steps.done("rotated the buffer into raw", complete=rotated)
+        steps.tell("rolling up")
+        report.rollup = run_rollup(root=root)
+        steps.done("rolled up", hours=report.rollup.hours_built, rows=report.rollup.rows)
+        steps.tell("running the doctor")
+        settings = load_settings(data_dir=root, url=server.url, api_keys=[api_key])
+        report.doctor = run_doctor(settings=settings)
+        steps.done("ran the doctor", ok=not report.doctor.failed)
+        steps.tell("stopping the ingest server")
+        report.server_exit_code = server.stop()
+    steps.done("stopped the ingest server", exit_code=report.server_exit_code)
+    return rotated
 
-    since, until = report.window_start, report.window_end
-    health = service_health(
-        root=root, service=SERVICE, since=since, until=until, step_minutes=STEP_MINUTES, now=now
+
+def _send_traffic(
+    server: ServerProcess, start: datetime, *, facts: int, seed: int, steps: _Steps
+) -> LoadgenSummary:
+    def sending(label: str, done: int, total: int) -> None:
+        steps.tell(f"sending {HOURS:g} hours of traffic ({done:,}/{total:,} facts)")
+
+    incident = Incident(
+        SERVICE, ENDPOINT, INCIDENT_START.total_seconds(), INCIDENT_LENGTH.total_seconds()
     )
-    endpoint = endpoint_drilldown(
-        root=root,
+    summary = run_loadgen(
+        url=server.url,
+        api_key=server.api_key,
+        rate=0,
+        total=facts,
+        batch_size=1000,
+        services=SERVICES,
+        start_time=start,
+        time_span=HOURS * 3600,
+        seed=seed,
+        incidents=[incident],
+        concurrency=4,
+        progress=sending,
+    )
+    if summary.acknowledged != summary.sent:
+        raise GravixError(
+            f"the demo's server acknowledged {summary.acknowledged:,} of {summary.sent:,} facts",
+            hint="; ".join(summary.errors[:3]) or None,
+        )
+    return summary
+
+
+def _answer(report: DemoReport, root: Path, now: datetime) -> None:
+    since, until = report.window_start, report.window_end
+    window: dict[str, Any] = {"root": root, "since": since, "until": until, "now": now}
+    report.health = service_health(service=SERVICE, step_minutes=STEP_MINUTES, **window).to_dict()
+    report.endpoint = endpoint_drilldown(
         service=SERVICE,
         path_template=ENDPOINT,
         method=METHOD,
-        since=since,
-        until=until,
         step_minutes=STEP_MINUTES,
-        now=now,
-    )
-    top = top_endpoints(root=root, since=since, until=until, limit=5, now=now)
-    deploy = deploy_compare(
-        root=root,
-        service=SERVICE,
-        window_minutes=DEPLOY_WINDOW_MINUTES,
-        since=since,
-        until=until,
-        now=now,
-    )
-    report.health = health.to_dict()
-    report.endpoint = endpoint.to_dict()
-    report.top_endpoints = top.to_dict()
-    report.deploy = deploy.to_dict()
+        **window,
+    ).to_dict()
+    report.top_endpoints = top_endpoints(limit=5, **window).to_dict()
+    report.deploy = deploy_compare(
+        service=SERVICE, window_minutes=DEPLOY_WINDOW_MINUTES, **window
+    ).to_dict()
+    report.findings = _findings(report)
 
-    worst = report.health["rows"] and max(
-        report.health["rows"], key=lambda r: r.get("error_rate") or 0.0
-    )
+
+def _pick(row: dict[str, Any] | None, *keys: str) -> dict[str, Any] | None:
+    return {k: row.get(k) for k in keys} if row else None
+
+
+def _findings(report: DemoReport) -> dict[str, Any]:
+    """The incident questions answered from the query documents."""
+    rows = report.health["rows"]
+    worst = max(rows, key=lambda r: r.get("error_rate") or 0.0) if rows else None
     summary = {row["window"]: row for row in report.deploy["summary"]}
+    before, after = summary.get("before", {}), summary.get("after", {})
     changed = report.deploy["endpoints"][0] if report.deploy["endpoints"] else None
     first = report.top_endpoints["rows"][0] if report.top_endpoints["rows"] else None
-    report.findings = {
-        "failing_endpoint": first
-        and {
-            k: first.get(k)
-            for k in (
-                "service",
-                "method",
-                "path_template",
-                "requests",
-                "errors",
-                "error_rate",
-                "p99_ms",
-            )
-        },
-        "worst_step": worst
-        and {
-            k: worst.get(k) for k in ("bucket_start", "requests", "error_rate", "p95_ms", "p99_ms")
-        },
+    deploy = report.deploy["deploy"]
+    return {
+        "failing_endpoint": _pick(
+            first,
+            "service",
+            "method",
+            "path_template",
+            "requests",
+            "errors",
+            "error_rate",
+            "p99_ms",
+        ),
+        "worst_step": _pick(worst, "bucket_start", "requests", "error_rate", "p95_ms", "p99_ms"),
         "deploy": {
             "service": report.deploy["service"],
-            "version": report.deploy["deploy"]["entity_id"],
-            "started": report.deploy["deploy"]["started"],
-            "completed": report.deploy["deploy"]["completed"],
-            "error_rate_before": summary.get("before", {}).get("error_rate"),
-            "error_rate_after": summary.get("after", {}).get("error_rate"),
-            "p99_ms_before": summary.get("before", {}).get("p99_ms"),
-            "p99_ms_after": summary.get("after", {}).get("p99_ms"),
-            "most_changed_endpoint": changed
-            and {
-                "method": changed.get("method"),
-                "path_template": changed.get("path_template"),
-                "error_rate_before": changed.get("error_rate_before"),
-                "error_rate_after": changed.get("error_rate_after"),
-            },
+            "version": deploy["entity_id"],
+            "started": deploy["started"],
+            "completed": deploy["completed"],
+            "error_rate_before": before.get("error_rate"),
+            "error_rate_after": after.get("error_rate"),
+            "p99_ms_before": before.get("p99_ms"),
+            "p99_ms_after": after.get("p99_ms"),
+            "most_changed_endpoint": _pick(
+                changed, "method", "path_template", "error_rate_before", "error_rate_after"
+            ),
         },
     }
 

@@ -13,15 +13,13 @@ import os
 import random
 import resource
 import shutil
-import signal
-import socket
 import statistics
 import subprocess
 import sys
 import tempfile
 import time
 from collections.abc import Iterator
-from contextlib import contextmanager, suppress
+from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -155,33 +153,12 @@ def _cli(args: list[str], cpu: list[float] | None = None) -> tuple[float, int]:
 @contextmanager
 def _server(workdir: Path) -> Iterator[str]:
     """A real ingest server (its own empty data root) for the ingestion check to talk to."""
-    import httpx
+    from gravix.tools.serverproc import running_server
 
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port = sock.getsockname()[1]
     data = workdir / "server-data"
     data.mkdir()
-    url = f"http://127.0.0.1:{port}"
-    env = {k: v for k, v in os.environ.items() if not k.startswith("GRAVIX_")}
-    args = ["ingest-server", "--data-dir", str(data), "--port", str(port), "--api-key", "bench"]
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "gravix", *args],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-        env=env,
-    )
-    try:
-        deadline = time.monotonic() + 60
-        while time.monotonic() < deadline:
-            with suppress(httpx.TransportError):
-                if httpx.get(f"{url}/ready", timeout=1).status_code == 200:
-                    break
-            time.sleep(0.05)
-        yield url
-    finally:
-        proc.send_signal(signal.SIGTERM)
-        proc.wait(60)
+    with running_server(data, api_key="bench", ready_timeout=60.0) as server:
+        yield server.url
 
 
 def _cli_runs(root: Path, repeat: int) -> dict[str, Any]:

@@ -378,37 +378,19 @@ def _stop(proc: subprocess.Popen[bytes]) -> int:
 def measure_server(
     data_dir: Path, workers: int, kind: str, conns: int, seconds: float
 ) -> tuple[dict[str, Any], float]:
-    port = _free_port()
+    from gravix.tools.serverproc import free_port, start_server
+
+    port = free_port()
     log = data_dir.parent / f"server-{port}.log"
-    env = {k: v for k, v in os.environ.items() if not k.startswith("GRAVIX_")}
-    with log.open("wb") as err:
-        proc = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "gravix",
-                "ingest-server",
-                "--data-dir",
-                str(data_dir),
-                "--port",
-                str(port),
-                "--api-key",
-                API_KEY,
-                "--workers",
-                str(workers),
-            ],
-            stdout=subprocess.DEVNULL,
-            stderr=err,
-            env=env,
-            cwd=REPO,
-        )
+    server = start_server(
+        data_dir, "--workers", str(workers), api_key=API_KEY, port=port, log_path=log
+    )
     try:
-        _wait_up(port, proc, "/ready")
-        stats = _loadgen(port, kind, conns, seconds, proc.pid)
+        stats = _loadgen(port, kind, conns, seconds, server.proc.pid)
         stats.update(_commit_stats(port))
-        rss = _tree_peak_rss_mb(proc.pid)
+        rss = _tree_peak_rss_mb(server.proc.pid)
     finally:
-        code = _stop(proc)
+        code = server.stop(timeout=120)
     if code != 0:
         raise RuntimeError(f"ingest-server exited with {code}; see {log}")
     return stats, rss

@@ -7,6 +7,7 @@ faults (EIO, ENOSPC, death) at any of them; see that module.
 from __future__ import annotations
 
 import contextlib
+import errno as errno_mod
 import fcntl
 import json
 import os
@@ -17,7 +18,7 @@ from contextlib import contextmanager, suppress
 from pathlib import Path
 from typing import Any
 
-from gravix.errors import LockHeld
+from gravix.errors import LockHeld, UnsafePath
 from gravix.storage.faults import check as _check
 
 # Re-exported: tests and commands reach the hook through this module.
@@ -28,10 +29,29 @@ from gravix.storage.layout import tmp_path
 # --- primitive operations -----------------------------------------------------------------------
 
 
+# Every file under the data root is opened for writing without following a symlink: a link
+# planted where Gravix writes must not make it write (or truncate) a file elsewhere.
+def open_nofollow(path: Path, flags: int) -> int:
+    """``os.open`` that refuses a symlink with :class:`UnsafePath`."""
+    try:
+        return os.open(path, flags | os.O_CLOEXEC | os.O_NOFOLLOW, 0o644)
+    except OSError as exc:
+        if exc.errno != errno_mod.ELOOP:
+            raise
+        raise UnsafePath(
+            f"{path} is a symlink to {os.path.realpath(path)}; Gravix does not write through links",
+            hint="remove the link; files under the data root must be regular files",
+        ) from None
+
+
+def open_for_write(path: Path, flags: int) -> int:
+    return open_nofollow(path, os.O_WRONLY | flags)
+
+
 def open_append(path: Path) -> int:
     """Open (creating) a file for appending; the caller makes the directory entry durable."""
     _check("open", path)
-    return os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, 0o644)
+    return open_for_write(path, os.O_APPEND | os.O_CREAT)
 
 
 def write_all(fd: int, data: bytes | memoryview, path: str | Path = "") -> None:
@@ -111,7 +131,7 @@ def atomic_write(path: Path, data: bytes, *, make_parents: bool = True) -> None:
     if make_parents:
         makedirs(path.parent)
     tmp = tmp_path(path)
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o644)
+    fd = open_for_write(tmp, os.O_CREAT | os.O_TRUNC)
     try:
         _check("open", tmp)
         write_all(fd, data, tmp)
@@ -131,10 +151,12 @@ def atomic_output(path: Path) -> Iterator[Path]:
     rename it over ``path`` atomically. On error the temporary file is removed."""
     makedirs(path.parent)
     tmp = tmp_path(path)
+    with suppress(FileNotFoundError):
+        os.unlink(tmp)  # a left-over (or a planted link): the writer must create a new file
     try:
         yield tmp
         _check("open", tmp)
-        fd = os.open(tmp, os.O_RDONLY | os.O_CLOEXEC)
+        fd = os.open(tmp, os.O_RDONLY | os.O_CLOEXEC | os.O_NOFOLLOW)
         try:
             fsync_fd(fd, tmp)
         finally:
@@ -181,7 +203,8 @@ class FileLock:
 
     def acquire(self, *, wait: bool = False, timeout: float | None = None) -> FileLock:
         makedirs(self.path.parent)
-        fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
+        access = os.O_RDONLY if self.shared else os.O_WRONLY
+        fd = open_nofollow(self.path, access | os.O_CREAT)
         mode = fcntl.LOCK_SH if self.shared else fcntl.LOCK_EX
         deadline = None if timeout is None else time.monotonic() + timeout
         while True:
@@ -239,8 +262,8 @@ def pid_alive(pid: int) -> bool:
 def is_locked(path: Path) -> bool:
     """True if some live process holds an flock on ``path`` (orphan detection)."""
     try:
-        fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
-    except FileNotFoundError:
+        fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC | os.O_NOFOLLOW)
+    except (FileNotFoundError, OSError):
         return False
     try:
         fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)

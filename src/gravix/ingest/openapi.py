@@ -9,7 +9,7 @@ from typing import Any
 import msgspec
 
 from gravix.ingest.routes import ROUTES, Route
-from gravix.schema.contract import Error
+from gravix.schema.contract import Error, any_case
 
 _REF = "#/components/schemas/{name}"
 _RETRY_AFTER = {"Retry-After": {"description": "seconds to wait", "schema": {"type": "string"}}}
@@ -22,11 +22,16 @@ _REFUSALS: dict[str, tuple[str, bool]] = {
     "429": ("over the per-key rate limit", True),
     "503": ("storage not writable or shutting down", True),
 }
+_CODINGS = any_case(("gzip", "identity")).removeprefix("^").removesuffix("$")
 _ENCODING = {
     "name": "Content-Encoding",
     "in": "header",
     "required": False,
-    "schema": {"type": "string", "enum": ["gzip", "identity"]},
+    # Read as the guard reads it: trimmed, any case, empty meaning identity.
+    "schema": {
+        "type": "string",
+        "pattern": rf"^[ \t]*{_CODINGS}?[ \t]*$",
+    },
 }
 
 
@@ -63,8 +68,9 @@ def _operation(route: Route) -> dict[str, Any]:
     }
     if route.body is not None:
         item = {"$ref": _REF.format(name=route.body.__name__)}
-        # An empty batch is a 400, so a batch has at least one event.
-        body = {"type": "array", "items": item, "minItems": 1} if route.batch else item
+        # A batch is answered 200 when at least one of its items is a valid event (the
+        # others are listed as rejected), and 400 when none is: exactly `contains`.
+        body = {"type": "array", "contains": item, "minContains": 1} if route.batch else item
         op["security"] = [{"ApiKey": []}]
         op["parameters"] = [_ENCODING]
         op["requestBody"] = {"required": True, "content": _json(body)}

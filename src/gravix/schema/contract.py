@@ -52,9 +52,10 @@ def _str(
     )
 
 
-def _any_case(words: tuple[str, ...]) -> str:
-    """A pattern matching each word in any mix of cases, as the validator reads methods
-    (JSON Schema patterns have no case-insensitive flag)."""
+def any_case(words: tuple[str, ...]) -> str:
+    """A JSON Schema pattern matching each word in any mix of cases, as the validator reads
+    methods and the server reads Content-Encoding (JSON Schema has no case-insensitive
+    flag)."""
     spelled = ("".join(f"[{c.upper()}{c.lower()}]" for c in word) for word in words)
     return "^(?:" + "|".join(spelled) + ")$"
 
@@ -92,7 +93,7 @@ Method = Annotated[
     str,
     _str(
         "an HTTP method, in any case; stored upper-case",
-        {"pattern": _any_case(HTTP_METHODS)},
+        {"pattern": any_case(HTTP_METHODS)},
         max_length=7,
     ),
 ]

@@ -138,9 +138,17 @@ def test_single_event_fast_path_answer_is_the_accepted_struct(tmp_path: Path) ->
     assert msgspec.json.decode(denied.content, type=Error).code == 401
 
 
+# The run fails when schema-valid data is mostly rejected (validation_mismatch), when less
+# than half of the schema-valid cases of an operation are accepted (low_valid_rate), or when
+# schemathesis cannot use a pattern of the document. Not enabled per case
+# (positive_data_acceptance): a whole-number float such as 247.0 is a valid JSON Schema
+# integer that msgspec's strict decoding refuses for status_code.
 SCHEMATHESIS_CONFIG = """
 [warnings]
 fail-on = ["validation_mismatch", "low_valid_rate", "unsupported_regex", "missing_deserializer"]
+
+[warnings.low_valid_rate]
+threshold = 0.5
 """
 
 

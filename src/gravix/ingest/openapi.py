@@ -9,7 +9,7 @@ from typing import Any
 import msgspec
 
 from gravix.ingest.routes import ROUTES, Route
-from gravix.schema.contract import Error, any_case
+from gravix.schema.contract import Error
 
 _REF = "#/components/schemas/{name}"
 _RETRY_AFTER = {"Retry-After": {"description": "seconds to wait", "schema": {"type": "string"}}}
@@ -21,17 +21,6 @@ _REFUSALS: dict[str, tuple[str, bool]] = {
     "415": ("Content-Type is not JSON / NDJSON, or unknown Content-Encoding", False),
     "429": ("over the per-key rate limit", True),
     "503": ("storage not writable or shutting down", True),
-}
-_CODINGS = any_case(("gzip", "identity")).removeprefix("^").removesuffix("$")
-_ENCODING = {
-    "name": "Content-Encoding",
-    "in": "header",
-    "required": False,
-    # Read as the guard reads it: trimmed, any case, empty meaning identity.
-    "schema": {
-        "type": "string",
-        "pattern": rf"^[ \t]*{_CODINGS}?[ \t]*$",
-    },
 }
 
 
@@ -72,14 +61,19 @@ def _operation(route: Route) -> dict[str, Any]:
         # others are listed as rejected), and 400 when none is: exactly `contains`.
         body = {"type": "array", "contains": item, "minContains": 1} if route.batch else item
         op["security"] = [{"ApiKey": []}]
-        op["parameters"] = [_ENCODING]
-        op["requestBody"] = {"required": True, "content": _json(body)}
-        if route.batch:
-            # NDJSON has no JSON Schema; it is described rather than declared.
-            op["requestBody"]["description"] = (
-                "a JSON array, or NDJSON (Content-Type: application/x-ndjson): one "
-                f"{route.body.__name__} object per line"
-            )
+        # NDJSON and gzip have no JSON Schema: they are described rather than declared (a
+        # Content-Encoding header parameter would let a generator send it with a plain body).
+        shape = (
+            f"a JSON array, or NDJSON (Content-Type: application/x-ndjson): one "
+            f"{route.body.__name__} object per line"
+            if route.batch
+            else f"one {route.body.__name__}"
+        )
+        op["requestBody"] = {
+            "required": True,
+            "description": f"{shape}; may be sent with Content-Encoding: gzip",
+            "content": _json(body),
+        }
         invalid = "no event accepted (with per-index errors)" if route.batch else "invalid event"
         op["responses"]["400"] = _error(invalid)
         op["responses"].update({s: _error(d, r) for s, (d, r) in _REFUSALS.items()})

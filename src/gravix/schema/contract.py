@@ -52,10 +52,9 @@ def _str(
     )
 
 
-def any_case(words: tuple[str, ...]) -> str:
+def _any_case(words: tuple[str, ...]) -> str:
     """A JSON Schema pattern matching each word in any mix of cases, as the validator reads
-    methods and the server reads Content-Encoding (JSON Schema has no case-insensitive
-    flag)."""
+    methods (JSON Schema has no case-insensitive flag)."""
     spelled = ("".join(f"[{c.upper()}{c.lower()}]" for c in word) for word in words)
     return "^(?:" + "|".join(spelled) + ")$"
 
@@ -93,7 +92,7 @@ Method = Annotated[
     str,
     _str(
         "an HTTP method, in any case; stored upper-case",
-        {"pattern": any_case(HTTP_METHODS)},
+        {"pattern": _any_case(HTTP_METHODS)},
         max_length=7,
     ),
 ]

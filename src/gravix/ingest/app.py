@@ -1,11 +1,12 @@
-"""The ingest server: a plain ASGI app (routes, auth, limits, metrics) and its lifecycle
-(start-up recovery, worker processes, graceful stop).
+"""The ASGI application of one server process: dispatch on the route table, the probes and
+/metrics, the lifespan (buffers opened at start, drained and rotated at stop), and the path
+of an ``/api/`` request through the parts that own each step.
 
-Order of checks on an ``/api/`` request, cheapest first and all before the body is read:
-route and method (404/405), API key (401), rate limit (429), content type (415), declared
-length (411/413), storage state (503). Then the body is read with a running size check
-(413, also on the decompressed size of gzip bodies), validated (400), and appended with
-group commit; the 2xx is sent only after the fdatasync that covers it.
+Order on an ``/api/`` request, cheapest first: route and method (404/405); the headers
+(:mod:`gravix.ingest.guard`: 400 bad length, 401, 429, 415, 411/413); storage state (503);
+the body with its running size check and gunzip (:mod:`gravix.ingest.body`: 413, 400);
+validation (400); the append with group commit (:mod:`gravix.ingest.buffer`). The 2xx is
+sent only after the fdatasync that covers it.
 """
 
 from __future__ import annotations

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Collection
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import ClassVar
 
 import sqlglot
@@ -47,17 +47,36 @@ class TableRef:
     node: exp.Table
 
 
+Edit = tuple[int, int, str]  # replace source[start:end] with the text
+
+
 @dataclass(frozen=True)
 class Statement:
-    """A checked read statement: the text polars runs and the tables it reads."""
+    """A checked read statement: the text as written, the edits that make it the text
+    polars runs (table names as registered), and the tables it reads."""
 
-    text: str
+    source: str
     tree: exp.Expr
     refs: tuple[TableRef, ...]
+    edits: tuple[Edit, ...] = ()
 
     @property
     def tables(self) -> set[str]:
         return {ref.name for ref in self.refs}
+
+    @property
+    def text(self) -> str:
+        return apply_edits(self.source, self.edits)
+
+    def with_edits(self, edits: list[Edit]) -> Statement:
+        return replace(self, edits=(*self.edits, *edits))
+
+
+def apply_edits(text: str, edits: Collection[Edit]) -> str:
+    """``text`` with each non-overlapping ``(start, end, new)`` span replaced."""
+    for start, end, new in sorted(edits, reverse=True):
+        text = text[:start] + new + text[end:]
+    return text
 
 
 def hint(names: Collection[str]) -> str:
@@ -106,7 +125,7 @@ def check_statement(sql: str, names: Collection[str]) -> Statement:
         elif table.db or table.catalog or table.name.lower() not in ctes:
             spelled = ".".join(part.name for part in table.parts)
             raise QueryError(f"unknown table {spelled!r}", hint=hint(names))
-    return Statement(_rewrite(sql, tree, names), tree, tuple(refs))
+    return Statement(sql, tree, tuple(refs), tuple(_name_edits(tree, names)))
 
 
 def _check_read_only(tree: exp.Expr) -> None:
@@ -177,10 +196,10 @@ def _span(parts: list[exp.Expr]) -> tuple[int, int] | None:
     return min(s for s in starts if s is not None), max(e for e in ends if e is not None) + 1
 
 
-def _rewrite(sql: str, tree: exp.Expr, names: Collection[str]) -> str:
-    """``sql`` with each table name (and each column qualified by a table's qualified name)
-    spelled as the table is registered; nothing else in the text changes."""
-    edits: list[tuple[int, int, str]] = []
+def _name_edits(tree: exp.Expr, names: Collection[str]) -> list[Edit]:
+    """Edits that spell each table name (and each column qualified by a table's qualified
+    name) as the table is registered; nothing else in the text changes."""
+    edits: list[Edit] = []
     for table in tree.find_all(exp.Table):
         name = gravix_name(table, names)
         span = _span(table.parts) if name else None
@@ -194,15 +213,12 @@ def _rewrite(sql: str, tree: exp.Expr, names: Collection[str]) -> str:
         span = _span(parts) if name else None
         if name and span:
             edits.append((*span, name))
-    out = sql
-    for start, end, name in sorted(edits, reverse=True):
-        out = out[:start] + name + out[end:]
-    return out
+    return edits
 
 
 def rewrite_names(sql: str, names: Collection[str]) -> str:
     """Drop the Trino-style ``gravix.raw.`` / ``raw.`` qualifiers from table names."""
-    return _rewrite(sql, parse_tree(sql), names)
+    return apply_edits(sql, _name_edits(parse_tree(sql), names))
 
 
 def referenced_tables(sql: str, names: Collection[str]) -> set[str]:

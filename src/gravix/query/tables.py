@@ -21,7 +21,7 @@ import polars as pl
 
 from gravix import schema
 from gravix.errors import QueryError
-from gravix.query import prune
+from gravix.query import literals, prune
 from gravix.query import sql as sql_guard
 from gravix.schema import RAW_COLUMNS, REQUEST_METRICS_COLUMNS, SERVICE_EVENTS_DAILY_COLUMNS
 from gravix.storage import layout
@@ -162,6 +162,13 @@ def scan_table(
 
 _NOT_FOUND = re.compile(r"relation '([^']*)' was not found")
 _TABLES_HINT = sql_guard.hint(TABLES)
+# Columns a constant time is compared with as the UTC string it stands for.
+_TIME_COLUMNS = {
+    column
+    for info in TABLES.values()
+    for column, logical in info.columns.items()
+    if logical.startswith("timestamp")
+}
 
 
 def rewrite_names(sql: str) -> str:
@@ -194,9 +201,11 @@ def prepare_sql(root: Path, sql: str, *, now: datetime | None = None) -> pl.Lazy
     if not sql.strip():
         raise QueryError("the SQL statement is empty", hint='e.g. gravix query "SELECT 1"')
     text = sql.strip().rstrip(";")
+    moment = now or datetime.now(UTC)
     statement = sql_guard.check_statement(text, TABLES)
+    statement = statement.with_edits(literals.time_edits(statement, _TIME_COLUMNS, now=moment))
     time_columns = {name: info.time_column for name, info in TABLES.items()}
-    spans = prune.table_spans(statement, time_columns, now=now or datetime.now(UTC))
+    spans = prune.table_spans(statement, time_columns, now=moment)
     frames = {
         name: scan_table(root, name, start=span.start, end=span.end)
         for name, span in sorted(spans.items())

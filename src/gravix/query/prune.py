@@ -64,21 +64,18 @@ class Span:
         )
 
 
-def cover(spans: list[Span]) -> Span:
-    """The smallest span holding every one of ``spans``."""
-    start = None if any(s.start is None for s in spans) else min(s.start for s in spans if s.start)
-    end = None if any(s.end is None for s in spans) else max(s.end for s in spans if s.end)
-    return Span(start, end)
-
-
 def table_spans(
     statement: Statement, time_columns: Mapping[str, str | None], *, now: datetime
-) -> dict[str, Span]:
-    """Per table the statement reads, the span of event time any of its reads may need."""
+) -> dict[str, list[Span]]:
+    """Per table the statement reads, the spans of event time its reads may need (one per
+    read, or one unbounded span when any read is unbounded)."""
     spans: dict[str, list[Span]] = {}
     for ref in statement.refs:
-        spans.setdefault(ref.name, []).append(ref_span(ref, time_columns.get(ref.name), now))
-    return {name: cover(found) for name, found in spans.items()}
+        span = ref_span(ref, time_columns.get(ref.name), now)
+        found = spans.setdefault(ref.name, [])
+        if span not in found:
+            found.append(span)
+    return {name: [Span()] if Span() in found else found for name, found in spans.items()}
 
 
 def ref_span(ref: TableRef, time_column: str | None, now: datetime) -> Span:

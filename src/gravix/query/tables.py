@@ -141,10 +141,17 @@ def scan_table(
     """A lazy scan of one table over the files that may hold event time in ``[start, end)``
     (the rows are not filtered here); raises QueryError (with what to run) when the table
     has no files at all."""
+    return scan_spans(root, table, [prune.Span(start, end)])
+
+
+def scan_spans(root: Path, table: str, spans: list[prune.Span]) -> pl.LazyFrame:
+    """A lazy scan of one table over the files that may hold event time in any of ``spans``."""
     info = _info(table)
-    files = table_files(root, table, start=start, end=end)
-    if files or _listing(root, table):
-        return _scan_files(table, files)
+    wanted = {
+        path for span in spans for path in table_files(root, table, start=span.start, end=span.end)
+    }
+    if wanted or _listing(root, table):
+        return _scan_files(table, sorted(wanted))
     if info.kind == "warehouse":
         raise QueryError(
             f"the warehouse has no {table} data yet (no Parquet files under "
@@ -206,10 +213,7 @@ def prepare_sql(root: Path, sql: str, *, now: datetime | None = None) -> pl.Lazy
     statement = statement.with_edits(literals.time_edits(statement, _TIME_COLUMNS, now=moment))
     time_columns = {name: info.time_column for name, info in TABLES.items()}
     spans = prune.table_spans(statement, time_columns, now=moment)
-    frames = {
-        name: scan_table(root, name, start=span.start, end=span.end)
-        for name, span in sorted(spans.items())
-    }
+    frames = {name: scan_spans(root, name, found) for name, found in sorted(spans.items())}
     return _compile(statement.text, frames)
 
 

@@ -145,3 +145,11 @@ def test_a_parse_error_is_one_line_with_where_it_stopped(root: Path) -> None:
         run_sql(root, "SELECT * FROM request_facts WHERE (service = 'x'")
     assert err.value.message.startswith("bad SQL")
     assert "\n" not in err.value.message
+
+
+def test_the_plan_of_a_read_can_be_shown_but_not_of_a_table_function(root: Path) -> None:
+    plan = run_sql(root, "EXPLAIN SELECT count(*) FROM raw.request_facts")
+    assert plan.height > 0
+    with pytest.raises(QueryError) as err:
+        run_sql(root, "EXPLAIN SELECT * FROM \"read_csv\"('/etc/os-release')")
+    assert "read_csv() is not available" in err.value.message

@@ -112,7 +112,9 @@ def _parse_message(exc: ParseError) -> str:
 
 
 def check_statement(sql: str, names: Collection[str]) -> Statement:
-    """Parse ``sql`` and refuse anything but a read of the tables ``names``."""
+    """Parse ``sql`` and refuse anything but a read of the tables ``names`` (or the plan of
+    one: ``EXPLAIN SELECT …``)."""
+    sql, explain = _without_explain(sql)
     tree = parse_tree(sql)
     _check_read_only(tree)
     _check_sources(tree)
@@ -125,7 +127,23 @@ def check_statement(sql: str, names: Collection[str]) -> Statement:
         elif table.db or table.catalog or table.name.lower() not in ctes:
             spelled = ".".join(part.name for part in table.parts)
             raise QueryError(f"unknown table {spelled!r}", hint=hint(names))
-    return Statement(sql, tree, tuple(refs), tuple(_name_edits(tree, names)))
+    return Statement(sql, tree, tuple(refs), (*explain, *_name_edits(tree, names)))
+
+
+def _without_explain(sql: str) -> tuple[str, list[Edit]]:
+    """``sql`` with a leading EXPLAIN blanked out (offsets unchanged), and the edit that puts
+    it back for the engine."""
+    try:
+        tokens = PolarsSQL().tokenize(sql)
+    except TokenError:
+        return sql, []  # the parser reports it
+    first = tokens[0] if tokens else None
+    if first is None or first.text.upper() != "EXPLAIN":
+        return sql, []
+    end = first.end + 1
+    return sql[: first.start] + " " * (end - first.start) + sql[end:], [
+        (first.start, end, first.text)
+    ]
 
 
 def _check_read_only(tree: exp.Expr) -> None:

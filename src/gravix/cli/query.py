@@ -168,9 +168,10 @@ def _render_preset(
 ) -> None:
     from gravix.cli.render import err_console, print_json
     from gravix.query import DeployComparison, write_result
+    from gravix.report import to_json
 
     if as_document and output is None:
-        print_json(result.to_dict())
+        print_json(to_json(result))
         return
     if isinstance(result, DeployComparison):
         frame = result.endpoints

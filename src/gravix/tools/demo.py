@@ -32,6 +32,7 @@ from typing import IO, Any
 
 from gravix import schema
 from gravix.errors import GravixError, LockHeld, UnsafePath
+from gravix.report import to_json
 from gravix.storage import durable, layout
 
 ProgressCallback = Callable[[str, int, int], None]
@@ -467,10 +468,10 @@ def _answer(report: DemoReport, root: Path, now: datetime) -> None:
         until=until,
         now=now,
     )
-    report.health = health.to_dict()
-    report.endpoint = endpoint.to_dict()
-    report.top_endpoints = top.to_dict()
-    report.deploy = deploy.to_dict()
+    report.health = to_json(health)
+    report.endpoint = to_json(endpoint)
+    report.top_endpoints = to_json(top)
+    report.deploy = to_json(deploy)
 
     worst = report.health["rows"] and max(
         report.health["rows"], key=lambda r: r.get("error_rate") or 0.0

@@ -7,7 +7,8 @@ from pathlib import Path
 import pytest
 
 from gravix.errors import ConfigError
-from gravix.settings import load_settings, parse_size
+from gravix.settings import load_settings
+from gravix.units import parse_size
 
 
 def test_defaults_match_the_design_table_when_nothing_is_given() -> None:

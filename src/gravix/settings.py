@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import math
 import os
-import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from gravix.errors import ConfigError
+from gravix.units import parse_duration, parse_size
 
 DEFAULT_DATA_DIR = "./data"
 DEFAULT_HOST = "127.0.0.1"
@@ -22,37 +22,6 @@ DEFAULT_MAX_FUTURE_SECONDS = 300.0
 DEFAULT_MAX_SINGLE_BYTES = 1024 * 1024
 DEFAULT_MAX_BATCH_BYTES = 16 * 1024 * 1024
 DEFAULT_MIN_FREE_BYTES = 256 * 1024 * 1024
-
-_SIZE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([KMGT]?i?B?)?\s*$", re.IGNORECASE)
-_UNITS = {
-    "": 1,
-    "B": 1,
-    "K": 1000,
-    "KB": 1000,
-    "KIB": 1024,
-    "M": 1000**2,
-    "MB": 1000**2,
-    "MIB": 1024**2,
-    "G": 1000**3,
-    "GB": 1000**3,
-    "GIB": 1024**3,
-    "T": 1000**4,
-    "TB": 1000**4,
-    "TIB": 1024**4,
-}
-
-
-def parse_size(text: str | int) -> int:
-    """Parse ``64MiB``, ``10MB``, ``4096`` into bytes."""
-    if isinstance(text, int):
-        return text
-    m = _SIZE.match(text)
-    unit = (m.group(2) or "").upper() if m else ""
-    if not m or unit not in _UNITS:
-        raise ConfigError(
-            f"not a size: {text!r}", hint="use bytes or a unit, e.g. 65536, 64MiB, 10MB"
-        )
-    return int(float(m.group(1)) * _UNITS[unit])
 
 
 @dataclass(frozen=True)
@@ -82,25 +51,72 @@ class Settings:
         )
 
 
-def _pick(flag: object, env: Mapping[str, str], name: str) -> object:
-    if flag is not None:
-        return flag
-    value = env.get(name)
-    return value if value not in (None, "") else None
+class _Source:
+    """Flags first, then the environment; every bad value is reported under the name the
+    user gave it (the flag, or the environment variable)."""
 
+    def __init__(self, env: Mapping[str, str]) -> None:
+        self.env = env
 
-def _number(
-    value: object, name: str, kind: type[int] | type[float], *, minimum: float = 0
-) -> int | float:
-    try:
-        number = kind(value)  # type: ignore[call-overload,arg-type]
-    except (TypeError, ValueError):
-        raise ConfigError(f"{name} must be a number, got {value!r}") from None
-    if not math.isfinite(number):  # "nan" < minimum is False, so NaN would slip through
-        raise ConfigError(f"{name} must be a finite number, got {value!r}")
-    if number < minimum:
-        raise ConfigError(f"{name} must be ≥ {minimum}, got {value!r}")
-    return number
+    def pick(self, flag: object, flag_name: str, var: str | None) -> tuple[object, str]:
+        if flag is not None:
+            return flag, flag_name
+        value = self.env.get(var) if var else None
+        return (value, f"environment variable {var}") if value not in (None, "") else (None, "")
+
+    def number(
+        self, flag: object, flag_name: str, var: str | None, default: float, minimum: float = 0
+    ) -> float:
+        value, name = self.pick(flag, flag_name, var)
+        if value is None:
+            return default
+        try:
+            number = float(value)  # type: ignore[arg-type]
+        except (TypeError, ValueError):
+            raise ConfigError(f"{name} must be a number, got {value!r}") from None
+        if not math.isfinite(number):  # "nan" < minimum is False, so NaN would slip through
+            raise ConfigError(f"{name} must be a finite number, got {value!r}")
+        if number < minimum:
+            raise ConfigError(f"{name} must be ≥ {minimum:g}, got {value!r}")
+        return number
+
+    def whole(
+        self, flag: object, flag_name: str, var: str | None, default: int, minimum: int = 0
+    ) -> int:
+        number = self.number(flag, flag_name, var, default, minimum)
+        if number != int(number):
+            name = self.pick(flag, flag_name, var)[1]
+            raise ConfigError(f"{name} must be a whole number, got {number:g}")
+        return int(number)
+
+    def seconds(
+        self, flag: object, flag_name: str, var: str | None, default: float, minimum: float = 0
+    ) -> float:
+        value, name = self.pick(flag, flag_name, var)
+        if value is None:
+            return default
+        seconds = parse_duration(value, name)  # type: ignore[arg-type]
+        if seconds < minimum:
+            raise ConfigError(f"{name} must be at least {minimum:g} s, got {value!r}")
+        return seconds
+
+    def size(self, flag: object, flag_name: str, var: str | None, default: int) -> int:
+        value, name = self.pick(flag, flag_name, var)
+        return default if value is None else parse_size(value, name)  # type: ignore[arg-type]
+
+    def text(self, flag: object, var: str, default: str) -> str:
+        return str(self.pick(flag, "", var)[0] or default)
+
+    def keys(self, flag: list[str] | tuple[str, ...] | None) -> tuple[str, ...]:
+        keys: list[str] = list(flag or [])
+        if not keys:
+            if self.env.get("API_KEY"):
+                keys.append(self.env["API_KEY"])
+            keys.extend(k.strip() for k in self.env.get("GRAVIX_API_KEYS", "").split(",") if k)
+        keys = [k for k in dict.fromkeys(keys) if k]
+        if any(any(c.isspace() for c in k) for k in keys) or (flag and not all(flag)):
+            raise ConfigError("an API key is empty or contains whitespace")
+        return tuple(keys)
 
 
 def load_settings(
@@ -111,87 +127,57 @@ def load_settings(
     port: int | None = None,
     url: str | None = None,
     rate_limit: float | None = None,
-    rotate_seconds: float | None = None,
+    rotate_seconds: float | str | None = None,
     rotate_bytes: str | int | None = None,
     retention_days: int | None = None,
     warehouse_retention_days: int | None = None,
-    max_future_seconds: float | None = None,
+    max_future_seconds: float | str | None = None,
     max_single_bytes: str | int | None = None,
     max_batch_bytes: str | int | None = None,
     min_free_bytes: str | int | None = None,
     environ: Mapping[str, str] | None = None,
 ) -> Settings:
     """Build settings from flags (None = not given), then the environment, then defaults."""
-    env = os.environ if environ is None else environ
-    keys: list[str] = list(api_keys or [])
-    if not keys:
-        if env.get("API_KEY"):
-            keys.append(env["API_KEY"])
-        keys.extend(k.strip() for k in env.get("GRAVIX_API_KEYS", "").split(",") if k.strip())
-    keys = list(dict.fromkeys(keys))
-    if any(not k or any(c.isspace() for c in k) for k in keys):
-        raise ConfigError("an API key is empty or contains whitespace")
-
-    def num(
-        flag: object,
-        var: str,
-        default: float,
-        kind: type[int] | type[float],
-        label: str,
-        minimum: float = 0,
-    ) -> int | float:
-        value = _pick(flag, env, var)
-        return default if value is None else _number(value, label, kind, minimum=minimum)
-
-    def size(flag: object, var: str | None, default: int) -> int:
-        value = _pick(flag, env, var) if var else flag
-        return default if value is None else parse_size(value)  # type: ignore[arg-type]
-
-    port_value = int(num(port, "GRAVIX_PORT", DEFAULT_PORT, int, "--port"))
+    src = _Source(os.environ if environ is None else environ)
+    port_value = src.whole(port, "--port", "GRAVIX_PORT", DEFAULT_PORT)
     if not 0 <= port_value <= 65535:
         raise ConfigError(f"--port must be 0–65535, got {port_value}")
+    days = src.whole(retention_days, "--days", "GRAVIX_RETENTION_DAYS", DEFAULT_RETENTION_DAYS, 1)
     return Settings(
-        data_dir=Path(str(_pick(data_dir, env, "GRAVIX_DATA_DIR") or DEFAULT_DATA_DIR)),
-        api_keys=tuple(keys),
-        host=str(_pick(host, env, "GRAVIX_HOST") or DEFAULT_HOST),
+        data_dir=Path(src.text(data_dir, "GRAVIX_DATA_DIR", DEFAULT_DATA_DIR)),
+        api_keys=src.keys(api_keys),
+        host=src.text(host, "GRAVIX_HOST", DEFAULT_HOST),
         port=port_value,
-        url=str(_pick(url, env, "GRAVIX_URL") or DEFAULT_URL).rstrip("/"),
-        rate_limit=float(num(rate_limit, "GRAVIX_RATE_LIMIT", 0.0, float, "--rate-limit")),
-        rotate_seconds=float(
-            num(
-                rotate_seconds,
-                "GRAVIX_ROTATE_SECONDS",
-                DEFAULT_ROTATE_SECONDS,
-                float,
-                "--rotate-seconds",
-                0.01,
-            )
+        url=src.text(url, "GRAVIX_URL", DEFAULT_URL).rstrip("/"),
+        rate_limit=src.number(rate_limit, "--rate-limit", "GRAVIX_RATE_LIMIT", 0.0),
+        rotate_seconds=src.seconds(
+            rotate_seconds,
+            "--rotate-seconds",
+            "GRAVIX_ROTATE_SECONDS",
+            DEFAULT_ROTATE_SECONDS,
+            0.01,
         ),
-        rotate_bytes=size(rotate_bytes, "GRAVIX_ROTATE_BYTES", DEFAULT_ROTATE_BYTES),
-        retention_days=int(
-            num(retention_days, "GRAVIX_RETENTION_DAYS", DEFAULT_RETENTION_DAYS, int, "--days", 1)
+        rotate_bytes=src.size(
+            rotate_bytes, "--rotate-bytes", "GRAVIX_ROTATE_BYTES", DEFAULT_ROTATE_BYTES
         ),
-        warehouse_retention_days=int(
-            num(
-                warehouse_retention_days,
-                "GRAVIX_WAREHOUSE_RETENTION_DAYS",
-                DEFAULT_RETENTION_DAYS,
-                int,
-                "--warehouse-days",
-                1,
-            )
+        retention_days=days,
+        warehouse_retention_days=src.whole(
+            warehouse_retention_days, "--warehouse-days", "GRAVIX_WAREHOUSE_RETENTION_DAYS", days, 1
         ),
-        max_future_seconds=float(
-            num(
-                max_future_seconds,
-                "GRAVIX_MAX_FUTURE_SECONDS",
-                DEFAULT_MAX_FUTURE_SECONDS,
-                float,
-                "--max-future-seconds",
-            )
+        max_future_seconds=src.seconds(
+            max_future_seconds,
+            "--max-future-seconds",
+            "GRAVIX_MAX_FUTURE_SECONDS",
+            DEFAULT_MAX_FUTURE_SECONDS,
         ),
-        max_single_bytes=size(max_single_bytes, None, DEFAULT_MAX_SINGLE_BYTES),
-        max_batch_bytes=size(max_batch_bytes, None, DEFAULT_MAX_BATCH_BYTES),
-        min_free_bytes=size(min_free_bytes, "GRAVIX_MIN_FREE_BYTES", DEFAULT_MIN_FREE_BYTES),
-        fault_plan=env.get("GRAVIX_FAULT_PLAN") or None,
+        max_single_bytes=src.size(
+            max_single_bytes, "--max-single-bytes", None, DEFAULT_MAX_SINGLE_BYTES
+        ),
+        max_batch_bytes=src.size(
+            max_batch_bytes, "--max-batch-bytes", None, DEFAULT_MAX_BATCH_BYTES
+        ),
+        min_free_bytes=src.size(
+            min_free_bytes, "--min-free-bytes", "GRAVIX_MIN_FREE_BYTES", DEFAULT_MIN_FREE_BYTES
+        ),
+        fault_plan=src.env.get("GRAVIX_FAULT_PLAN") or None,
     )

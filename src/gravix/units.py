@@ -112,7 +112,7 @@ def parse_time(value: str | datetime, flag: str = "", *, now: datetime | None = 
         return current
     if _DURATION.match(text):
         return current - timedelta(seconds=parse_duration(text, flag))
-    if "T" not in text.upper() and " " not in text and ":" not in text and len(text) != 10:
+    if not text[:4].isdigit():
         raise ConfigError(f"{_flag(flag)}{value!r} is not a time", hint=f"use {TIME_EXAMPLES}")
     return parse_rfc3339(text, flag)
 

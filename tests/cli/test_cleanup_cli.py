@@ -60,9 +60,12 @@ def test_flags_and_environment_reach_the_library(
     )
     env = {"GRAVIX_DATA_DIR": str(data_root), "GRAVIX_RETENTION_DAYS": "12"}
     assert invoke("--dry-run", env=env).exit_code == 0
+    # Without a warehouse retention of its own, the warehouse keeps what raw keeps.
+    assert invoke("--days", "60", env=env).exit_code == 0
     assert [(c["root"], c["days"], c["warehouse_days"], c["dry_run"]) for c in calls] == [
         (data_root, 7, 90, False),
-        (data_root, 12, 30, True),
+        (data_root, 12, 12, True),
+        (data_root, 60, 60, False),
     ]
 
 

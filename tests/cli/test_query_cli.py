@@ -16,7 +16,7 @@ import pytest
 from typer.testing import CliRunner
 
 from gravix.cli import app
-from test_query_support import build_warehouse, duck, duck_sources, populate
+from query.test_query_support import build_warehouse, duck, duck_sources, populate
 
 ENV = {"GRAVIX_DATA_DIR": "", "GRAVIX_CONSOLE_WIDTH": "200", "NO_COLOR": "1"}
 SQL = (

@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import os
 import time
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -53,7 +54,10 @@ def test_flags_reach_the_library(monkeypatch: pytest.MonkeyPatch, data_root: Pat
     assert len(calls) == 1
     call = calls[0]
     assert (call["root"], call["dry_run"], call["deep"]) == (data_root, True, True)
-    assert (call["rebuild_start"], call["rebuild_end"]) == (window[1], window[3])
+    assert (call["rebuild_start"], call["rebuild_end"]) == (
+        datetime(2026, 2, 16, 10, tzinfo=UTC),
+        datetime(2026, 2, 16, 11, tzinfo=UTC),
+    )
 
 
 def test_recover_prints_a_summary_with_counts(data_root: Path) -> None:

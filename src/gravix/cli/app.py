@@ -3,15 +3,15 @@
 from __future__ import annotations
 
 import sys
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Annotated, NoReturn
+from typing import Annotated, Any, NoReturn
 
 import typer
 
-from gravix import __version__
-from gravix.errors import GravixError
+from gravix import __version__, units
+from gravix.errors import ConfigError, GravixError
 
 app = typer.Typer(
     name="gravix",
@@ -42,6 +42,27 @@ def _root(
     ] = False,
 ) -> None:
     """Gravix: a self-hosted health monitor for HTTP services."""
+
+
+def _unit(parse: Callable[[str, str], Any]) -> Callable[[Any], Any]:
+    """A typer ``parser`` from a :mod:`gravix.units` parser, so every time, duration and
+    size flag takes the same spellings; a bad value is a usage error naming the flag."""
+
+    def parser(value: Any) -> Any:
+        if not isinstance(value, str):
+            return value
+        try:
+            return parse(value, "")
+        except ConfigError as exc:
+            raise typer.BadParameter(f"{exc.message.strip()}; {exc.hint}") from None
+
+    return parser
+
+
+TIME = _unit(lambda value, flag: units.parse_time(value, flag))
+DURATION = _unit(units.parse_duration)
+SIZE = _unit(units.parse_size)
+UNIT_PARSERS = {"time": TIME, "duration": DURATION, "size": SIZE}
 
 
 DataDir = Annotated[

@@ -57,6 +57,13 @@ def demo_command(
         _render(report)
 
 
+def _when(value: Any) -> datetime | None:
+    """A time of a report document (a datetime or an RFC 3339 string) as a datetime."""
+    if isinstance(value, datetime) or not value:
+        return value or None
+    return datetime.fromisoformat(str(value))
+
+
 def _time(value: Any) -> str:
     if isinstance(value, datetime):
         return value.strftime("%H:%M")
@@ -90,9 +97,10 @@ def _series_table(
         table.add_column(name, justify="left" if name == "note" else "right")
     scale = max((float(r.get("error_rate") or 0) for r in rows), default=0.0)
     for row in rows:
-        start, end = row["bucket_start"], row["bucket_end"]
+        start, end = _when(row["bucket_start"]), _when(row["bucket_end"])
+        assert start is not None and end is not None
         notes = []
-        if isinstance(deploy_at, datetime) and start <= deploy_at < end:
+        if deploy_at is not None and start <= deploy_at < end:
             notes.append("deploy")
         if start < incident["until"] and end > incident["from"]:
             notes.append("incident")
@@ -124,7 +132,7 @@ def _render(report: DemoReport) -> None:
     _render_steps(out, report)
     out.print()
     deploy = report.findings["deploy"]
-    deploy_at = deploy.get("completed") or deploy.get("started")
+    deploy_at = _when(deploy.get("completed") or deploy.get("started"))
     for document in (report.health, report.endpoint):
         out.print(_series_table(document["title"], document["rows"], report.incident, deploy_at))
     out.print(_top_table(report.top_endpoints["rows"]))

@@ -6,7 +6,7 @@ from typing import Annotated
 
 import typer
 
-from gravix.cli.app import DataDir, Json, app, boundary
+from gravix.cli.app import DURATION, SIZE, DataDir, Json, app, boundary
 
 
 @app.command("ingest-server")
@@ -48,14 +48,16 @@ def ingest_server_command(
     rotate_seconds: Annotated[
         float | None,
         typer.Option(
-            help="Seal the active buffer file after this many seconds [env "
-            "GRAVIX_ROTATE_SECONDS, default 60].",
+            parser=DURATION,
+            help="Seal the active buffer file after this long, e.g. 60, 90s, 5m [env "
+            "GRAVIX_ROTATE_SECONDS, default 60s].",
             show_default=False,
         ),
     ] = None,
     rotate_bytes: Annotated[
-        str | None,
+        int | None,
         typer.Option(
+            parser=SIZE,
             help="Seal the active buffer file at this size, e.g. 64MiB [env GRAVIX_ROTATE_BYTES].",
             show_default=False,
         ),
@@ -68,12 +70,18 @@ def ingest_server_command(
         ),
     ] = None,
     max_single_bytes: Annotated[
-        str | None,
-        typer.Option(help="Body limit of single-event routes [default 1MiB].", show_default=False),
+        int | None,
+        typer.Option(
+            parser=SIZE,
+            help="Body limit of single-event routes [default 1MiB].",
+            show_default=False,
+        ),
     ] = None,
     max_batch_bytes: Annotated[
-        str | None,
-        typer.Option(help="Body limit of batch routes [default 16MiB].", show_default=False),
+        int | None,
+        typer.Option(
+            parser=SIZE, help="Body limit of batch routes [default 16MiB].", show_default=False
+        ),
     ] = None,
     json: Json = False,
 ) -> None:

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Annotated, Any
 
 import typer
 
-from gravix.cli.app import Json, app, boundary
+from gravix.cli.app import DURATION, TIME, Json, app, boundary
 
 
 @app.command("loadgen")
@@ -22,8 +23,11 @@ def loadgen_command(
         float, typer.Option(help="Facts per second to send; 0 = as fast as the server takes them.")
     ] = 1000.0,
     duration: Annotated[
-        str | None,
-        typer.Option(help="How long to send: 30, 30s, 5m. Default 10s unless --total is given."),
+        float | None,
+        typer.Option(
+            parser=DURATION,
+            help="How long to send: 30, 30s, 5m. Default 10s unless --total is given.",
+        ),
     ] = None,
     total: Annotated[
         int | None, typer.Option(help="Stop after this many facts.", show_default=False)
@@ -39,12 +43,17 @@ def loadgen_command(
         ),
     ] = None,
     start_time: Annotated[
-        str | None,
-        typer.Option(help="Back-date: the first event time (RFC 3339).", show_default=False),
+        datetime | None,
+        typer.Option(
+            parser=TIME,
+            help="Back-date: the first event time (RFC 3339, or a time ago like 2h).",
+            show_default=False,
+        ),
     ] = None,
     time_span: Annotated[
-        str | None,
+        float | None,
         typer.Option(
+            parser=DURATION,
             help="Back-date: spread the facts over this much event time (e.g. 2h); alone, the "
             "span ends now.",
             show_default=False,
@@ -74,7 +83,6 @@ def loadgen_command(
     from gravix.settings import load_settings
     from gravix.tools.loadgen import run_loadgen
     from gravix.tools.traffic import Incident
-    from gravix.units import parse_duration
 
     with boundary():
         settings = load_settings(url=url, api_keys=[api_key] if api_key else None)
@@ -83,13 +91,13 @@ def loadgen_command(
                 url=settings.url,
                 api_key=settings.api_keys[0] if settings.api_keys else None,
                 rate=rate,
-                duration=parse_duration(duration, "--duration") if duration else None,
+                duration=duration,
                 total=total,
                 batch_size=batch_size,
                 services=services,
                 incidents=[Incident.parse(text) for text in incident or []],
                 start_time=start_time,
-                time_span=parse_duration(time_span, "--time-span") if time_span else None,
+                time_span=time_span,
                 concurrency=concurrency,
                 seed=seed,
                 deploys=deploys,

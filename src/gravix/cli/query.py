@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import sys
+from datetime import datetime
 from enum import StrEnum
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
-from gravix.cli.app import DataDir, Json, app, boundary
+from gravix.cli.app import TIME, DataDir, Json, app, boundary
 
 if TYPE_CHECKING:
     import polars as pl
@@ -59,11 +60,22 @@ def query_command(
     endpoint: Annotated[str | None, _opt("--endpoint", "Path template, e.g. /checkout.")] = None,
     method: Annotated[str | None, _opt("--method", "HTTP method of --endpoint.")] = None,
     since: Annotated[
-        str | None,
-        _opt("--since", "Start: 24h, 90m, 7d ago or RFC 3339 (default 24h; deploy: 7d)."),
+        datetime | None,
+        typer.Option(
+            "--since",
+            parser=TIME,
+            help="Start: 90m, 24h, 7d, 2w ago or RFC 3339 (default 24h; deploy: 7d).",
+            show_default=False,
+        ),
     ] = None,
     until: Annotated[
-        str | None, _opt("--until", "End (exclusive): relative or RFC 3339 (default now).")
+        datetime | None,
+        typer.Option(
+            "--until",
+            parser=TIME,
+            help="End (exclusive): now, a time ago or RFC 3339 (default now).",
+            show_default=False,
+        ),
     ] = None,
     step: Annotated[int | None, _opt("--step", "Minutes per row (default: ≤100 rows).")] = None,
     threshold: Annotated[float | None, _opt("--threshold", "Apdex threshold T in ms.")] = None,
@@ -156,9 +168,10 @@ def _render_preset(
 ) -> None:
     from gravix.cli.render import err_console, print_json
     from gravix.query import DeployComparison, write_result
+    from gravix.report import to_json
 
     if as_document and output is None:
-        print_json(result.to_dict())
+        print_json(to_json(result))
         return
     if isinstance(result, DeployComparison):
         frame = result.endpoints

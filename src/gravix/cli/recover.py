@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+from datetime import datetime
 from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
-from gravix.cli.app import DataDir, Json, app, boundary
+from gravix.cli.app import TIME, DataDir, Json, app, boundary
 
 if TYPE_CHECKING:
     from gravix.ops.recovery import RecoverReport
@@ -31,17 +32,21 @@ def recover_command(
         ),
     ] = False,
     start_time: Annotated[
-        str | None,
+        datetime | None,
         typer.Option(
             "--start-time",
-            help="Window start for --rebuild (RFC 3339, inclusive).",
+            parser=TIME,
+            help="Window start for --rebuild (RFC 3339 or a time ago like 24h; inclusive).",
             show_default=False,
         ),
     ] = None,
     end_time: Annotated[
-        str | None,
+        datetime | None,
         typer.Option(
-            "--end-time", help="Window end for --rebuild (RFC 3339, exclusive).", show_default=False
+            "--end-time",
+            parser=TIME,
+            help="Window end for --rebuild (as --start-time, exclusive).",
+            show_default=False,
         ),
     ] = None,
     json: Json = False,

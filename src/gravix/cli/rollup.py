@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from gravix.cli.app import DataDir, Json, app, boundary
+from gravix.cli.app import TIME, DataDir, Json, app, boundary
 
 if TYPE_CHECKING:
     from gravix.rollup import RollupSummary
@@ -15,19 +16,21 @@ if TYPE_CHECKING:
 @app.command("rollup")
 def rollup_command(
     start_time: Annotated[
-        str | None,
+        datetime | None,
         typer.Option(
             "--start-time",
-            help="Window start, RFC 3339 (e.g. 2026-02-16T10:00:00Z); "
-            "widened down to a whole hour.",
+            parser=TIME,
+            help="Window start: RFC 3339 (e.g. 2026-02-16T10:00:00Z) or a time ago "
+            "(24h, 7d); widened down to a whole hour.",
             show_default=False,
         ),
     ] = None,
     end_time: Annotated[
-        str | None,
+        datetime | None,
         typer.Option(
             "--end-time",
-            help="Window end, RFC 3339, exclusive; widened up to a whole hour.",
+            parser=TIME,
+            help="Window end (exclusive), as --start-time or now; widened up to a whole hour.",
             show_default=False,
         ),
     ] = None,

@@ -1,33 +1,33 @@
-"""The ingest server: a plain ASGI app (routes, auth, limits, metrics) and its lifecycle
-(start-up recovery, worker processes, graceful stop).
+"""The ASGI application of one server process: dispatch on the route table, the probes and
+/metrics, the lifespan (buffers opened at start, drained and rotated at stop), and the path
+of an ``/api/`` request through the parts that own each step.
 
-Order of checks on an ``/api/`` request, cheapest first and all before the body is read:
-route and method (404/405), API key (401), rate limit (429), content type (415), declared
-length (411/413), storage state (503). Then the body is read with a running size check
-(413, also on the decompressed size of gzip bodies), validated (400), and appended with
-group commit; the 2xx is sent only after the fdatasync that covers it.
+Order on an ``/api/`` request, cheapest first: route and method (404/405); the headers
+(:mod:`gravix.ingest.guard`: 400 bad length, 401, 429, 415, 411/413); storage state (503);
+the body with its running size check and gunzip (:mod:`gravix.ingest.body`: 413, 400);
+validation (400); the append with group commit (:mod:`gravix.ingest.buffer`). The 2xx is
+sent only after the fdatasync that covers it.
 """
 
 from __future__ import annotations
 
 import asyncio
-import hmac
 import logging
-import math
 import os
 import time
-import zlib
 from collections.abc import Callable
 
 from gravix import schema
 from gravix.errors import GravixError, StorageError, ValidationError
+from gravix.ingest.body import gunzip, read_body
 from gravix.ingest.buffer import TopicBuffer
-from gravix.ingest.guard import RateLimiter
+from gravix.ingest.guard import Guard
 from gravix.ingest.logs import AccessLog
 from gravix.ingest.metrics import Metrics
 from gravix.ingest.openapi import openapi_document
 from gravix.ingest.routes import (
-    JSON_TYPES,
+    OK_BODY,
+    READY_BODY,
     RETRY_AFTER_STORAGE,
     ROUTES,
     HttpError,
@@ -35,9 +35,11 @@ from gravix.ingest.routes import (
     Route,
     Scope,
     Send,
+    accepted_body,
+    batch_body,
+    batch_errors,
     encode,
     error_body,
-    media_type,
     not_stored,
 )
 from gravix.ingest.singles import SingleEvents
@@ -55,9 +57,13 @@ class IngestApp:
     ) -> None:
         self.settings = settings
         self.root = settings.data_dir
-        self.keys = [k.encode() for k in settings.api_keys]
-        self.insecure_no_auth = insecure_no_auth
-        self.limiter = RateLimiter(settings.rate_limit) if settings.rate_limit > 0 else None
+        self.metrics = Metrics()
+        self.guard = Guard(
+            settings.api_keys,
+            insecure_no_auth=insecure_no_auth,
+            rate_limit=settings.rate_limit,
+            on_rate_limited=self.metrics.rate_limited.inc,
+        )
         self.validators = {
             topic: Validator(
                 topic,
@@ -66,7 +72,6 @@ class IngestApp:
             )
             for topic in schema.TOPICS
         }
-        self.metrics = Metrics()
         self.access = AccessLog(log_format)
         self.buffers: dict[str, TopicBuffer] = {}
         self.singles: dict[str, SingleEvents] = {}
@@ -169,7 +174,7 @@ class IngestApp:
 
     def get_route(self, route: Route) -> tuple[int, bytes, bytes]:
         if route.name in ("live", "health"):
-            return 200, b'{"status":"ok"}', b"application/json"
+            return 200, OK_BODY, b"application/json"
         if route.name == "ready":
             reasons = self.not_ready_reasons()
             if reasons:
@@ -179,7 +184,7 @@ class IngestApp:
                     [(b"retry-after", RETRY_AFTER_STORAGE.encode())],
                     {"reasons": reasons},
                 )
-            return 200, b'{"status":"ready"}', b"application/json"
+            return 200, READY_BODY, b"application/json"
         if route.name == "metrics":
             from prometheus_client import CONTENT_TYPE_LATEST
 
@@ -213,58 +218,8 @@ class IngestApp:
 
     # -- ingestion --------------------------------------------------------------------------
 
-    def _authorise(self, given: bytes | None) -> int:
-        """Index of the matching key (compared in constant time against every key)."""
-        if self.insecure_no_auth and not self.keys:
-            return -1
-        if given is None:
-            raise HttpError(401, "missing X-API-Key header")
-        match = -2
-        for index, key in enumerate(self.keys):
-            if hmac.compare_digest(key, given):
-                match = index
-        if match < 0:
-            raise HttpError(401, "invalid API key")
-        return match
-
-    async def ingest(self, route: Route, scope: Scope, receive: Receive) -> tuple[int, bytes, int]:
-        # Names are lower-case in ASGI; a repeated header counts with its last value.
-        headers = dict(scope["headers"])
-        declared = headers.get(b"content-length")
-        ctype = headers.get(b"content-type")
-        encoding = headers.get(b"content-encoding")
-        length: int | None = None
-        if declared is not None:
-            try:
-                length = int(declared)
-            except ValueError:
-                raise HttpError(400, "Content-Length is not a number") from None
-        key_index = self._authorise(headers.get(b"x-api-key"))
-        if self.limiter is not None:
-            wait = self.limiter.check(key_index)
-            if wait > 0:
-                self.metrics.rate_limited.inc()
-                raise HttpError(
-                    429,
-                    "over the per-key rate limit",
-                    [(b"retry-after", str(max(1, math.ceil(wait))).encode())],
-                )
-        if ctype is None or (ctype not in JSON_TYPES and media_type(ctype) not in JSON_TYPES):
-            raise HttpError(415, "Content-Type must be application/json or application/x-ndjson")
-        gzip = False
-        if encoding is not None:
-            enc = encoding.strip().lower()
-            if enc == b"gzip":
-                gzip = True
-            elif enc not in (b"", b"identity"):
-                raise HttpError(415, "Content-Encoding must be gzip or identity")
-        limit = self.settings.max_batch_bytes if route.batch else self.settings.max_single_bytes
-        if length is None:
-            raise HttpError(411, "Content-Length is required")
-        if length > limit:
-            raise HttpError(413, f"body of {length} bytes is over the limit of {limit} bytes")
-        topic = route.topic
-        assert topic is not None
+    def _open_buffer(self, topic: str) -> TopicBuffer:
+        """The topic's buffer if it can take an append now, else a 503."""
         buf = self.buffers.get(topic)
         if buf is None or self.closing:
             raise HttpError(
@@ -276,10 +231,18 @@ class IngestApp:
             raise HttpError(
                 503, exc.message, [(b"retry-after", RETRY_AFTER_STORAGE.encode())]
             ) from None
-        body = await self._read_body(receive, length, limit)
+        return buf
+
+    async def ingest(self, route: Route, scope: Scope, receive: Receive) -> tuple[int, bytes, int]:
+        limit = self.settings.max_batch_bytes if route.batch else self.settings.max_single_bytes
+        admitted = self.guard.admit(dict(scope["headers"]), limit)
+        topic = route.topic
+        assert topic is not None
+        buf = self._open_buffer(topic)
+        body = await read_body(receive, admitted.length, limit)
         received = len(body)
-        if gzip:
-            body = self._gunzip(body, limit)
+        if admitted.gzip:
+            body = gunzip(body, limit)
         counters = self.metrics.hot
         counters.body_bytes[topic] += len(body)
         if not route.batch:
@@ -291,8 +254,7 @@ class IngestApp:
             except StorageError as exc:
                 raise not_stored(exc) from None
             counters.accepted[topic] += 1
-            # event_id is a validated UUID: safe to splice into the JSON text
-            return 201, b'{"accepted":1,"event_id":"' + event_id.encode() + b'"}', received
+            return 201, accepted_body(event_id), received
         try:
             lines = self.validators[topic].batch_lines(body)
         except ValidationError as exc:
@@ -300,57 +262,15 @@ class IngestApp:
         errors = lines.errors
         if errors:
             counters.rejected[topic] += len(errors)
-        error_docs = [{"index": i, "error": e} for i, e in errors]
         if not lines.events:
             raise HttpError(
                 400,
                 "no event accepted" if errors else "empty batch",
-                extra={"accepted": 0, "rejected": len(errors), "errors": error_docs},
+                extra={"accepted": 0, "rejected": len(errors), "errors": batch_errors(errors)},
             )
         try:
             await buf.append(lines.data, lines.events, lines.hours)
         except StorageError as exc:  # DurabilityLost included
             raise not_stored(exc) from None
         counters.accepted[topic] += lines.events
-        return (
-            200,
-            encode({"accepted": lines.events, "rejected": len(errors), "errors": error_docs}),
-            received,
-        )
-
-    @staticmethod
-    async def _read_body(receive: Receive, length: int, limit: int) -> bytes:
-        message = await receive()
-        if message["type"] == "http.request" and not message.get("more_body", False):
-            body: bytes = message.get("body", b"")  # the whole body at once: the usual case
-            if len(body) > limit or len(body) > length:
-                raise HttpError(413, f"body is over the limit of {limit} bytes")
-            return body
-        chunks: list[bytes] = []
-        total = 0
-        while True:
-            if message["type"] == "http.disconnect":
-                raise HttpError(400, "client disconnected before sending the whole body")
-            chunk = message.get("body", b"")
-            if chunk:
-                total += len(chunk)
-                if total > limit or total > length:
-                    raise HttpError(413, f"body is over the limit of {limit} bytes")
-                chunks.append(chunk)
-            if not message.get("more_body", False):
-                break
-            message = await receive()
-        return chunks[0] if len(chunks) == 1 else b"".join(chunks)
-
-    @staticmethod
-    def _gunzip(body: bytes, limit: int) -> bytes:
-        inflater = zlib.decompressobj(16 + zlib.MAX_WBITS)
-        try:
-            out = inflater.decompress(body, limit + 1)
-        except zlib.error as exc:
-            raise HttpError(400, f"body is not valid gzip: {exc}") from None
-        if len(out) > limit or inflater.unconsumed_tail:
-            raise HttpError(413, f"decompressed body is over the limit of {limit} bytes")
-        if not inflater.eof:
-            raise HttpError(400, "gzip body is truncated")
-        return out
+        return 200, batch_body(lines.events, errors), received

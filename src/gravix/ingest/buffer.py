@@ -8,9 +8,9 @@ write it at once with :meth:`TopicBuffer.write_now` while the writer is idle.
 
 The writer owns the active file ``buffer/<topic>/active-<id>.jsonl`` and holds an
 exclusive flock on it while the process lives, so a file whose lock is free is an
-orphan that recovery may take. Rotation renames it to ``sealed-<id>.jsonl`` (still
-under the lock), opens a new active file, and publishes the sealed one into raw with
-:func:`gravix.storage.publish.publish_sealed`.
+orphan that recovery may take. Rotation decides when: the file steps themselves (open
+under a lock, seal to ``sealed-<id>.jsonl``, publish into raw) are in
+:mod:`gravix.ingest.files`.
 
 Failures: a failed write is rolled back to the last durable size (no half line stays)
 and reported as :class:`StorageError`; the buffer then refuses appends for a short
@@ -23,18 +23,17 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import errno as errno_mod
-import fcntl
 import logging
 import os
 import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 from gravix.errors import DurabilityLost, StorageError
+from gravix.ingest.files import Active, Sealed, open_active, publish, seal, write_synced
 from gravix.storage import durable, layout
-from gravix.storage.publish import publish_sealed
 
 log = logging.getLogger("gravix.ingest.buffer")
 
@@ -76,19 +75,6 @@ class _Pending:
 
 
 @dataclass
-class _Active:
-    file_id: str
-    path: Path
-    fd: int
-    size: int = 0
-    lines: int = 0
-    first_line_at: float | None = None  # monotonic time of the first append
-    # Event hours (since the epoch) of the durable lines, None once an append did not say;
-    # when there is exactly one, rotation renames the whole file into raw, unsplit.
-    hours: set[int] | None = field(default_factory=set)
-
-
-@dataclass
 class BufferObserver:
     """Callbacks into the owner's metrics and lifecycle; all optional."""
 
@@ -97,43 +83,6 @@ class BufferObserver:
     on_storage_error: Callable[[str, BaseException], None] | None = None
     on_fatal: Callable[[str, BaseException], None] | None = None
     on_publish: Callable[[str, int], None] | None = None  # (topic, lines)
-
-
-@dataclass(frozen=True)
-class _Sealed:
-    path: Path
-    hours: frozenset[int] | None
-    lines: int
-
-
-def _publish(root: Path, topic: str, sealed: _Sealed) -> int | None:
-    """Move one sealed file into raw; lines published, or None if another process has it."""
-    whole = None
-    if sealed.hours is not None and len(sealed.hours) == 1:
-        (hour,) = sealed.hours
-        whole = (layout.Hour.of_epoch_hour(hour), sealed.lines)
-    report = publish_sealed(root, topic, sealed.path, whole=whole)
-    return None if report is None else report.lines
-
-
-def _open_active(root: Path, topic: str) -> _Active:
-    """Create a new active file that is locked from the moment it has its name: it is
-    created under a temporary name, locked, then renamed into place, so recovery can
-    never mistake a live file for an orphan."""
-    file_id = layout.new_file_id()
-    path = layout.active_path(root, topic, file_id)
-    durable.makedirs(path.parent)
-    tmp = layout.tmp_path(path)
-    fd = durable.open_append(tmp)
-    try:
-        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        durable.replace(tmp, path)
-    except BaseException:
-        os.close(fd)
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
-        raise
-    return _Active(file_id=file_id, path=path, fd=fd)
 
 
 class TopicBuffer:
@@ -160,10 +109,10 @@ class TopicBuffer:
         self._pending: list[_Pending] = []
         self._wake = asyncio.Event()
         self._closing = False
-        self._active: _Active | None = None
+        self._active: Active | None = None
         self._writer: asyncio.Task[None] | None = None
         self._io = ThreadPoolExecutor(1, thread_name_prefix=f"gravix-{topic}")
-        self._sealed: list[_Sealed] = []  # rotated, publish not yet done
+        self._sealed: list[Sealed] = []  # rotated, publish not yet done
         self._publishing: set[asyncio.Task[None]] = set()
         self._next_publish_retry = 0.0
         self._rotating = False  # a rotation is awaiting its file operations
@@ -173,7 +122,7 @@ class TopicBuffer:
     async def start(self) -> None:
         loop = asyncio.get_running_loop()
         try:
-            self._active = await loop.run_in_executor(self._io, _open_active, self.root, self.topic)
+            self._active = await loop.run_in_executor(self._io, open_active, self.root, self.topic)
         except OSError as exc:
             raise StorageError(
                 f"cannot open a buffer file under {layout.buffer_dir(self.root, self.topic)}: "
@@ -195,7 +144,7 @@ class TopicBuffer:
         if active is not None:
             if rotate and self.failed is None:
                 try:
-                    await loop.run_in_executor(self._io, self._seal, active, False)
+                    await loop.run_in_executor(self._io, seal, self.root, self.topic, active, False)
                     self._after_seal(active, "shutdown")
                 except OSError as exc:
                     log.error(
@@ -378,7 +327,7 @@ class TopicBuffer:
 
     def _append_durably(
         self,
-        active: _Active,
+        active: Active,
         data: bytes,
         events: int,
         hours: list[frozenset[int] | None],
@@ -430,35 +379,10 @@ class TopicBuffer:
         self.storage_error = exc.strerror or str(exc)
         self._retry_at = time.monotonic() + STORAGE_BACKOFF_SECONDS
 
-    def _write_sync(self, active: _Active, data: bytes) -> float:
-        """One write, one fdatasync."""
-        try:
-            durable.write_all(active.fd, data, active.path)
-        except OSError as exc:
-            self._set_storage_error(exc)
-            try:
-                # A partial write must not leave half a line behind the durable part.
-                os.ftruncate(active.fd, active.size)
-            except OSError as trunc_exc:
-                raise DurabilityLost(
-                    f"could not roll back a failed write to {active.path.name}: "
-                    f"{trunc_exc.strerror}"
-                ) from trunc_exc
-            raise StorageError(
-                f"write to {active.path.name} failed: {exc.strerror}", errno=exc.errno
-            ) from exc
-        started = time.perf_counter()
-        try:
-            durable.fsync_fd(active.fd, active.path)
-        except OSError as exc:
-            # Never retried: after a failed fsync the kernel may have dropped the dirty
-            # pages and a second fsync could report success for data that is gone.
-            raise DurabilityLost(
-                f"fsync of {active.path.name} failed: {exc.strerror}", errno=exc.errno
-            ) from exc
-        active.size += len(data)
+    def _write_sync(self, active: Active, data: bytes) -> float:
+        fsync_seconds = write_synced(active, data, self._set_storage_error)
         self.storage_error = None
-        return time.perf_counter() - started
+        return fsync_seconds
 
     # -- rotation ---------------------------------------------------------------------------
 
@@ -480,7 +404,7 @@ class TopicBuffer:
             return
         loop = asyncio.get_running_loop()
         try:
-            new = await loop.run_in_executor(self._io, _open_active, self.root, self.topic)
+            new = await loop.run_in_executor(self._io, open_active, self.root, self.topic)
         except OSError as exc:
             # Keep appending to the current file; rotation is tried again later.
             log.error(
@@ -492,7 +416,7 @@ class TopicBuffer:
             old.first_line_at = time.monotonic()
             return
         try:
-            await loop.run_in_executor(self._io, self._seal, old, True)
+            await loop.run_in_executor(self._io, seal, self.root, self.topic, old, True)
         except OSError as exc:
             # The old file's name is now uncertain; stop, and let recovery sort it out.
             error = DurabilityLost(
@@ -507,27 +431,13 @@ class TopicBuffer:
         self._active = new
         self._after_seal(old, reason)
 
-    def _seal(self, active: _Active, close_on_error: bool) -> None:
-        """Rename active → sealed while still holding the flock, then release it."""
-        sealed = layout.sealed_path(self.root, self.topic, active.file_id)
-        try:
-            if active.size == 0:  # nothing to publish: removed while still locked
-                durable.unlink(active.path)
-            else:
-                durable.replace(active.path, sealed)
-        except BaseException:
-            if close_on_error:
-                os.close(active.fd)
-            raise
-        os.close(active.fd)
-
-    def _after_seal(self, old: _Active, reason: str) -> None:
+    def _after_seal(self, old: Active, reason: str) -> None:
         if old.size == 0:
             return
         self.rotations += 1
         path = layout.sealed_path(self.root, self.topic, old.file_id)
         hours = None if old.hours is None else frozenset(old.hours)
-        self._sealed.append(_Sealed(path, hours, old.lines))
+        self._sealed.append(Sealed(path, hours, old.lines))
         if self.observer.on_rotate:
             self.observer.on_rotate(self.topic, reason)
         self._publish_pending()
@@ -539,9 +449,9 @@ class TopicBuffer:
             self._publishing.add(task)
             task.add_done_callback(self._publishing.discard)
 
-    async def _publish_one(self, sealed: _Sealed) -> None:
+    async def _publish_one(self, sealed: Sealed) -> None:
         try:
-            lines = await asyncio.to_thread(_publish, self.root, self.topic, sealed)
+            lines = await asyncio.to_thread(publish, self.root, self.topic, sealed)
         except (OSError, StorageError) as exc:
             # The sealed file stays; it is retried later and recovered at the next start.
             log.error(

@@ -1,263 +1,112 @@
-"""The OpenAPI document of the ingestion API."""
+"""The OpenAPI 3.1 document of the ingestion API, generated: paths from the route table
+(:data:`gravix.ingest.routes.ROUTES`), schemas from the msgspec Structs of the data contract
+and of the responses (:mod:`gravix.schema.contract`). Nothing here restates a rule."""
 
 from __future__ import annotations
 
 from typing import Any
 
+import msgspec
 
-def _error_response(description: str, retry_after: bool = False) -> dict[str, Any]:
+from gravix.ingest.routes import ROUTES, Route
+from gravix.schema.contract import Error
+
+_REF = "#/components/schemas/{name}"
+_RETRY_AFTER = {"Retry-After": {"description": "seconds to wait", "schema": {"type": "string"}}}
+# What any /api/ route may answer besides its success and 400, and why.
+_REFUSALS: dict[str, tuple[str, bool]] = {
+    "401": ("missing or wrong X-API-Key", False),
+    "411": ("Content-Length missing", False),
+    "413": ("body (or its gzip-decoded form) over the limit", False),
+    "415": ("Content-Type is not JSON / NDJSON, or unknown Content-Encoding", False),
+    "429": ("over the per-key rate limit", True),
+    "503": ("storage not writable or shutting down", True),
+}
+
+
+def _json(schema: dict[str, Any], media: str = "application/json") -> dict[str, Any]:
+    return {media: {"schema": schema}}
+
+
+def _error(description: str, retry_after: bool = False) -> dict[str, Any]:
     response: dict[str, Any] = {
         "description": description,
-        "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}},
+        "content": _json({"$ref": _REF.format(name=Error.__name__)}),
     }
     if retry_after:
-        response["headers"] = {
-            "Retry-After": {"description": "seconds to wait", "schema": {"type": "string"}}
-        }
+        response["headers"] = _RETRY_AFTER
     return response
 
 
+def _success(route: Route) -> dict[str, Any]:
+    if route.response is not None:
+        schema: dict[str, Any] = {"$ref": _REF.format(name=route.response.__name__)}
+    elif route.content_type == "application/json":
+        schema = {"type": "object"}
+    else:
+        schema = {"type": "string"}
+    doc = (route.response.__doc__ or "").strip() if route.response else route.summary
+    return {"description": doc or route.summary, "content": _json(schema, route.content_type)}
+
+
+def _operation(route: Route) -> dict[str, Any]:
+    op: dict[str, Any] = {
+        "operationId": route.name,
+        "summary": route.summary,
+        "responses": {str(route.status): _success(route)},
+    }
+    if route.body is not None:
+        item = {"$ref": _REF.format(name=route.body.__name__)}
+        # A batch is answered 200 when at least one of its items is a valid event (the
+        # others are listed as rejected), and 400 when none is: exactly `contains`.
+        body = {"type": "array", "contains": item, "minContains": 1} if route.batch else item
+        op["security"] = [{"ApiKey": []}]
+        # NDJSON and gzip have no JSON Schema: they are described rather than declared (a
+        # Content-Encoding header parameter would let a generator send it with a plain body).
+        shape = (
+            f"a JSON array, or NDJSON (Content-Type: application/x-ndjson): one "
+            f"{route.body.__name__} object per line"
+            if route.batch
+            else f"one {route.body.__name__}"
+        )
+        op["requestBody"] = {
+            "required": True,
+            "description": f"{shape}; may be sent with Content-Encoding: gzip",
+            "content": _json(body),
+        }
+        invalid = "no event accepted (with per-index errors)" if route.batch else "invalid event"
+        op["responses"]["400"] = _error(invalid)
+        op["responses"].update({s: _error(d, r) for s, (d, r) in _REFUSALS.items()})
+    if route.may_be_unavailable:
+        op["responses"]["503"] = _error("not ready; `reasons` says why", retry_after=True)
+    return op
+
+
+def components() -> dict[str, Any]:
+    """JSON Schemas of every Struct the routes take or answer, as msgspec generates them."""
+    structs: set[type[msgspec.Struct]] = {Error}
+    for route in ROUTES.values():
+        structs.update(s for s in (route.body, route.response) if s is not None)
+    ordered = sorted(structs, key=lambda s: s.__name__)
+    _, schemas = msgspec.json.schema_components(ordered, ref_template=_REF)
+    return schemas
+
+
 def openapi_document() -> dict[str, Any]:
-    """The OpenAPI 3.0 description of every route, as the server behaves."""
-    from gravix.schema import HTTP_METHODS, UUID7_PATTERN
-
-    time_schema = {
-        "type": "string",
-        "format": "date-time",
-        "minLength": 20,
-        "maxLength": 40,
-        "description": "RFC 3339 with a zone; at most 5 minutes in the future and "
-        "not older than the raw retention",
-    }
-    uuid7 = {"type": "string", "pattern": UUID7_PATTERN, "description": "UUID version 7"}
-    service = {"type": "string", "pattern": "^[A-Za-z0-9._-]{1,128}$"}
-    fact_props = {
-        "event_id": uuid7,
-        "event_time": time_schema,
-        "service": service,
-        "method": {"type": "string", "enum": [*HTTP_METHODS, *(m.lower() for m in HTTP_METHODS)]},
-        "path_template": {
-            "type": "string",
-            "minLength": 1,
-            "maxLength": 256,
-            "pattern": "^/",
-            "description": "no ? or #, no raw UUID, no numeric segment of 4+ digits",
-        },
-        "status_code": {"type": "integer", "minimum": 100, "maximum": 599},
-        "latency_ms": {"type": "number", "minimum": 0, "maximum": 3600000},
-        "user_agent_family": {"type": "string", "maxLength": 64},
-    }
-    event_props = {
-        "event_id": uuid7,
-        "event_time": time_schema,
-        "service": service,
-        "event_type": {"type": "string", "pattern": "^[a-z][a-z0-9_]{0,63}$"},
-        "entity_id": {"type": "string", "maxLength": 128},
-        "message": {"type": "string", "maxLength": 1024},
-        "properties": {
-            "type": "object",
-            "maxProperties": 32,
-            "additionalProperties": {"type": "string", "maxLength": 256},
-            "description": "flat string map; keys ≤ 64 chars (alias `metadata`)",
-        },
-    }
-    schemas: dict[str, Any] = {
-        "Error": {
-            "type": "object",
-            "required": ["error", "code"],
-            "properties": {"error": {"type": "string"}, "code": {"type": "integer"}},
-        },
-        "RequestFact": {
-            "type": "object",
-            "additionalProperties": False,
-            "required": [
-                "event_id",
-                "event_time",
-                "service",
-                "method",
-                "path_template",
-                "status_code",
-                "latency_ms",
-            ],
-            "properties": fact_props,
-            "description": "lowerCamelCase aliases (eventId, eventTime, pathTemplate, "
-            "statusCode, latencyMs, userAgentFamily) are accepted too",
-        },
-        "ServiceEvent": {
-            "type": "object",
-            "additionalProperties": False,
-            "required": ["event_id", "event_time", "service", "event_type"],
-            "properties": event_props,
-            "description": "aliases eventId, eventTime, eventType, entityId, metadata",
-        },
-        "Accepted": {
-            "type": "object",
-            "required": ["accepted", "event_id"],
-            "properties": {"accepted": {"type": "integer"}, "event_id": {"type": "string"}},
-        },
-        "BatchResult": {
-            "type": "object",
-            "required": ["accepted", "rejected", "errors"],
-            "properties": {
-                "accepted": {"type": "integer"},
-                "rejected": {"type": "integer"},
-                "errors": {
-                    "type": "array",
-                    "items": {
-                        "type": "object",
-                        "required": ["index", "error"],
-                        "properties": {"index": {"type": "integer"}, "error": {"type": "string"}},
-                    },
-                },
-            },
-        },
-        "Status": {
-            "type": "object",
-            "required": ["status"],
-            "properties": {"status": {"type": "string"}},
-        },
-    }
-    common = {
-        "401": _error_response("missing or wrong X-API-Key"),
-        "411": _error_response("Content-Length missing"),
-        "413": _error_response("body (or its gzip-decoded form) over the limit"),
-        "415": _error_response("Content-Type is not JSON / NDJSON, or unknown Content-Encoding"),
-        "429": _error_response("over the per-key rate limit", retry_after=True),
-        "503": _error_response("storage not writable or shutting down", retry_after=True),
-    }
-    encoding_header = {
-        "name": "Content-Encoding",
-        "in": "header",
-        "required": False,
-        "schema": {"type": "string", "enum": ["gzip", "identity"]},
-    }
-
-    def single(kind: str, summary: str) -> dict[str, Any]:
-        return {
-            "post": {
-                "summary": summary,
-                "security": [{"ApiKey": []}],
-                "parameters": [encoding_header],
-                "requestBody": {
-                    "required": True,
-                    "content": {
-                        "application/json": {"schema": {"$ref": f"#/components/schemas/{kind}"}}
-                    },
-                },
-                "responses": {
-                    "201": {
-                        "description": "stored and fsynced",
-                        "content": {
-                            "application/json": {
-                                "schema": {"$ref": "#/components/schemas/Accepted"}
-                            }
-                        },
-                    },
-                    "400": _error_response("invalid event"),
-                    **common,
-                },
-            }
-        }
-
-    def batch(kind: str, summary: str) -> dict[str, Any]:
-        return {
-            "post": {
-                "summary": summary,
-                "security": [{"ApiKey": []}],
-                "parameters": [encoding_header],
-                "requestBody": {
-                    "required": True,
-                    "content": {
-                        "application/json": {
-                            "schema": {
-                                "type": "array",
-                                "items": {"$ref": f"#/components/schemas/{kind}"},
-                            }
-                        },
-                        "application/x-ndjson": {
-                            "schema": {
-                                "type": "string",
-                                "description": f"one {kind} JSON object per line",
-                            }
-                        },
-                    },
-                },
-                "responses": {
-                    "200": {
-                        "description": "every accepted event is stored and fsynced; the others "
-                        "are listed by index",
-                        "content": {
-                            "application/json": {
-                                "schema": {"$ref": "#/components/schemas/BatchResult"}
-                            }
-                        },
-                    },
-                    "400": _error_response(
-                        "no event accepted (with per-index errors), or the "
-                        "body is not a JSON array / NDJSON"
-                    ),
-                    **common,
-                },
-            }
-        }
-
-    def probe(summary: str, fail: bool = False) -> dict[str, Any]:
-        responses: dict[str, Any] = {
-            "200": {
-                "description": "ok",
-                "content": {
-                    "application/json": {"schema": {"$ref": "#/components/schemas/Status"}}
-                },
-            }
-        }
-        if fail:
-            responses["503"] = _error_response(
-                "not ready (buffer not writable, disk below "
-                "the free-space floor, or shutting down)",
-                retry_after=True,
-            )
-        return {"get": {"summary": summary, "responses": responses}}
-
+    """The OpenAPI 3.1 description of every route, as the server behaves."""
     return {
-        "openapi": "3.0.3",
+        "openapi": "3.1.0",
         "info": {
             "title": "Gravix ingestion API",
             "version": "1.0.0",
-            "description": "A 2xx means every accepted event is on disk and fsynced.",
+            "description": "A 2xx means every accepted event is on disk and fsynced. Refusals "
+            "that need no body (401, 411, 413, 415, 429) close the connection.",
         },
         "paths": {
-            "/api/v1/facts": single("RequestFact", "Store one request fact"),
-            "/api/v1/facts/batch": batch("RequestFact", "Store request facts (NDJSON or array)"),
-            "/api/v1/events": single("ServiceEvent", "Store one service event"),
-            "/api/v1/events/batch": batch("ServiceEvent", "Store service events (NDJSON or array)"),
-            "/live": probe("The process runs"),
-            "/health": probe("The process runs"),
-            "/ready": probe("Ready to store events", fail=True),
-            "/metrics": {
-                "get": {
-                    "summary": "Prometheus metrics",
-                    "responses": {
-                        "200": {
-                            "description": "Prometheus text format",
-                            "content": {"text/plain": {"schema": {"type": "string"}}},
-                        }
-                    },
-                }
-            },
-            "/openapi.json": {
-                "get": {
-                    "summary": "This document",
-                    "responses": {
-                        "200": {
-                            "description": "OpenAPI 3 document",
-                            "content": {"application/json": {"schema": {"type": "object"}}},
-                        }
-                    },
-                }
-            },
+            path: {route.method.lower(): _operation(route)} for path, route in ROUTES.items()
         },
         "components": {
-            "schemas": schemas,
+            "schemas": components(),
             "securitySchemes": {"ApiKey": {"type": "apiKey", "in": "header", "name": "X-API-Key"}},
         },
     }

@@ -1,4 +1,7 @@
-"""Running the server: sockets, worker processes, signals, and recovery at start."""
+"""Running the server: recovery at start, sockets, one uvicorn per worker process with a
+supervisor that forwards signals, and the two uvicorn internals Gravix extends (a header
+timeout on the httptools protocol, and signal handling that drains cleanly); the uvicorn
+pin in pyproject.toml and tests/ingest/test_uvicorn_contract.py guard those."""
 
 from __future__ import annotations
 
@@ -10,7 +13,7 @@ import socket
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager, suppress
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any, NoReturn, Protocol
 
 from gravix.errors import ConfigError, StorageError
 from gravix.ingest.app import IngestApp
@@ -101,6 +104,30 @@ def _header_timeout_protocol() -> type[Any]:
     return HeaderTimeoutProtocol
 
 
+def _graceful_server_type() -> type[Any]:
+    """uvicorn's Server with its own signal handlers: uvicorn's re-raise the signal
+    afterwards, which would turn a clean drain into death by SIGTERM instead of exit
+    status 0. A second SIGINT forces the exit, as uvicorn's does."""
+    import uvicorn
+
+    class _Server(uvicorn.Server):
+        @contextmanager
+        def capture_signals(self) -> Iterator[None]:
+            def handle(sig: int, _frame: object) -> None:
+                if self.should_exit and sig == signal.SIGINT:
+                    self.force_exit = True
+                self.should_exit = True
+
+            previous = {s: signal.signal(s, handle) for s in (signal.SIGTERM, signal.SIGINT)}
+            try:
+                yield
+            finally:
+                for s, h in previous.items():
+                    signal.signal(s, h)
+
+    return _Server
+
+
 def _run_worker(app_factory: Callable[[], ServedApp], sock: socket.socket) -> int:
     """One server process: uvicorn (uvloop + httptools) on ``sock`` until told to stop."""
     import uvicorn
@@ -121,24 +148,7 @@ def _run_worker(app_factory: Callable[[], ServedApp], sock: socket.socket) -> in
         backlog=2048,
     )
 
-    class _Server(uvicorn.Server):
-        @contextmanager
-        def capture_signals(self) -> Iterator[None]:
-            # Own handlers: uvicorn's re-raise the signal afterwards, which would turn a
-            # clean drain into death by SIGTERM instead of exit status 0.
-            def handle(sig: int, _frame: object) -> None:
-                if self.should_exit and sig == signal.SIGINT:
-                    self.force_exit = True
-                self.should_exit = True
-
-            previous = {s: signal.signal(s, handle) for s in (signal.SIGTERM, signal.SIGINT)}
-            try:
-                yield
-            finally:
-                for s, h in previous.items():
-                    signal.signal(s, h)
-
-    server = _Server(config)
+    server = _graceful_server_type()(config)
 
     def request_exit() -> None:
         server.should_exit = True
@@ -231,6 +241,26 @@ def run_asgi(app_factory: Callable[[], ServedApp], *, host: str, port: int, work
     return _supervise(app_factory, host, port, workers)
 
 
+def _worker_child(
+    app_factory: Callable[[], ServedApp], holder: socket.socket, index: int
+) -> NoReturn:
+    """The forked worker: default signal handlers until uvicorn sets its own, its own
+    listener, and ``os._exit`` so it never returns into the supervisor's code."""
+    code = 1
+    try:
+        for s in (signal.SIGTERM, signal.SIGINT):
+            signal.signal(s, signal.SIG_DFL)
+        host, port = holder.getsockname()[:2]
+        holder.close()
+        sock = _bind(host, port, reuse_port=True, listen=True)
+        code = _run_worker(app_factory, sock)
+    except BaseException:
+        log.exception("worker %d failed", index)
+    finally:
+        logging.shutdown()
+        os._exit(code)
+
+
 def _supervise(app_factory: Callable[[], ServedApp], host: str, port: int, workers: int) -> int:
     """Fork ``workers`` processes, each with its own SO_REUSEPORT listener (and so its own
     active files); forward SIGTERM/SIGINT; if one dies, stop the others and fail."""
@@ -254,19 +284,8 @@ def _supervise(app_factory: Callable[[], ServedApp], host: str, port: int, worke
     try:
         for index in range(workers):
             pid = os.fork()
-            if pid == 0:  # the worker
-                code = 1
-                try:
-                    for s in previous:
-                        signal.signal(s, signal.SIG_DFL)
-                    holder.close()
-                    sock = _bind(host, port, reuse_port=True, listen=True)
-                    code = _run_worker(app_factory, sock)
-                except BaseException:
-                    log.exception("worker %d failed", index)
-                finally:
-                    logging.shutdown()
-                    os._exit(code)
+            if pid == 0:
+                _worker_child(app_factory, holder, index)
             children[pid] = index
         while children:
             try:

@@ -1,4 +1,6 @@
-"""The route table, the HTTP error type and the JSON bodies of errors."""
+"""The route table (what each path takes and answers: the server dispatches on it and the
+OpenAPI document is generated from it), the HTTP error type, and the encoding of every
+JSON response from the response Structs of :mod:`gravix.schema.contract`."""
 
 from __future__ import annotations
 
@@ -10,6 +12,7 @@ import msgspec
 
 from gravix import schema
 from gravix.errors import GravixError
+from gravix.schema.contract import Accepted, BatchError, BatchResult, Error, Status
 
 Scope = MutableMapping[str, Any]
 Message = MutableMapping[str, Any]
@@ -22,28 +25,55 @@ JSON_TYPES = (b"application/json", b"application/x-ndjson")
 
 @dataclass(frozen=True)
 class Route:
+    """One path: its method, the topic it writes (None for a GET), the Struct of its body
+    (a batch takes an array or NDJSON of them), its success status and the Struct it
+    answers with (None: ``content_type`` says what it sends)."""
+
     name: str
     method: str
+    summary: str
     topic: str | None = None
     batch: bool = False
+    body: type[msgspec.Struct] | None = None
+    status: int = 200
+    response: type[msgspec.Struct] | None = Status
+    content_type: str = "application/json"
+    may_be_unavailable: bool = False  # answers 503 when not ready
 
 
 ROUTES: dict[str, Route] = {
-    "/api/v1/facts": Route("facts", "POST", schema.REQUEST_FACTS),
-    "/api/v1/facts/batch": Route("facts_batch", "POST", schema.REQUEST_FACTS, batch=True),
-    "/api/v1/events": Route("events", "POST", schema.SERVICE_EVENTS),
-    "/api/v1/events/batch": Route("events_batch", "POST", schema.SERVICE_EVENTS, batch=True),
-    "/live": Route("live", "GET"),
-    "/health": Route("health", "GET"),
-    "/ready": Route("ready", "GET"),
-    "/metrics": Route("metrics", "GET"),
-    "/openapi.json": Route("openapi", "GET"),
-}
+    "/api/v1/facts": Route(
+        "facts", "POST", "Store one request fact", schema.REQUEST_FACTS,
+        body=schema.RequestFact, status=201, response=Accepted,
+    ),
+    "/api/v1/facts/batch": Route(
+        "facts_batch", "POST", "Store request facts (NDJSON or a JSON array)",
+        schema.REQUEST_FACTS, batch=True, body=schema.RequestFact, response=BatchResult,
+    ),
+    "/api/v1/events": Route(
+        "events", "POST", "Store one service event", schema.SERVICE_EVENTS,
+        body=schema.ServiceEvent, status=201, response=Accepted,
+    ),
+    "/api/v1/events/batch": Route(
+        "events_batch", "POST", "Store service events (NDJSON or a JSON array)",
+        schema.SERVICE_EVENTS, batch=True, body=schema.ServiceEvent, response=BatchResult,
+    ),
+    "/live": Route("live", "GET", "The process runs"),
+    "/health": Route("health", "GET", "The process runs"),
+    "/ready": Route("ready", "GET", "Ready to store events", may_be_unavailable=True),
+    "/metrics": Route(
+        "metrics", "GET", "Prometheus metrics", response=None, content_type="text/plain"
+    ),
+    "/openapi.json": Route("openapi", "GET", "This document", response=None),
+}  # fmt: skip
 
 encode = msgspec.json.Encoder().encode
 
 
 class HttpError(Exception):
+    """A refusal: its status, message and headers, and the optional fields of
+    :class:`~gravix.schema.contract.Error` it carries (``reasons``, or a batch's counts)."""
+
     def __init__(
         self,
         status: int,
@@ -69,7 +99,22 @@ def media_type(value: bytes) -> bytes:
 
 
 def error_body(status: int, message: str, extra: dict[str, Any] | None = None) -> bytes:
-    doc: dict[str, Any] = {"error": message, "code": status}
-    if extra:
-        doc.update(extra)
-    return encode(doc)
+    return encode(Error(message, status, **(extra or {})))
+
+
+def batch_errors(errors: list[tuple[int, str]]) -> list[BatchError]:
+    return [BatchError(index, error) for index, error in errors]
+
+
+def batch_body(accepted: int, errors: list[tuple[int, str]]) -> bytes:
+    return encode(BatchResult(accepted, len(errors), batch_errors(errors)))
+
+
+def accepted_body(event_id: str) -> bytes:
+    """``Accepted(1, event_id)`` encoded; spliced, because this is the hot path and a
+    validated UUID needs no escaping (a test checks it equals the Struct's encoding)."""
+    return b'{"accepted":1,"event_id":"' + event_id.encode() + b'"}'
+
+
+OK_BODY = encode(Status("ok"))
+READY_BODY = encode(Status("ready"))

@@ -15,7 +15,7 @@ from gravix.errors import ConfigError, StorageError
 from gravix.report import to_json
 from gravix.storage import durable, layout
 from gravix.storage.orphans import BufferRecoveryReport, recover_buffers
-from gravix.units import parse_time
+from gravix.units import parse_time, utc_stamp
 
 Progress = Callable[[str, int, int], None]
 
@@ -188,10 +188,11 @@ def run_recover(
             hint="e.g. --rebuild --start-time 2026-02-16T10:00:00Z --end-time 2026-02-16T11:00:00Z",
         )
     if rebuild_start is not None and rebuild_end is not None:
-        window = (str(rebuild_start), str(rebuild_end))
         first = parse_time(rebuild_start, "--start-time")
-        if first >= parse_time(rebuild_end, "--end-time"):
+        last = parse_time(rebuild_end, "--end-time")
+        if first >= last:
             raise ConfigError("--start-time must be before --end-time (the end is exclusive)")
+        window = (utc_stamp(first), utc_stamp(last))
     else:
         window = None
     buffers = recover_buffers(root, dry_run=dry_run, progress=progress)

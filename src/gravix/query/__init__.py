@@ -7,21 +7,19 @@
 
 from __future__ import annotations
 
+from gravix.query.apdex import apdex
+from gravix.query.deploy import DeployComparison, DeployEvent, deploy_compare, find_deploy
 from gravix.query.output import FORMATS, format_result, write_result
 from gravix.query.presets import (
     PRESETS,
-    DeployComparison,
     PresetResult,
-    apdex,
-    deploy_compare,
     endpoint_drilldown,
-    find_deploy,
     run_preset,
     service_health,
     top_endpoints,
 )
 from gravix.query.tables import TABLES, prepare_sql, run_sql, scan_table, table_names
-from gravix.query.times import parse_when, resolve_window
+from gravix.query.times import resolve_window
 from gravix.query.trino import trino_ddl
 
 __all__ = [
@@ -29,13 +27,13 @@ __all__ = [
     "PRESETS",
     "TABLES",
     "DeployComparison",
+    "DeployEvent",
     "PresetResult",
     "apdex",
     "deploy_compare",
     "endpoint_drilldown",
     "find_deploy",
     "format_result",
-    "parse_when",
     "prepare_sql",
     "resolve_window",
     "run_preset",

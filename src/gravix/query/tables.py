@@ -2,9 +2,9 @@
 
 Tables are registered only when a statement names them, so a query over raw facts works
 before the first rollup and an empty warehouse is reported as such rather than as an
-engine error. Warehouse scans are Hive-partitioned on ``event_day``: a filter on it never
-opens the other days' files. Files that each hold one hour are also pruned by a filter on
-the time column (``bucket_start``, raw ``event_time``).
+engine error. A statement passes the guard of :mod:`gravix.query.sql` first; each table
+it reads is then scanned over only the files (one per hour, or per day) that its filters on
+``event_day`` and the time column can match (:mod:`gravix.query.prune`).
 """
 
 from __future__ import annotations
@@ -14,17 +14,19 @@ import re
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from pathlib import Path
 
 import polars as pl
 
 from gravix import schema
 from gravix.errors import QueryError
+from gravix.query import literals, prune
+from gravix.query import sql as sql_guard
 from gravix.schema import RAW_COLUMNS, REQUEST_METRICS_COLUMNS, SERVICE_EVENTS_DAILY_COLUMNS
 from gravix.storage import layout
 
-PARTITION_COLUMN = "event_day"
+PARTITION_COLUMN = prune.PARTITION_COLUMN
 
 
 @dataclass(frozen=True)
@@ -33,20 +35,33 @@ class TableInfo:
     kind: str  # "warehouse" | "raw"
     columns: dict[str, str]  # logical types as in gravix.schema
     partitions: tuple[str, ...]  # Hive partition columns, in directory order
+    time_column: str | None = None  # the event-time column whose hour names a file
 
 
 TABLES: dict[str, TableInfo] = {
     schema.REQUEST_METRICS_MINUTE: TableInfo(
-        schema.REQUEST_METRICS_MINUTE, "warehouse", REQUEST_METRICS_COLUMNS, (PARTITION_COLUMN,)
+        schema.REQUEST_METRICS_MINUTE,
+        "warehouse",
+        REQUEST_METRICS_COLUMNS,
+        (PARTITION_COLUMN,),
+        "bucket_start",
     ),
     schema.SERVICE_EVENTS_DAILY: TableInfo(
         schema.SERVICE_EVENTS_DAILY, "warehouse", SERVICE_EVENTS_DAILY_COLUMNS, (PARTITION_COLUMN,)
     ),
     schema.REQUEST_FACTS: TableInfo(
-        schema.REQUEST_FACTS, "raw", RAW_COLUMNS[schema.REQUEST_FACTS], (PARTITION_COLUMN, "hour")
+        schema.REQUEST_FACTS,
+        "raw",
+        RAW_COLUMNS[schema.REQUEST_FACTS],
+        (PARTITION_COLUMN, "hour"),
+        "event_time",
     ),
     schema.SERVICE_EVENTS: TableInfo(
-        schema.SERVICE_EVENTS, "raw", RAW_COLUMNS[schema.SERVICE_EVENTS], (PARTITION_COLUMN, "hour")
+        schema.SERVICE_EVENTS,
+        "raw",
+        RAW_COLUMNS[schema.SERVICE_EVENTS],
+        (PARTITION_COLUMN, "hour"),
+        "event_time",
     ),
 }
 
@@ -75,17 +90,34 @@ def polars_type(logical: str) -> pl.DataType:
     raise ValueError(f"no polars type for {logical!r}")
 
 
-def table_files(root: Path, table: str) -> list[str]:
-    """The complete data files of a table. Temporaries (hidden) never match, and no symlink
-    is followed, so a query never reads outside the data root."""
+def table_files(
+    root: Path, table: str, *, start: datetime | None = None, end: datetime | None = None
+) -> list[str]:
+    """The complete data files of a table that may hold event time in ``[start, end)``
+    (None: unbounded), judged by the hour or day each file's path names. Temporaries
+    (hidden) never match, and no symlink is followed, so a query never reads outside the
+    data root."""
+    span = prune.Span(start, end)
+    return [
+        path
+        for path, hours in _listing(root, table)
+        if not hours or any(span.holds_hour(hour.start) for hour in hours)
+    ]
+
+
+def _listing(root: Path, table: str) -> list[tuple[str, list[layout.Hour]]]:
+    """Every complete data file of ``table`` with the hours its path says it holds."""
     info = _info(table)
     if info.kind == "raw":
-        hours = layout.raw_hours(root, table)
-        return [str(p) for hour_dir in hours.values() for p in layout.raw_files(hour_dir)]
-    files: list[str] = []
+        return [
+            (str(p), [hour])
+            for hour, hour_dir in layout.raw_hours(root, table).items()
+            for p in layout.raw_files(hour_dir)
+        ]
+    files: list[tuple[str, list[layout.Hour]]] = []
     for day_dir in layout.warehouse_days(root, table).values():
         files.extend(
-            entry.path
+            (entry.path, layout.parse_warehouse_file(table, Path(entry.path)))
             for entry in sorted(os.scandir(day_dir), key=lambda e: e.name)
             if entry.name.endswith(layout.PARQUET)
             and not entry.name.startswith(".")
@@ -103,67 +135,58 @@ def _info(table: str) -> TableInfo:
         ) from None
 
 
-def scan_table(root: Path, table: str) -> pl.LazyFrame:
-    """A lazy scan of one table; raises QueryError (with what to run) when it has no files."""
+def scan_table(
+    root: Path, table: str, *, start: datetime | None = None, end: datetime | None = None
+) -> pl.LazyFrame:
+    """A lazy scan of one table over the files that may hold event time in ``[start, end)``
+    (the rows are not filtered here); raises QueryError (with what to run) when the table
+    has no files at all."""
+    return scan_spans(root, table, [prune.Span(start, end)])
+
+
+def scan_spans(root: Path, table: str, spans: list[prune.Span]) -> pl.LazyFrame:
+    """A lazy scan of one table over the files that may hold event time in any of ``spans``."""
     info = _info(table)
-    files = table_files(root, table)
+    wanted = {
+        path for span in spans for path in table_files(root, table, start=span.start, end=span.end)
+    }
+    if wanted or _listing(root, table):
+        return _scan_files(table, sorted(wanted))
     if info.kind == "warehouse":
-        if not files:
-            raise QueryError(
-                f"the warehouse has no {table} data yet (no Parquet files under "
-                f"{layout.warehouse_table_dir(root, table)})",
-                hint="run `gravix rollup` to build the warehouse from the raw facts",
-            )
-        return _scan_files(table, files)
-    if not files:
         raise QueryError(
-            f"there are no raw {table} files yet (none under {layout.raw_topic_dir(root, table)})",
-            hint="send events to `gravix ingest-server`, or run `gravix recover` to move "
-            "buffered files into raw",
+            f"the warehouse has no {table} data yet (no Parquet files under "
+            f"{layout.warehouse_table_dir(root, table)})",
+            hint="run `gravix rollup` to build the warehouse from the raw facts",
         )
-    return _scan_files(table, files)
+    raise QueryError(
+        f"there are no raw {table} files yet (none under {layout.raw_topic_dir(root, table)})",
+        hint="send events to `gravix ingest-server`, or run `gravix recover` to move "
+        "buffered files into raw",
+    )
 
 
 # --- SQL ------------------------------------------------------------------------------------------
 
-# String literals and comments are masked before names are looked for, so that a literal such
-# as 'raw.request_facts' is never rewritten.
-_LITERALS = re.compile(r"'(?:[^']|'')*'|--[^\n]*|/\*.*?\*/", re.DOTALL)
-_QUALIFIER = re.compile(
-    r'(?<![\w."])(?:(?:"gravix"|gravix)\s*\.\s*)?(?:"raw"|raw)\s*\.\s*(?=["\w])', re.IGNORECASE
-)
-# A relation follows FROM, JOIN or a comma in a FROM list (a column named like a table would
-# also match after a comma, but no column is).
-_RELATION = re.compile(r'(?:\bFROM|\bJOIN|,)\s*(?:"(\w+)"|([A-Za-z_]\w*))', re.IGNORECASE)
-# Table functions read any path; queries stay inside the data root's tables.
-_FILE_FUNCTION = re.compile(r"\b(read_\w+|scan_\w+)\s*\(", re.IGNORECASE)
 _NOT_FOUND = re.compile(r"relation '([^']*)' was not found")
-
-
-_TABLES_HINT = f"the tables are: {', '.join(TABLES)} (bare, raw.<t> or gravix.raw.<t>)"
-
-
-def _mask(sql: str) -> str:
-    return _LITERALS.sub(lambda m: " " * len(m.group(0)), sql)
+_TABLES_HINT = sql_guard.hint(TABLES)
+# Columns a constant time is compared with as the UTC string it stands for.
+_TIME_COLUMNS = {
+    column
+    for info in TABLES.values()
+    for column, logical in info.columns.items()
+    if logical.startswith("timestamp")
+}
 
 
 def rewrite_names(sql: str) -> str:
     """Drop the Trino-style ``gravix.raw.`` / ``raw.`` qualifiers from table names."""
-    masked = _mask(sql)
-    out: list[str] = []
-    last = 0
-    for m in _QUALIFIER.finditer(masked):
-        out.append(sql[last : m.start()])
-        last = m.end()
-    out.append(sql[last:])
-    return "".join(out)
+    return sql_guard.rewrite_names(sql, TABLES)
 
 
 def referenced_tables(sql: str) -> set[str]:
     """The known tables a statement reads (outside literals and comments): only those are
     scanned, so an alias or a literal that happens to spell a table's name costs nothing."""
-    names = {(m.group(1) or m.group(2)).lower() for m in _RELATION.finditer(_mask(sql))}
-    return {t for t in TABLES if t in names}
+    return sql_guard.referenced_tables(sql, TABLES)
 
 
 def _first_line(text: str) -> str:
@@ -178,26 +201,20 @@ def _first_line(text: str) -> str:
     return message[:300]
 
 
-def prepare_sql(root: Path, sql: str) -> pl.LazyFrame:
-    """Compile SQL over the tables into a lazy query (nothing is read yet)."""
+def prepare_sql(root: Path, sql: str, *, now: datetime | None = None) -> pl.LazyFrame:
+    """Compile SQL over the tables into a lazy query (nothing is read yet). Only a read of
+    the Gravix tables is accepted, and each table is scanned over the files of the hours
+    its filters can match."""
     if not sql.strip():
         raise QueryError("the SQL statement is empty", hint='e.g. gravix query "SELECT 1"')
-    text = rewrite_names(sql).strip().rstrip(";")
-    reader = _FILE_FUNCTION.search(_mask(text))
-    if reader:
-        raise QueryError(
-            f"{reader.group(1)}() is not available: queries read the Gravix tables only",
-            hint=_TABLES_HINT,
-        )
-    frames = {name: scan_table(root, name) for name in sorted(referenced_tables(text))}
-    lazy = _compile(text, frames)
-    narrowed = False
-    for table in [t for t in frames if t in _HOURLY]:
-        files = _files_for_time_filter(root, table, lazy)
-        if files is not None:
-            frames[table] = _scan_files(table, files)
-            narrowed = True
-    return _compile(text, frames) if narrowed else lazy
+    text = sql.strip().rstrip(";")
+    moment = now or datetime.now(UTC)
+    statement = sql_guard.check_statement(text, TABLES)
+    statement = statement.with_edits(literals.time_edits(statement, _TIME_COLUMNS, now=moment))
+    time_columns = {name: info.time_column for name, info in TABLES.items()}
+    spans = prune.table_spans(statement, time_columns, now=moment)
+    frames = {name: scan_spans(root, name, found) for name, found in sorted(spans.items())}
+    return _compile(statement.text, frames)
 
 
 def _compile(text: str, frames: dict[str, pl.LazyFrame]) -> pl.LazyFrame:
@@ -213,126 +230,6 @@ def _compile(text: str, frames: dict[str, pl.LazyFrame]) -> pl.LazyFrame:
         raise QueryError(f"bad SQL: {_first_line(str(exc))}") from None
     except pl.exceptions.PolarsError as exc:
         raise QueryError(f"bad SQL: {_first_line(str(exc))}") from None
-
-
-# Tables whose files each hold one hour: the time column, and how a file's path names its hour.
-_HOURLY: dict[str, tuple[str, re.Pattern[str]]] = {
-    schema.REQUEST_METRICS_MINUTE: (
-        "bucket_start",
-        re.compile(r"event_day=(\d{4}-\d{2}-\d{2})/part-(\d{2})\.parquet$"),
-    ),
-    **{
-        topic: (
-            "event_time",
-            re.compile(r"event_day=(\d{4}-\d{2}-\d{2})/hour=(\d{2})/[^/]+\.jsonl$"),
-        )
-        for topic in schema.TOPICS
-    },
-}
-_BOUND = re.compile(
-    r'^col\("(\w+)"\) (>=|>|<=|<|==) '
-    r"(\d{4}-\d{2}-\d{2} \d{2}:\d{2}:\d{2}(?:\.\d+)?) UTC$"
-)
-
-
-def _conjuncts(expr: str) -> list[str]:
-    """Split a printed predicate at its top-level ``&``; quotes and brackets are respected."""
-    parts: list[str] = []
-    depth, quoted, start = 0, False, 0
-    for i, ch in enumerate(expr):
-        if ch == '"' and (i == 0 or expr[i - 1] != "\\"):
-            quoted = not quoted
-        elif not quoted and ch in "([":
-            depth += 1
-        elif not quoted and ch in ")]":
-            depth -= 1
-        elif not quoted and depth == 0 and expr.startswith(" & ", i):
-            parts.append(expr[start:i])
-            start = i + 3
-    parts.append(expr[start:])
-    out: list[str] = []
-    for part in parts:
-        part = part.strip()
-        while part.startswith("(") and part.endswith(")") and _balanced(part[1:-1]):
-            part = part[1:-1].strip()
-        nested = _conjuncts(part) if len(parts) > 1 or part != expr.strip() else [part]
-        out.extend(nested)
-    return out
-
-
-def _balanced(text: str) -> bool:
-    depth = 0
-    for ch in text:
-        depth += ch == "("
-        depth -= ch == ")"
-        if depth < 0:
-            return False
-    return depth == 0
-
-
-def _files_for_time_filter(root: Path, table: str, lazy: pl.LazyFrame) -> list[str] | None:
-    """The files of an hourly table that a filter on its time column (``bucket_start``,
-    ``event_time``) can match, when every scan of the table in the optimised plan carries
-    such a filter as a top-level conjunct; else None.
-
-    Polars pushes the filter into the scan, but can use it at best on each file's statistics,
-    so every file would still be opened; the path (``event_day=D/part-HH``,
-    ``event_day=D/hour=HH/``) already tells which hour a file holds, so files outside the
-    bounds are not handed to the scan at all.
-    """
-    column, hour_of = _HOURLY[table]
-    info = TABLES[table]
-    table_dir = str(
-        layout.warehouse_table_dir(root, table)
-        if info.kind == "warehouse"
-        else layout.raw_topic_dir(root, table)
-    )
-    try:
-        plan = lazy.explain()
-    except pl.exceptions.PolarsError:
-        return None
-    lines = plan.splitlines()
-    scans = [i for i, line in enumerate(lines) if "SCAN [" in line and table_dir in line]
-    if not scans:
-        return None
-    per_scan: list[tuple[datetime | None, datetime | None]] = []
-    for i in scans:
-        selection = next(
-            (
-                ln.strip()[len("SELECTION: ") :]
-                for ln in lines[i + 1 : i + 4]
-                if ln.strip().startswith("SELECTION: ")
-            ),
-            None,
-        )
-        if selection is None:
-            return None
-        lo: datetime | None = None
-        hi: datetime | None = None
-        for part in _conjuncts(selection):
-            m = _BOUND.match(part)
-            if not m or m.group(1) != column:
-                continue
-            moment = datetime.fromisoformat(m.group(3)).replace(tzinfo=UTC)
-            if m.group(2) in (">=", ">", "=="):
-                lo = moment if lo is None else max(lo, moment)
-            if m.group(2) in ("<=", "<", "=="):
-                hi = moment if hi is None else min(hi, moment)
-        if lo is None and hi is None:
-            return None
-        per_scan.append((lo, hi))
-    # several scans (a self-join): keep what any of them may need
-    low = None if any(lo is None for lo, _ in per_scan) else min(lo for lo, _ in per_scan if lo)
-    high = None if any(hi is None for _, hi in per_scan) else max(hi for _, hi in per_scan if hi)
-    kept = []
-    for path in table_files(root, table):
-        m = hour_of.search(path)
-        if not m:
-            return None  # a file that is not one hour: cannot tell what it holds
-        start = datetime.fromisoformat(f"{m.group(1)}T{m.group(2)}:00:00+00:00")
-        if (high is None or start <= high) and (low is None or start + timedelta(hours=1) > low):
-            kept.append(path)
-    return kept
 
 
 def _scan_files(table: str, files: list[str]) -> pl.LazyFrame:

@@ -33,38 +33,191 @@ SERVICE_PATTERN = r"^[A-Za-z0-9._-]{1,128}$"
 EVENT_TYPE_PATTERN = r"^[a-z][a-z0-9_]{0,63}$"
 
 
-# Declared constraints run in C during decoding; string rules that need a regex are
-# checked afterwards with a cache, because services, paths and agents repeat a lot.
-EventTime = Annotated[str, msgspec.Meta(min_length=20, max_length=40)]
-StatusCode = Annotated[int, msgspec.Meta(ge=100, le=599)]
-LatencyMs = Annotated[float, msgspec.Meta(ge=0, le=3_600_000)]
+# Declared constraints (lengths, bounds) run in C during decoding. The regex rules go in
+# ``extra_json_schema``: msgspec puts them in the JSON Schema but does not enforce them on
+# decode, so the validator checks them afterwards with the same constants, a cache (services,
+# paths and agents repeat a lot) and its own error messages.
+def _str(
+    description: str,
+    rules: dict[str, object] | None = None,
+    *,
+    min_length: int | None = None,
+    max_length: int | None = None,
+) -> msgspec.Meta:
+    return msgspec.Meta(
+        description=description,
+        extra_json_schema=rules,
+        min_length=min_length,
+        max_length=max_length,
+    )
+
+
+def _any_case(words: tuple[str, ...]) -> str:
+    """A JSON Schema pattern matching each word in any mix of cases, as the validator reads
+    methods (JSON Schema has no case-insensitive flag)."""
+    spelled = ("".join(f"[{c.upper()}{c.lower()}]" for c in word) for word in words)
+    return "^(?:" + "|".join(spelled) + ")$"
+
+
+EventId = Annotated[
+    str,
+    _str(
+        "a UUID version 7 (stored lower-case); alias `eventId`",
+        {"pattern": UUID7_PATTERN},
+        min_length=36,
+        max_length=36,
+    ),
+]
+EventTime = Annotated[
+    str,
+    _str(
+        "RFC 3339 with a zone (`Z` or an offset), stored as UTC with millisecond precision; "
+        "at most 5 minutes in the future and not older than the raw retention (both "
+        "configurable, so not expressed here); alias `eventTime`",
+        {"format": "date-time"},
+        min_length=20,
+        max_length=40,
+    ),
+]
+Service = Annotated[
+    str,
+    _str(
+        "1–128 characters of [A-Za-z0-9._-]",
+        {"pattern": SERVICE_PATTERN},
+        min_length=1,
+        max_length=128,
+    ),
+]
+Method = Annotated[
+    str,
+    _str(
+        "an HTTP method, in any case; stored upper-case",
+        {"pattern": _any_case(HTTP_METHODS)},
+        max_length=7,
+    ),
+]
+PathTemplate = Annotated[
+    str,
+    _str(
+        "starts with /, no ? # or control characters, no raw UUID and no numeric segment of "
+        "4+ digits (use {id}); alias `pathTemplate`",
+        {"pattern": PATH_TEMPLATE_PATTERN},
+        min_length=1,
+        max_length=256,
+    ),
+]
+StatusCode = Annotated[int, msgspec.Meta(ge=100, le=599, description="alias `statusCode`")]
+LatencyMs = Annotated[
+    float, msgspec.Meta(ge=0, le=3_600_000, description="milliseconds; alias `latencyMs`")
+]
+UserAgentFamily = Annotated[
+    str,
+    _str(
+        "no control characters; alias `userAgentFamily`",
+        {"pattern": NO_CONTROL_PATTERN},
+        max_length=64,
+    ),
+]
+EventType = Annotated[
+    str,
+    _str(
+        "snake_case; alias `eventType`",
+        {"pattern": EVENT_TYPE_PATTERN},
+        min_length=1,
+        max_length=64,
+    ),
+]
+EntityId = Annotated[
+    str,
+    _str(
+        "no control characters; alias `entityId`", {"pattern": NO_CONTROL_PATTERN}, max_length=128
+    ),
+]
+Message = Annotated[str, msgspec.Meta(max_length=1024)]
 Properties = Annotated[
     dict[Annotated[str, msgspec.Meta(max_length=64)], Annotated[str, msgspec.Meta(max_length=256)]],
-    msgspec.Meta(max_length=32),
+    msgspec.Meta(max_length=32, description="a flat string → string map; alias `metadata`"),
 ]
+_FACT_DOC = (
+    "One HTTP request seen by a service. Unknown fields are rejected. lowerCamelCase "
+    "spellings (eventId, eventTime, pathTemplate, statusCode, latencyMs, userAgentFamily) are "
+    "accepted as aliases."
+)
+_EVENT_DOC = (
+    "Something that happened to a service (a deploy, a restart). Unknown fields are rejected. "
+    "Aliases: eventId, eventTime, eventType, entityId, and metadata for properties."
+)
 
 
 # gc=False: the fields are strings, numbers and a str→str map, so a struct can never be part
 # of a reference cycle, and a batch of a thousand of them costs the collector nothing.
 class RequestFact(msgspec.Struct, forbid_unknown_fields=True, omit_defaults=True, gc=False):
-    event_id: Annotated[str, msgspec.Meta(min_length=36, max_length=36)]
+    event_id: EventId
     event_time: EventTime
-    service: Annotated[str, msgspec.Meta(min_length=1, max_length=128)]
-    method: Annotated[str, msgspec.Meta(max_length=7)]
-    path_template: Annotated[str, msgspec.Meta(min_length=1, max_length=256)]
+    service: Service
+    method: Method
+    path_template: PathTemplate
     status_code: StatusCode
     latency_ms: LatencyMs
-    user_agent_family: Annotated[str, msgspec.Meta(max_length=64)] | None = None
+    user_agent_family: UserAgentFamily | None = None
 
 
 class ServiceEvent(msgspec.Struct, forbid_unknown_fields=True, omit_defaults=True, gc=False):
-    event_id: Annotated[str, msgspec.Meta(min_length=36, max_length=36)]
+    event_id: EventId
     event_time: EventTime
-    service: Annotated[str, msgspec.Meta(min_length=1, max_length=128)]
-    event_type: Annotated[str, msgspec.Meta(min_length=1, max_length=64)]
-    entity_id: Annotated[str, msgspec.Meta(max_length=128)] | None = None
-    message: Annotated[str, msgspec.Meta(max_length=1024)] | None = None
+    service: Service
+    event_type: EventType
+    entity_id: EntityId | None = None
+    message: Message | None = None
     properties: Properties | None = None
+
+
+RequestFact.__doc__ = _FACT_DOC
+ServiceEvent.__doc__ = _EVENT_DOC
+
+
+# -- what the ingestion API answers (DESIGN §4); the server encodes these, and the OpenAPI
+# document's response schemas are generated from them
+
+
+class Accepted(msgspec.Struct):
+    """One event stored and fsynced."""
+
+    accepted: int
+    event_id: str
+
+
+class BatchError(msgspec.Struct):
+    """Why the event at ``index`` of a batch was rejected."""
+
+    index: int
+    error: str
+
+
+class BatchResult(msgspec.Struct):
+    """Every accepted event of a batch is stored and fsynced; the others are listed."""
+
+    accepted: int
+    rejected: int
+    errors: list[BatchError]
+
+
+class Error(msgspec.Struct, omit_defaults=True):
+    """Any refusal; a 503 from /ready says why in ``reasons``, and a batch of which no event
+    was accepted carries the batch fields."""
+
+    error: str
+    code: Annotated[int, msgspec.Meta(ge=400, le=599)]
+    reasons: list[str] | msgspec.UnsetType = msgspec.UNSET
+    accepted: int | msgspec.UnsetType = msgspec.UNSET
+    rejected: int | msgspec.UnsetType = msgspec.UNSET
+    errors: list[BatchError] | msgspec.UnsetType = msgspec.UNSET
+
+
+class Status(msgspec.Struct):
+    """The answer of /live, /health and a ready /ready."""
+
+    status: str
 
 
 ALIASES: dict[str, dict[str, str]] = {

@@ -1,22 +1,7 @@
-"""Durable, atomic file operations, locks, and the fault-injection hook.
+"""Durable, atomic file operations and locks.
 
-Every write that Gravix relies on goes through this module so that tests can
-inject faults at any I/O operation: a hook is called before each operation with
-its name and path, and may raise ``OSError`` (EIO, ENOSPC) or end the process.
-
-Operation names: ``open``, ``write``, ``fsync`` (file data), ``fsync_dir``,
-``replace``, ``unlink``, ``mkdir``, ``rmdir``.
-
-A plan can also be given as JSON in ``GRAVIX_FAULT_PLAN`` (read by settings and
-installed with :func:`install_fault_plan`), so a server in a subprocess can be
-faulted. A plan is a list of rules, each::
-
-    {"op": "fsync" | "*", "path": "substring", "skip": 0, "times": 1,
-     "action": "eio" | "enospc" | "kill", "while_exists": "/path/to/flag"}
-
-``skip`` matching operations pass first, then the next ``times`` fail (-1 = forever).
-With ``while_exists`` the rule applies only while that file exists (tests create
-and delete it to make the disk "full" and "free" again).
+Every operation first calls :func:`gravix.storage.faults.check`, so that tests can inject
+faults (EIO, ENOSPC, death) at any of them; see that module.
 """
 
 from __future__ import annotations
@@ -26,90 +11,47 @@ import errno as errno_mod
 import fcntl
 import json
 import os
-import signal
 import socket
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager, suppress
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from gravix.errors import ConfigError, LockHeld
+from gravix.errors import LockHeld, UnsafePath
+from gravix.storage.faults import check as _check
 
-Hook = Callable[[str, str], None]
-_hook: Hook | None = None
-
-
-def set_hook(hook: Hook | None) -> Hook | None:
-    """Install ``hook(op, path)`` to run before every operation; returns the previous one."""
-    global _hook
-    previous, _hook = _hook, hook
-    return previous
-
-
-def _check(op: str, path: str | os.PathLike[str]) -> None:
-    if _hook is not None:
-        _hook(op, os.fspath(path))
-
-
-@dataclass
-class _Rule:
-    op: str
-    action: str
-    path: str = ""
-    skip: int = 0
-    times: int = 1
-    while_exists: str = ""
-    seen: int = 0
-    fired: int = 0
-
-    def __post_init__(self) -> None:
-        # A misspelt action would otherwise quietly behave as "eio".
-        if self.action not in ("eio", "enospc", "kill"):
-            raise TypeError(f"unknown action {self.action!r} (eio, enospc or kill)")
-
-    def apply(self, op: str, path: str) -> None:
-        if self.op not in ("*", op) or self.path not in path:
-            return
-        if self.while_exists and not os.path.exists(self.while_exists):
-            return
-        self.seen += 1
-        if self.seen <= self.skip or (0 <= self.times <= self.fired):
-            return
-        self.fired += 1
-        if self.action == "kill":
-            os.kill(os.getpid(), signal.SIGKILL)
-        code = errno_mod.ENOSPC if self.action == "enospc" else errno_mod.EIO
-        raise OSError(code, f"injected {os.strerror(code)} on {op}", path)
-
-
-def install_fault_plan(plan: str | None) -> None:
-    """Install a JSON fault plan (see module docstring); None or empty removes nothing."""
-    if not plan:
-        return
-    try:
-        rules = [_Rule(**r) for r in json.loads(plan)]
-    except (ValueError, TypeError) as exc:
-        raise ConfigError(f"GRAVIX_FAULT_PLAN is not a valid plan: {exc}") from None
-    previous = _hook
-
-    def hook(op: str, path: str) -> None:
-        if previous is not None:
-            previous(op, path)
-        for rule in rules:
-            rule.apply(op, path)
-
-    set_hook(hook)
-
+# Re-exported: tests and commands reach the hook through this module.
+from gravix.storage.faults import install_fault_plan as install_fault_plan
+from gravix.storage.faults import set_hook as set_hook
+from gravix.storage.layout import tmp_path
 
 # --- primitive operations -----------------------------------------------------------------------
+
+
+# Every file under the data root is opened for writing without following a symlink: a link
+# planted where Gravix writes must not make it write (or truncate) a file elsewhere.
+def open_nofollow(path: Path, flags: int) -> int:
+    """``os.open`` that refuses a symlink with :class:`UnsafePath`."""
+    try:
+        return os.open(path, flags | os.O_CLOEXEC | os.O_NOFOLLOW, 0o644)
+    except OSError as exc:
+        if exc.errno != errno_mod.ELOOP:
+            raise
+        raise UnsafePath(
+            f"{path} is a symlink to {os.path.realpath(path)}; Gravix does not write through links",
+            hint="remove the link; files under the data root must be regular files",
+        ) from None
+
+
+def open_for_write(path: Path, flags: int) -> int:
+    return open_nofollow(path, os.O_WRONLY | flags)
 
 
 def open_append(path: Path) -> int:
     """Open (creating) a file for appending; the caller makes the directory entry durable."""
     _check("open", path)
-    return os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, 0o644)
+    return open_for_write(path, os.O_APPEND | os.O_CREAT)
 
 
 def write_all(fd: int, data: bytes | memoryview, path: str | Path = "") -> None:
@@ -183,19 +125,13 @@ def rmdir_if_empty(path: Path) -> bool:
     return True
 
 
-def tmp_path(final: Path) -> Path:
-    from gravix.storage.layout import tmp_path as _tmp
-
-    return _tmp(final)
-
-
 def atomic_write(path: Path, data: bytes, *, make_parents: bool = True) -> None:
     """Write ``path`` so that readers see the old content or the new, never a mix:
     write a temporary sibling, fsync it, rename it over ``path``, fsync the directory."""
     if make_parents:
         makedirs(path.parent)
     tmp = tmp_path(path)
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o644)
+    fd = open_for_write(tmp, os.O_CREAT | os.O_TRUNC)
     try:
         _check("open", tmp)
         write_all(fd, data, tmp)
@@ -215,10 +151,12 @@ def atomic_output(path: Path) -> Iterator[Path]:
     rename it over ``path`` atomically. On error the temporary file is removed."""
     makedirs(path.parent)
     tmp = tmp_path(path)
+    with suppress(FileNotFoundError):
+        os.unlink(tmp)  # a left-over (or a planted link): the writer must create a new file
     try:
         yield tmp
         _check("open", tmp)
-        fd = os.open(tmp, os.O_RDONLY | os.O_CLOEXEC)
+        fd = os.open(tmp, os.O_RDONLY | os.O_CLOEXEC | os.O_NOFOLLOW)
         try:
             fsync_fd(fd, tmp)
         finally:
@@ -265,7 +203,8 @@ class FileLock:
 
     def acquire(self, *, wait: bool = False, timeout: float | None = None) -> FileLock:
         makedirs(self.path.parent)
-        fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
+        access = os.O_RDONLY if self.shared else os.O_WRONLY
+        fd = open_nofollow(self.path, access | os.O_CREAT)
         mode = fcntl.LOCK_SH if self.shared else fcntl.LOCK_EX
         deadline = None if timeout is None else time.monotonic() + timeout
         while True:
@@ -323,8 +262,8 @@ def pid_alive(pid: int) -> bool:
 def is_locked(path: Path) -> bool:
     """True if some live process holds an flock on ``path`` (orphan detection)."""
     try:
-        fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
-    except FileNotFoundError:
+        fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC | os.O_NOFOLLOW)
+    except (FileNotFoundError, OSError):
         return False
     try:
         fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)

@@ -28,6 +28,7 @@ from gravix import schema
 from gravix.errors import GravixError, LockHeld, UnsafePath
 from gravix.ops.doctor import DoctorReport, run_doctor
 from gravix.query import deploy_compare, endpoint_drilldown, service_health, top_endpoints
+from gravix.report import to_json
 from gravix.rollup import RollupSummary, run_rollup
 from gravix.settings import load_settings
 from gravix.storage import durable, layout
@@ -77,7 +78,7 @@ class DemoReport:
     rollup: RollupSummary | None = None
     doctor: DoctorReport | None = None
     server_exit_code: int | None = None
-    # The query presets' documents (their rows keep datetimes for the terminal report).
+    # The query presets' JSON documents (times as RFC 3339 strings).
     health: dict[str, Any] = field(default_factory=dict)
     endpoint: dict[str, Any] = field(default_factory=dict)
     top_endpoints: dict[str, Any] = field(default_factory=dict)
@@ -326,18 +327,20 @@ def _send_traffic(
 def _answer(report: DemoReport, root: Path, now: datetime) -> None:
     since, until = report.window_start, report.window_end
     window: dict[str, Any] = {"root": root, "since": since, "until": until, "now": now}
-    report.health = service_health(service=SERVICE, step_minutes=STEP_MINUTES, **window).to_dict()
-    report.endpoint = endpoint_drilldown(
+    health = service_health(service=SERVICE, step_minutes=STEP_MINUTES, **window)
+    endpoint = endpoint_drilldown(
         service=SERVICE,
         path_template=ENDPOINT,
         method=METHOD,
         step_minutes=STEP_MINUTES,
         **window,
-    ).to_dict()
-    report.top_endpoints = top_endpoints(limit=5, **window).to_dict()
-    report.deploy = deploy_compare(
-        service=SERVICE, window_minutes=DEPLOY_WINDOW_MINUTES, **window
-    ).to_dict()
+    )
+    top = top_endpoints(limit=5, **window)
+    deploy = deploy_compare(service=SERVICE, window_minutes=DEPLOY_WINDOW_MINUTES, **window)
+    report.health = to_json(health)
+    report.endpoint = to_json(endpoint)
+    report.top_endpoints = to_json(top)
+    report.deploy = to_json(deploy)
     report.findings = _findings(report)
 
 

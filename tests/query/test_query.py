@@ -14,10 +14,11 @@ import pytest
 
 from gravix import schema
 from gravix.errors import ConfigError, QueryError
-from gravix.query import parse_when, prepare_sql, resolve_window, run_sql
+from gravix.query import prepare_sql, resolve_window, run_sql
 from gravix.query.tables import referenced_tables, rewrite_names
 from gravix.query.times import default_step
 from gravix.storage import layout
+from gravix.units import parse_time
 from test_query_support import (
     START,
     build_warehouse,
@@ -302,13 +303,13 @@ NOW = datetime(2026, 2, 16, 12, 30, 45, tzinfo=UTC)
     ],
 )
 def test_times_are_relative_or_rfc3339(text: str, expected: datetime) -> None:
-    assert parse_when(text, now=NOW) == expected
+    assert parse_time(text, now=NOW) == expected
 
 
 @pytest.mark.parametrize("text", ["yesterday", "2026-02-16T10:00:00", "-5h", "5 parsecs"])
 def test_times_without_a_zone_or_unit_are_refused(text: str) -> None:
     with pytest.raises(ConfigError):
-        parse_when(text, now=NOW)
+        parse_time(text, now=NOW)
 
 
 def test_window_is_whole_minutes_and_must_not_be_empty() -> None:

@@ -13,6 +13,7 @@ import pytest
 
 from gravix.errors import ConfigError, QueryError
 from gravix.query import apdex, deploy_compare, endpoint_drilldown, service_health, top_endpoints
+from gravix.report import to_json
 from gravix.schema import sketch
 from test_query_support import (
     DEPLOY_COMPLETED,
@@ -270,3 +271,42 @@ def test_a_window_without_requests_says_so(root: Path) -> None:
     result = service_health(root=root, service="frontnd", since=SINCE, until=UNTIL, now=NOW)
     assert result.frame["requests"].sum() == 0
     assert any("no requests for service 'frontnd'" in note for note in result.notes)
+
+
+def test_preset_json_documents_keep_their_keys(root: Path) -> None:
+    """The --json documents (read by users and the demo) come from gravix.report.to_json."""
+    health = to_json(service_health(root=root, since=SINCE, until=UNTIL, step_minutes=60, now=NOW))
+    assert list(health) == [
+        "preset",
+        "title",
+        "since",
+        "until",
+        "step_minutes",
+        "percentile_relative_error",
+        "notes",
+        "rows",
+    ]
+    assert health["since"] == "2026-02-16T08:30:00Z" and health["step_minutes"] == 60
+    assert [r["bucket_start"] for r in health["rows"]][:2] == [
+        "2026-02-16T08:30:00Z",
+        "2026-02-16T09:30:00Z",
+    ]
+    deploy = to_json(
+        deploy_compare(root=root, service="frontend", since="2026-02-16T00:00:00Z", now=NOW)
+    )
+    assert list(deploy) == [
+        "preset",
+        "service",
+        "deploy",
+        "before",
+        "after",
+        "percentile_relative_error",
+        "notes",
+        "summary",
+        "endpoints",
+    ]
+    assert deploy["preset"] == "deploy" and deploy["deploy"]["entity_id"] == "v42"
+    assert list(deploy["deploy"]) == ["event_id", "entity_id", "message", "started", "completed"]
+    assert deploy["before"] == {"since": "2026-02-16T09:30:00Z", "until": "2026-02-16T10:00:00Z"}
+    assert deploy["summary"][0]["window"] == "before"
+    assert deploy["endpoints"][0]["path_template"] == "/checkout"

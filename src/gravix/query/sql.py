@@ -1,0 +1,246 @@
+"""The SQL guard: a statement is parsed (sqlglot) before polars sees it, and only a read of
+Gravix's tables gets through.
+
+What the parsed tree decides, whatever the spelling (quoted, back-ticked, any case, inside a
+sub-query or a CTE): the statement reads (SELECT, WITH … SELECT, UNION …) and changes
+nothing; every relation it reads is a Gravix table (bare, ``raw.<t>`` or ``gravix.raw.<t>``),
+a CTE of the statement, a sub-query or a VALUES list, never a table function such as
+``read_csv(…)``. Table names are then rewritten, in the original text, to the names the
+tables are registered under, so polars runs exactly what the user wrote otherwise.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Collection
+from dataclasses import dataclass, replace
+from typing import ClassVar
+
+import sqlglot
+from sqlglot import exp
+from sqlglot.dialects.postgres import Postgres
+from sqlglot.errors import ParseError, TokenError
+
+from gravix.errors import QueryError
+
+# sqlglot logs a warning when it falls back to an opaque Command (SHOW, SET …); such a
+# statement is refused with a message of our own.
+logging.getLogger("sqlglot").setLevel(logging.ERROR)
+
+RAW_SCHEMA = "raw"
+CATALOG = "gravix"
+
+
+class PolarsSQL(Postgres):
+    """Postgres as polars reads it: identifiers may also be back-ticked."""
+
+    class Tokenizer(Postgres.Tokenizer):
+        IDENTIFIERS: ClassVar[list[str | tuple[str, str]]] = ['"', "`"]
+
+
+@dataclass(frozen=True)
+class TableRef:
+    """One read of a Gravix table: its registered name and the alias rows are read under."""
+
+    name: str
+    alias: str
+    node: exp.Table
+
+
+Edit = tuple[int, int, str]  # replace source[start:end] with the text
+
+
+@dataclass(frozen=True)
+class Statement:
+    """A checked read statement: the text as written, the edits that make it the text
+    polars runs (table names as registered), and the tables it reads."""
+
+    source: str
+    tree: exp.Expr
+    refs: tuple[TableRef, ...]
+    edits: tuple[Edit, ...] = ()
+
+    @property
+    def tables(self) -> set[str]:
+        return {ref.name for ref in self.refs}
+
+    @property
+    def text(self) -> str:
+        return apply_edits(self.source, self.edits)
+
+    def with_edits(self, edits: list[Edit]) -> Statement:
+        return replace(self, edits=(*self.edits, *edits))
+
+
+def apply_edits(text: str, edits: Collection[Edit]) -> str:
+    """``text`` with each non-overlapping ``(start, end, new)`` span replaced."""
+    for start, end, new in sorted(edits, reverse=True):
+        text = text[:start] + new + text[end:]
+    return text
+
+
+def hint(names: Collection[str]) -> str:
+    return f"the tables are: {', '.join(names)} (bare, raw.<t> or gravix.raw.<t>)"
+
+
+def parse_tree(sql: str) -> exp.Expr:
+    """The one statement of ``sql`` as a tree; QueryError naming where it stops parsing."""
+    try:
+        trees = [t for t in sqlglot.parse(sql, dialect=PolarsSQL) if t is not None]
+    except ParseError as exc:
+        raise QueryError(f"bad SQL: {_parse_message(exc)}") from None
+    except TokenError as exc:
+        raise QueryError(f"bad SQL: {str(exc).splitlines()[0][:300]}") from None
+    if not trees:
+        raise QueryError("the SQL statement is empty", hint='e.g. gravix query "SELECT 1"')
+    if len(trees) > 1:
+        raise QueryError(
+            f"one statement at a time, got {len(trees)}",
+            hint="run each statement with its own gravix query",
+        )
+    return trees[0]
+
+
+def _parse_message(exc: ParseError) -> str:
+    if not exc.errors:
+        return str(exc).splitlines()[0][:300]
+    first = exc.errors[0]
+    near = f"{first.get('start_context') or ''}{first.get('highlight') or ''}"
+    near = " ".join(near.split())
+    where = f"line {first.get('line')}, column {first.get('col')}"
+    return f"{first.get('description')} at {where}, near {near!r}"[:300]
+
+
+def check_statement(sql: str, names: Collection[str]) -> Statement:
+    """Parse ``sql`` and refuse anything but a read of the tables ``names`` (or the plan of
+    one: ``EXPLAIN SELECT …``)."""
+    sql, explain = _without_explain(sql)
+    tree = parse_tree(sql)
+    _check_read_only(tree)
+    _check_sources(tree)
+    ctes = {cte.alias_or_name.lower() for cte in tree.find_all(exp.CTE)}
+    refs: list[TableRef] = []
+    for table in tree.find_all(exp.Table):
+        name = gravix_name(table, names)
+        if name is not None:
+            refs.append(TableRef(name, table.alias_or_name, table))
+        elif table.db or table.catalog or table.name.lower() not in ctes:
+            spelled = ".".join(part.name for part in table.parts)
+            raise QueryError(f"unknown table {spelled!r}", hint=hint(names))
+    return Statement(sql, tree, tuple(refs), (*explain, *_name_edits(tree, names)))
+
+
+def _without_explain(sql: str) -> tuple[str, list[Edit]]:
+    """``sql`` with a leading EXPLAIN blanked out (offsets unchanged), and the edit that puts
+    it back for the engine."""
+    try:
+        tokens = PolarsSQL().tokenize(sql)
+    except TokenError:
+        return sql, []  # the parser reports it
+    first = tokens[0] if tokens else None
+    if first is None or first.text.upper() != "EXPLAIN":
+        return sql, []
+    end = first.end + 1
+    return sql[: first.start] + " " * (end - first.start) + sql[end:], [
+        (first.start, end, first.text)
+    ]
+
+
+def _check_read_only(tree: exp.Expr) -> None:
+    if not isinstance(tree, exp.Query) or isinstance(tree, exp.Values):
+        word = tree.key.upper() if not isinstance(tree, exp.Command) else str(tree.this).upper()
+        raise QueryError(
+            f"only read statements can run here, not {word}",
+            hint="write a SELECT (WITH … SELECT, UNION … are fine) over the Gravix tables",
+        )
+    changes = tree.find(exp.DML, exp.DDL, exp.Command)
+    if changes is not None:
+        raise QueryError(
+            f"only read statements can run here: found {changes.key.upper()} inside",
+            hint="write a SELECT (WITH … SELECT, UNION … are fine) over the Gravix tables",
+        )
+
+
+def _function_name(node: exp.Expr) -> str:
+    if isinstance(node, exp.Anonymous):
+        return str(node.name).lower()
+    if isinstance(node, exp.Func):
+        return node.sql_name().lower()
+    return node.key.lower()
+
+
+def _check_sources(tree: exp.Expr) -> None:
+    """Refuse table functions: a relation that is not a named table, sub-query or VALUES,
+    and any function named like a file reader wherever it appears."""
+    for node in tree.walk():
+        source: exp.Expr | None = None
+        if isinstance(node, exp.Table):
+            source = None if isinstance(node.this, exp.Identifier) else node.this
+        elif isinstance(node, exp.From | exp.Join):
+            ok = isinstance(node.this, exp.Table | exp.Subquery | exp.Values)
+            source = None if ok else node.this
+        elif isinstance(node, exp.Func) and _function_name(node).startswith(("read_", "scan_")):
+            source = node
+        if source is not None:
+            raise QueryError(
+                f"{_function_name(source)}() is not available: queries read the Gravix tables only",
+                hint="the tables are read by name; files and URLs cannot be read from SQL",
+            )
+
+
+def gravix_name(table: exp.Table, names: Collection[str]) -> str | None:
+    """The registered name ``table`` spells (``t``, ``raw.t``, ``gravix.raw.t``, any case),
+    or None when it names something else."""
+    if not isinstance(table.this, exp.Identifier):
+        return None
+    return _registered(table.name, table.db, table.catalog, names)
+
+
+def _registered(name: str, db: str, catalog: str, names: Collection[str]) -> str | None:
+    qualifiers = (db.lower(), catalog.lower())
+    if name.lower() in names and qualifiers in _QUALIFIERS:
+        return name.lower()
+    return None
+
+
+_QUALIFIERS = {("", ""), (RAW_SCHEMA, ""), (RAW_SCHEMA, CATALOG)}
+
+
+def _span(parts: list[exp.Expr]) -> tuple[int, int] | None:
+    starts = [p.meta.get("start") for p in parts]
+    ends = [p.meta.get("end") for p in parts]
+    if any(s is None for s in starts) or any(e is None for e in ends):
+        return None
+    return min(s for s in starts if s is not None), max(e for e in ends if e is not None) + 1
+
+
+def _name_edits(tree: exp.Expr, names: Collection[str]) -> list[Edit]:
+    """Edits that spell each table name (and each column qualified by a table's qualified
+    name) as the table is registered; nothing else in the text changes."""
+    edits: list[Edit] = []
+    for table in tree.find_all(exp.Table):
+        name = gravix_name(table, names)
+        span = _span(table.parts) if name else None
+        if name and span:
+            edits.append((*span, name))
+    for column in tree.find_all(exp.Column):
+        if not column.args.get("db"):
+            continue  # a bare alias or table name needs no rewriting
+        name = _registered(column.table, column.db, column.catalog, names)
+        parts = [column.args[k] for k in ("catalog", "db", "table") if column.args.get(k)]
+        span = _span(parts) if name else None
+        if name and span:
+            edits.append((*span, name))
+    return edits
+
+
+def rewrite_names(sql: str, names: Collection[str]) -> str:
+    """Drop the Trino-style ``gravix.raw.`` / ``raw.`` qualifiers from table names."""
+    return apply_edits(sql, _name_edits(parse_tree(sql), names))
+
+
+def referenced_tables(sql: str, names: Collection[str]) -> set[str]:
+    """The known tables a statement reads: only those are scanned, so an alias or a literal
+    that happens to spell a table's name costs nothing."""
+    found = (gravix_name(t, names) for t in parse_tree(sql).find_all(exp.Table))
+    return {name for name in found if name is not None}

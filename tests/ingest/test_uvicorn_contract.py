@@ -1,0 +1,96 @@
+"""The uvicorn internals that gravix.ingest.process extends are still there, shaped as it
+uses them. When uvicorn changes one, this fails naming it, before a header timeout or a
+clean drain silently stops working; then adapt process.py and move the pin in
+pyproject.toml."""
+
+from __future__ import annotations
+
+import asyncio
+import inspect
+from contextlib import AbstractContextManager
+
+import uvicorn
+from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
+from uvicorn.server import ServerState
+
+from gravix.ingest import process
+
+# The methods the header-timeout protocol overrides, with the parameters it passes on.
+OVERRIDDEN = {
+    "connection_made": ["self", "transport"],
+    "on_message_begin": ["self"],
+    "on_headers_complete": ["self"],
+    "connection_lost": ["self", "exc"],
+}
+WHERE = f"uvicorn {uvicorn.__version__}"
+
+
+def test_header_timeout_protocol_overrides_only_methods_the_base_still_has() -> None:
+    ours = process._header_timeout_protocol()
+    assert issubclass(ours, HttpToolsProtocol)
+    overridden = {n for n in vars(ours) if not n.startswith("__") and hasattr(HttpToolsProtocol, n)}
+    assert overridden <= set(OVERRIDDEN), (
+        f"{WHERE}: HttpToolsProtocol now has {sorted(overridden - set(OVERRIDDEN))}, which "
+        "the header-timeout protocol's own helpers now shadow"
+    )
+    for name, params in OVERRIDDEN.items():
+        base = getattr(HttpToolsProtocol, name, None)
+        assert callable(base), f"{WHERE}: HttpToolsProtocol.{name} is gone"
+        got = list(inspect.signature(base).parameters)
+        assert got == params, f"{WHERE}: HttpToolsProtocol.{name} now takes {got}, not {params}"
+
+
+def test_protocol_instance_has_the_loop_and_transport_the_timer_uses() -> None:
+    async def app(scope: object, receive: object, send: object) -> None: ...
+
+    config = uvicorn.Config(app, http="httptools", lifespan="off", log_config=None)
+    config.load()
+    loop = asyncio.new_event_loop()
+    try:
+        proto = process._header_timeout_protocol()(config, ServerState(), {}, _loop=loop)
+        assert proto.loop is loop, f"{WHERE}: HttpToolsProtocol no longer keeps `loop`"
+        transport = _Transport()
+        proto.connection_made(transport)
+        assert proto.transport is transport, (
+            f"{WHERE}: HttpToolsProtocol.connection_made no longer keeps `transport`"
+        )
+        assert proto._header_timer is not None, "the header timer was not armed on connect"
+        proto.connection_lost(None)
+        assert proto._header_timer is None, "the header timer outlived its connection"
+        assert transport.closed
+    finally:
+        loop.close()
+
+
+class _Transport(asyncio.Transport):
+    """No socket: the protocol is only connected and disconnected."""
+
+    closed = False
+
+    def get_extra_info(self, name: str, default: object = None) -> object:
+        return default
+
+    def is_closing(self) -> bool:
+        return self.closed
+
+    def close(self) -> None:
+        self.closed = True
+
+
+def test_server_capture_signals_is_a_context_manager_method_with_exit_flags() -> None:
+    base = getattr(uvicorn.Server, "capture_signals", None)
+    assert callable(base), f"{WHERE}: uvicorn.Server.capture_signals is gone"
+    assert list(inspect.signature(base).parameters) == ["self"], (
+        f"{WHERE}: Server.capture_signals now takes {list(inspect.signature(base).parameters)}"
+    )
+    server = process._graceful_server_type()(uvicorn.Config(lambda: None, log_config=None))
+    assert isinstance(server, uvicorn.Server)
+    for flag in ("should_exit", "force_exit", "started"):
+        assert getattr(server, flag, None) is False, f"{WHERE}: Server.{flag} is not a flag"
+    managed = uvicorn.Server(uvicorn.Config(lambda: None, log_config=None)).capture_signals()
+    assert isinstance(managed, AbstractContextManager), (
+        f"{WHERE}: Server.capture_signals() no longer returns a context manager"
+    )
+    with server.capture_signals():  # ours: sets flags instead of re-raising the signal
+        process.signal.raise_signal(process.signal.SIGTERM)
+    assert server.should_exit and not server.force_exit

@@ -24,6 +24,7 @@ from gravix.errors import QueryError
 from gravix.query import literals, prune
 from gravix.query import sql as sql_guard
 from gravix.schema import RAW_COLUMNS, REQUEST_METRICS_COLUMNS, SERVICE_EVENTS_DAILY_COLUMNS
+from gravix.schema.columns import polars_schema
 from gravix.storage import layout
 
 PARTITION_COLUMN = prune.PARTITION_COLUMN
@@ -68,26 +69,6 @@ TABLES: dict[str, TableInfo] = {
 
 def table_names() -> list[str]:
     return list(TABLES)
-
-
-def polars_type(logical: str) -> pl.DataType:
-    """The polars type of a logical column type of gravix.schema. A raw ``properties`` map
-    stays JSON text: its keys differ from event to event."""
-    simple: dict[str, pl.DataType] = {
-        "string": pl.String(),
-        "int8": pl.Int8(),
-        "int32": pl.Int32(),
-        "int64": pl.Int64(),
-        "double": pl.Float64(),
-        "timestamp[ms, UTC]": pl.Datetime("ms", "UTC"),
-        "map<string,string>": pl.String(),
-    }
-    if logical in simple:
-        return simple[logical]
-    m = re.fullmatch(r"list<(.+)>", logical)
-    if m:
-        return pl.List(polars_type(m.group(1)))
-    raise ValueError(f"no polars type for {logical!r}")
 
 
 def table_files(
@@ -234,7 +215,7 @@ def _compile(text: str, frames: dict[str, pl.LazyFrame]) -> pl.LazyFrame:
 
 def _scan_files(table: str, files: list[str]) -> pl.LazyFrame:
     info = TABLES[table]
-    schema = {c: polars_type(t) for c, t in info.columns.items()}
+    schema = polars_schema(info.columns)
     if info.kind == "raw":
         return pl.scan_ndjson(files, schema=schema) if files else pl.LazyFrame(schema=schema)
     if not files:

@@ -7,36 +7,18 @@ last, as Trino's Hive connector requires.
 
 from __future__ import annotations
 
-import re
 from pathlib import Path
 
 from gravix.errors import QueryError
 from gravix.query.tables import TABLES
+from gravix.schema.columns import trino_type
 from gravix.storage import layout
 
 CATALOG = "gravix"
 SCHEMA = "raw"
 # Raw event times stay text: Trino's JSON reader does not parse RFC 3339 with a zone.
 _RAW_TEXT_COLUMNS = {"event_time"}
-_SCALARS = {
-    "string": "varchar",
-    "int8": "tinyint",
-    "int32": "integer",
-    "int64": "bigint",
-    "double": "double",
-    "timestamp[ms, UTC]": "timestamp(3)",
-    "map<string,string>": "map(varchar, varchar)",
-}
 _PARTITION_TYPES = {"event_day": "date", "hour": "varchar"}
-
-
-def trino_type(logical: str) -> str:
-    if logical in _SCALARS:
-        return _SCALARS[logical]
-    m = re.fullmatch(r"list<(.+)>", logical)
-    if m:
-        return f"array({trino_type(m.group(1))})"
-    raise ValueError(f"no Trino type for {logical!r}")
 
 
 def _column_type(kind: str, column: str, logical: str) -> str:

@@ -16,6 +16,7 @@ from gravix.errors import StorageError
 from gravix.rollup.plan import REMOVED, PlannedHour, read_manifest
 from gravix.rollup.read import load_hour
 from gravix.schema import sketch
+from gravix.schema.columns import polars_schema, polars_type
 from gravix.storage import durable, layout
 from gravix.storage.layout import Hour
 from gravix.units import utc_stamp
@@ -94,27 +95,11 @@ def _request_metrics(frame: pl.DataFrame) -> pl.DataFrame:
     return out.collect()
 
 
-def _polars_type(name: str) -> Any:
-    import polars as pl
-
-    types: dict[str, Any] = {
-        "timestamp[ms, UTC]": pl.Datetime("ms", "UTC"),
-        "string": pl.String,
-        "int64": pl.Int64,
-        "int32": pl.Int32,
-        "int8": pl.Int8,
-        "double": pl.Float64,
-        "list<int32>": pl.List(pl.Int32),
-        "list<int64>": pl.List(pl.Int64),
-    }
-    return types[name]
-
-
 def _request_columns() -> list[pl.Expr]:
     import polars as pl
 
     return [
-        pl.col(name).cast(_polars_type(kind))
+        pl.col(name).cast(polars_type(kind))
         for name, kind in schema.REQUEST_METRICS_COLUMNS.items()
     ]
 
@@ -133,13 +118,11 @@ def _events_daily(partials: list[pl.DataFrame]) -> pl.DataFrame:
     import polars as pl
 
     columns = [
-        pl.col(name).cast(_polars_type(kind))
+        pl.col(name).cast(polars_type(kind))
         for name, kind in schema.SERVICE_EVENTS_DAILY_COLUMNS.items()
     ]
     if not partials:
-        return pl.DataFrame(
-            schema={n: _polars_type(k) for n, k in schema.SERVICE_EVENTS_DAILY_COLUMNS.items()}
-        )
+        return pl.DataFrame(schema=polars_schema(schema.SERVICE_EVENTS_DAILY_COLUMNS))
     return (
         pl.concat(partials)
         .group_by(["service", "event_type"])

@@ -21,6 +21,8 @@ OVERRIDDEN = {
     "on_message_begin": ["self"],
     "on_headers_complete": ["self"],
     "connection_lost": ["self", "exc"],
+    "data_received": ["self", "data"],
+    "send_400_response": ["self", "msg"],
 }
 WHERE = f"uvicorn {uvicorn.__version__}"
 

@@ -1,7 +1,9 @@
-"""Running the server: recovery at start, sockets, one uvicorn per worker process with a
-supervisor that forwards signals, and the two uvicorn internals Gravix extends (a header
-timeout on the httptools protocol, and signal handling that drains cleanly); the uvicorn
-pin in pyproject.toml and tests/ingest/test_uvicorn_contract.py guard those."""
+"""Running the server: the listening socket (bound before anything touches the data root),
+recovery at start, one uvicorn per worker process with a supervisor that forwards signals
+and shares the rate limiter's buckets, and the two uvicorn internals Gravix extends (the
+httptools protocol, with a header timeout and a limit on the size of request headers, and
+signal handling that drains cleanly); the uvicorn pin in pyproject.toml and
+tests/ingest/test_uvicorn_contract.py guard those."""
 
 from __future__ import annotations
 
@@ -17,8 +19,9 @@ from typing import Any, NoReturn, Protocol
 
 from gravix.errors import ConfigError, StorageError
 from gravix.ingest.app import IngestApp
+from gravix.ingest.guard import RateLimiter
 from gravix.ingest.logs import configure_logging
-from gravix.ingest.routes import Receive, Scope, Send
+from gravix.ingest.routes import Receive, Scope, Send, error_body
 from gravix.settings import Settings
 from gravix.storage import durable, layout
 from gravix.storage.orphans import recover_buffers
@@ -27,6 +30,8 @@ log = logging.getLogger(__name__)
 
 # Request headers must arrive within this many seconds of a connection or a new request.
 HEADER_TIMEOUT_SECONDS = 10.0
+# The request line and headers of one request may hold at most this many bytes (else 431).
+MAX_HEADER_BYTES = 64 * 1024
 GRACEFUL_TIMEOUT_SECONDS = 30
 
 
@@ -61,13 +66,30 @@ class ServedApp(Protocol):
 
 def _header_timeout_protocol() -> type[Any]:
     """httptools protocol that closes a connection whose request headers do not arrive
-    within HEADER_TIMEOUT_SECONDS: uvicorn only times out idle keep-alive connections, so
-    a client that connects and trickles (or never sends) its headers would hold a
-    connection and its memory forever."""
+    within HEADER_TIMEOUT_SECONDS, and answers 431 (and closes) to a request whose line and
+    headers pass MAX_HEADER_BYTES: uvicorn only times out idle keep-alive connections and
+    has no limit on headers, so a client that trickles (or never sends) its headers, or
+    sends endless ones, would hold a connection and its memory forever."""
     from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
+
+    refusal = b"".join([
+        b"HTTP/1.1 431 Request Header Fields Too Large\r\n",
+        b"content-type: application/json\r\nconnection: close\r\n",
+        b"content-length: %d\r\n\r\n",
+    ])  # fmt: skip
+    refusal_body = error_body(
+        431, f"request headers are over the limit of {MAX_HEADER_BYTES} bytes"
+    )
+    refusal = refusal % len(refusal_body) + refusal_body
 
     class HeaderTimeoutProtocol(HttpToolsProtocol):
         _header_timer: asyncio.TimerHandle | None = None
+        _in_head = False  # between the first byte of a request and the end of its headers
+        # Bytes of the chunks that came wholly inside the current request head, plus 1 if the
+        # head began in an earlier chunk than the one being parsed.
+        _head_bytes = 0
+        _chunk = 0  # size of the chunk being parsed
+        _refused = False
 
         def _arm_header_timer(self) -> None:
             if self._header_timer is None:
@@ -85,23 +107,61 @@ def _header_timeout_protocol() -> type[Any]:
             if not self.transport.is_closing():
                 self.transport.close()
 
+        def _refuse_head(self) -> None:
+            self._refused = True
+            self._cancel_header_timer()
+            if not self.transport.is_closing():
+                self.transport.write(refusal)
+                self.transport.close()
+
         def connection_made(self, transport: Any) -> None:
             super().connection_made(transport)
             self._arm_header_timer()
 
+        def data_received(self, data: bytes) -> None:
+            if self._refused:
+                return
+            # Counted per chunk, not per header: httptools holds a header until it is
+            # complete, so one endless header would never reach on_header.
+            inside = self._in_head
+            self._chunk = len(data)
+            super().data_received(data)
+            if self._in_head:
+                self._head_bytes += len(data) if inside else 1
+                if self._head_bytes > MAX_HEADER_BYTES:
+                    self._refuse_head()
+
         def on_message_begin(self) -> None:
             super().on_message_begin()
+            self._in_head = True
+            self._head_bytes = 0
             self._arm_header_timer()
 
         def on_headers_complete(self) -> None:
             self._cancel_header_timer()
+            self._in_head = False
+            # The exact size only when the head came in several chunks or a big one: the
+            # usual request arrives whole in one small chunk.
+            if (self._head_bytes or self._chunk > MAX_HEADER_BYTES) and (
+                len(self.url) + sum(len(n) + len(v) + 4 for n, v in self.headers) > MAX_HEADER_BYTES
+            ):
+                self._refuse_head()
+                raise _HeadersTooLarge  # stops the parser (uvicorn's 400 for it is skipped)
             super().on_headers_complete()
+
+        def send_400_response(self, msg: str) -> None:
+            if not self._refused:  # already answered 431
+                super().send_400_response(msg)
 
         def connection_lost(self, exc: Exception | None) -> None:
             self._cancel_header_timer()
             super().connection_lost(exc)
 
     return HeaderTimeoutProtocol
+
+
+class _HeadersTooLarge(Exception):
+    """Raised from a parser callback to stop parsing a request already answered 431."""
 
 
 def _graceful_server_type() -> type[Any]:
@@ -192,7 +252,7 @@ def serve(
     if not settings.api_keys and not insecure_no_auth:
         raise ConfigError(
             "no API key configured; refusing to accept unauthenticated writes",
-            hint="pass --api-key KEY (repeatable), set API_KEY or GRAVIX_API_KEYS, "
+            hint="pass --api-key-file PATH, set API_KEY or GRAVIX_API_KEYS, "
             "or --insecure-no-auth for a local experiment",
         )
     if insecure_no_auth and not settings.api_keys:
@@ -202,7 +262,38 @@ def serve(
             settings.port,
         )
     durable.install_fault_plan(settings.fault_plan)
-    root = settings.data_dir
+    # The port first: a port in use fails before anything under the data root is made.
+    sock = _listener(settings.host, settings.port, workers)
+    try:
+        _prepare_root(settings.data_dir)
+        host = f"[{settings.host}]" if ":" in settings.host else settings.host
+        log.info(
+            "listening on http://%s:%d (%d worker%s, data in %s)",
+            host,
+            sock.getsockname()[1],
+            workers,
+            "" if workers == 1 else "s",
+            settings.data_dir,
+        )
+        # Made before the workers are forked, so that they share its buckets: the limit is
+        # per key for the server, whatever the number of workers.
+        limiter = (
+            RateLimiter(settings.rate_limit, keys=len(settings.api_keys))
+            if settings.rate_limit > 0
+            else None
+        )
+
+        def factory() -> ServedApp:
+            return IngestApp(
+                settings, insecure_no_auth=insecure_no_auth, log_format=log_format, limiter=limiter
+            )
+
+        return _serve_on(factory, sock, workers)
+    finally:
+        sock.close()
+
+
+def _prepare_root(root: Path) -> None:
     try:
         durable.makedirs(root)
         layout.ensure_inside(root, layout.buffer_root(root))
@@ -213,32 +304,29 @@ def serve(
             hint="check permissions and free space",
             errno=exc.errno,
         ) from exc
-    log.info(
-        "listening on http://%s:%d (%d worker%s, data in %s)",
-        settings.host,
-        settings.port,
-        workers,
-        "" if workers == 1 else "s",
-        root,
-    )
-
-    def factory() -> ServedApp:
-        return IngestApp(settings, insecure_no_auth=insecure_no_auth, log_format=log_format)
-
-    return run_asgi(factory, host=settings.host, port=settings.port, workers=workers)
 
 
 def run_asgi(app_factory: Callable[[], ServedApp], *, host: str, port: int, workers: int) -> int:
     """Serve the app made by ``app_factory`` with the server's HTTP stack (uvicorn, uvloop,
     httptools) in ``workers`` processes; returns the exit status. Benchmarks use it to run
     a reference app on exactly the same stack."""
+    sock = _listener(host, port, workers)
+    try:
+        return _serve_on(app_factory, sock, workers)
+    finally:
+        sock.close()
+
+
+def _listener(host: str, port: int, workers: int) -> socket.socket:
+    """The bound socket: listening for one worker; for several, a holder of the port whose
+    workers each bind their own SO_REUSEPORT listener to it."""
+    return _bind(host, port, reuse_port=workers > 1, listen=workers == 1)
+
+
+def _serve_on(app_factory: Callable[[], ServedApp], sock: socket.socket, workers: int) -> int:
     if workers == 1:
-        sock = _bind(host, port, reuse_port=False, listen=True)
-        try:
-            return _run_worker(app_factory, sock)
-        finally:
-            sock.close()
-    return _supervise(app_factory, host, port, workers)
+        return _run_worker(app_factory, sock)
+    return _supervise(app_factory, sock, workers)
 
 
 def _worker_child(
@@ -261,11 +349,10 @@ def _worker_child(
         os._exit(code)
 
 
-def _supervise(app_factory: Callable[[], ServedApp], host: str, port: int, workers: int) -> int:
-    """Fork ``workers`` processes, each with its own SO_REUSEPORT listener (and so its own
-    active files); forward SIGTERM/SIGINT; if one dies, stop the others and fail."""
-    holder = _bind(host, port, reuse_port=True, listen=False)
-    port = holder.getsockname()[1]
+def _supervise(app_factory: Callable[[], ServedApp], holder: socket.socket, workers: int) -> int:
+    """Fork ``workers`` processes, each with its own SO_REUSEPORT listener on the port that
+    ``holder`` holds (and so its own active files); forward SIGTERM/SIGINT; if one dies,
+    stop the others and fail."""
     children: dict[int, int] = {}
     stopping = False
 
@@ -314,5 +401,4 @@ def _supervise(app_factory: Callable[[], ServedApp], host: str, port: int, worke
     finally:
         for s, h in previous.items():
             signal.signal(s, h)
-        holder.close()
     return status

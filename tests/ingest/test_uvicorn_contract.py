@@ -64,10 +64,38 @@ def test_protocol_instance_has_the_loop_and_transport_the_timer_uses() -> None:
         loop.close()
 
 
+def test_protocol_answers_431_to_headers_over_the_limit_from_its_parser_state() -> None:
+    # The exact size comes from the `url` and `headers` the base protocol collects.
+    async def app(scope: object, receive: object, send: object) -> None: ...
+
+    config = uvicorn.Config(app, http="httptools", lifespan="off", log_config=None)
+    config.load()
+    loop = asyncio.new_event_loop()
+    try:
+        for head in (
+            b"GET /live HTTP/1.1\r\nX-Big: " + b"a" * process.MAX_HEADER_BYTES + b"\r\n\r\n",
+            b"GET /live?" + b"q" * process.MAX_HEADER_BYTES + b" HTTP/1.1\r\n\r\n",
+        ):
+            proto = process._header_timeout_protocol()(config, ServerState(), {}, _loop=loop)
+            transport = _Transport()
+            proto.connection_made(transport)
+            proto.data_received(head)
+            assert transport.written.startswith(b"HTTP/1.1 431 "), transport.written[:80]
+            assert b"connection: close" in transport.written and transport.closed
+            assert not proto.tasks, "a refused request reached the application"
+            proto.connection_lost(None)
+    finally:
+        loop.close()
+
+
 class _Transport(asyncio.Transport):
     """No socket: the protocol is only connected and disconnected."""
 
     closed = False
+    written = b""
+
+    def write(self, data: bytes | bytearray | memoryview) -> None:
+        self.written += bytes(data)
 
     def get_extra_info(self, name: str, default: object = None) -> object:
         return default

@@ -7,7 +7,6 @@ tests/ingest/test_uvicorn_contract.py guard those."""
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import os
 import signal
@@ -21,17 +20,15 @@ from gravix.errors import ConfigError, StorageError
 from gravix.ingest.app import IngestApp
 from gravix.ingest.guard import RateLimiter
 from gravix.ingest.logs import configure_logging
-from gravix.ingest.routes import Receive, Scope, Send, error_body
+from gravix.ingest.protocol import HEADER_TIMEOUT_SECONDS, MAX_HEADER_BYTES
+from gravix.ingest.routes import Receive, Scope, Send
 from gravix.settings import Settings
 from gravix.storage import durable, layout
 from gravix.storage.orphans import recover_buffers
 
 log = logging.getLogger(__name__)
 
-# Request headers must arrive within this many seconds of a connection or a new request.
-HEADER_TIMEOUT_SECONDS = 10.0
-# The request line and headers of one request may hold at most this many bytes (else 431).
-MAX_HEADER_BYTES = 64 * 1024
+__all__ = ["HEADER_TIMEOUT_SECONDS", "MAX_HEADER_BYTES", "run_asgi", "serve"]
 GRACEFUL_TIMEOUT_SECONDS = 30
 
 
@@ -65,103 +62,10 @@ class ServedApp(Protocol):
 
 
 def _header_timeout_protocol() -> type[Any]:
-    """httptools protocol that closes a connection whose request headers do not arrive
-    within HEADER_TIMEOUT_SECONDS, and answers 431 (and closes) to a request whose line and
-    headers pass MAX_HEADER_BYTES: uvicorn only times out idle keep-alive connections and
-    has no limit on headers, so a client that trickles (or never sends) its headers, or
-    sends endless ones, would hold a connection and its memory forever."""
-    from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
+    """The httptools protocol of every connection (see :mod:`gravix.ingest.protocol`)."""
+    from gravix.ingest.protocol import GuardedProtocol
 
-    refusal = b"".join([
-        b"HTTP/1.1 431 Request Header Fields Too Large\r\n",
-        b"content-type: application/json\r\nconnection: close\r\n",
-        b"content-length: %d\r\n\r\n",
-    ])  # fmt: skip
-    refusal_body = error_body(
-        431, f"request headers are over the limit of {MAX_HEADER_BYTES} bytes"
-    )
-    refusal = refusal % len(refusal_body) + refusal_body
-
-    class HeaderTimeoutProtocol(HttpToolsProtocol):
-        _header_timer: asyncio.TimerHandle | None = None
-        _in_head = False  # between the first byte of a request and the end of its headers
-        # Bytes of the chunks that came wholly inside the current request head, plus 1 if the
-        # head began in an earlier chunk than the one being parsed.
-        _head_bytes = 0
-        _chunk = 0  # size of the chunk being parsed
-        _refused = False
-
-        def _arm_header_timer(self) -> None:
-            if self._header_timer is None:
-                self._header_timer = self.loop.call_later(
-                    HEADER_TIMEOUT_SECONDS, self._header_timeout
-                )
-
-        def _cancel_header_timer(self) -> None:
-            if self._header_timer is not None:
-                self._header_timer.cancel()
-                self._header_timer = None
-
-        def _header_timeout(self) -> None:
-            self._header_timer = None
-            if not self.transport.is_closing():
-                self.transport.close()
-
-        def _refuse_head(self) -> None:
-            self._refused = True
-            self._cancel_header_timer()
-            if not self.transport.is_closing():
-                self.transport.write(refusal)
-                self.transport.close()
-
-        def connection_made(self, transport: Any) -> None:
-            super().connection_made(transport)
-            self._arm_header_timer()
-
-        def data_received(self, data: bytes) -> None:
-            if self._refused:
-                return
-            # Counted per chunk, not per header: httptools holds a header until it is
-            # complete, so one endless header would never reach on_header.
-            inside = self._in_head
-            self._chunk = len(data)
-            super().data_received(data)
-            if self._in_head:
-                self._head_bytes += len(data) if inside else 1
-                if self._head_bytes > MAX_HEADER_BYTES:
-                    self._refuse_head()
-
-        def on_message_begin(self) -> None:
-            super().on_message_begin()
-            self._in_head = True
-            self._head_bytes = 0
-            self._arm_header_timer()
-
-        def on_headers_complete(self) -> None:
-            self._cancel_header_timer()
-            self._in_head = False
-            # The exact size only when the head came in several chunks or a big one: the
-            # usual request arrives whole in one small chunk.
-            if (self._head_bytes or self._chunk > MAX_HEADER_BYTES) and (
-                len(self.url) + sum(len(n) + len(v) + 4 for n, v in self.headers) > MAX_HEADER_BYTES
-            ):
-                self._refuse_head()
-                raise _HeadersTooLarge  # stops the parser (uvicorn's 400 for it is skipped)
-            super().on_headers_complete()
-
-        def send_400_response(self, msg: str) -> None:
-            if not self._refused:  # already answered 431
-                super().send_400_response(msg)
-
-        def connection_lost(self, exc: Exception | None) -> None:
-            self._cancel_header_timer()
-            super().connection_lost(exc)
-
-    return HeaderTimeoutProtocol
-
-
-class _HeadersTooLarge(Exception):
-    """Raised from a parser callback to stop parsing a request already answered 431."""
+    return GuardedProtocol
 
 
 def _graceful_server_type() -> type[Any]:

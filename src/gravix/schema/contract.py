@@ -4,9 +4,12 @@ document is generated from them)."""
 
 from __future__ import annotations
 
+import re
 from typing import Annotated
 
 import msgspec
+
+from gravix.errors import ValidationError
 
 REQUEST_FACTS = "request_facts"
 SERVICE_EVENTS = "service_events"
@@ -38,6 +41,35 @@ NO_CONTROL_PATTERN = rf"^[^{CONTROL_CHARACTERS}]*$"
 PROPERTY_VALUE_PATTERN = rf"^(?!\{{[\s\S]+\}}$)(?!\[[\s\S]+\]$)[^{CONTROL_CHARACTERS}]*$"
 SERVICE_PATTERN = r"^[A-Za-z0-9._-]{1,128}$"
 EVENT_TYPE_PATTERN = r"^[a-z][a-z0-9_]{0,63}$"
+
+
+_CONTROL = re.compile(f"[{CONTROL_CHARACTERS}]")
+
+
+def check_properties(properties: dict[str, str]) -> None:
+    """The rules of PROPERTY_VALUE_PATTERN and of keys, checked fast with one regex search
+    over the joined strings: no control character in a key or a value, and no value that
+    is serialized JSON."""
+    if _CONTROL.search("".join(properties)) or _CONTROL.search("".join(properties.values())):
+        for key, value in properties.items():
+            if _CONTROL.search(key):
+                raise ValidationError(
+                    f"`properties` key {key[:64]!r} must not contain control characters"
+                )
+            if _CONTROL.search(value):
+                raise ValidationError(
+                    f"`properties` value of {key[:64]!r} must not contain control characters: "
+                    f"{value[:80]!r}"
+                )
+    for key, value in properties.items():
+        if len(value) > 2 and (value[0], value[-1]) in _JSON_ENDS:
+            raise ValidationError(
+                f"`properties` value of {key[:64]!r} looks like nested JSON; properties must "
+                "be flat strings"
+            )
+
+
+_JSON_ENDS = {("{", "}"), ("[", "]")}
 
 
 # Declared constraints (lengths, bounds) run in C during decoding. The regex rules go in

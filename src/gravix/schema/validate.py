@@ -30,6 +30,7 @@ from gravix.schema.contract import (
     UUID7_PATTERN,
     RequestFact,
     ServiceEvent,
+    check_properties,
 )
 
 _UUID7 = re.compile(UUID7_PATTERN)
@@ -171,30 +172,6 @@ def _error_text(exc: Exception) -> str:
     return str(exc)[:300]
 
 
-def _check_properties(properties: dict[str, str]) -> None:
-    """No control character in a key or a value, and no value that is serialized JSON."""
-    if _CONTROL.search("".join(properties)) or _CONTROL.search("".join(properties.values())):
-        for key, value in properties.items():
-            if _CONTROL.search(key):
-                raise ValidationError(
-                    f"`properties` key {key[:64]!r} must not contain control characters"
-                )
-            if _CONTROL.search(value):
-                raise ValidationError(
-                    f"`properties` value of {key[:64]!r} must not contain control characters: "
-                    f"{value[:80]!r}"
-                )
-    for key, value in properties.items():
-        if len(value) > 2 and (value[0], value[-1]) in _JSON_ENDS:
-            raise ValidationError(
-                f"`properties` value of {key[:64]!r} looks like nested JSON; properties must "
-                "be flat strings"
-            )
-
-
-_JSON_ENDS = {("{", "}"), ("[", "]")}
-
-
 class _Checked:
     """A bounded set of strings that already passed a regex check."""
 
@@ -325,7 +302,7 @@ class Validator:
                     f"`message` must not contain control characters: {event.message[:80]!r}"
                 )
             if event.properties:
-                _check_properties(event.properties)
+                check_properties(event.properties)
         event.event_id = event_id.lower()
         event.event_time = stamp
         return Accepted(self._encoder.encode(event), int(ts // 3600), event.event_id)

@@ -15,7 +15,7 @@ import httpx
 import psutil
 import pytest
 
-from gravix.ingest.app import BODY_TIMEOUT_SECONDS
+from gravix.ingest.body import BODY_TIMEOUT_SECONDS
 from gravix.ingest.process import MAX_HEADER_BYTES
 from gravix.schema.contract import MAX_BATCH_ERRORS
 from serverutil import RunningServer, fact, ndjson, running_server

@@ -55,8 +55,6 @@ from gravix.settings import Settings
 
 log = logging.getLogger(__name__)
 
-# A request body must arrive whole within this many seconds of its headers (else 408).
-BODY_TIMEOUT_SECONDS = 10.0
 # Batch bodies at least this big are gunzipped and validated off the event loop: below it the
 # hand-over to a thread costs more than the work.
 THREAD_BODY_BYTES = 256 * 1024
@@ -267,15 +265,10 @@ class IngestApp:
         try:
             admitted = self.guard.admit(dict(scope["headers"]), limit)
             buf = self._open_buffer(topic)
-            async with asyncio.timeout(BODY_TIMEOUT_SECONDS):
-                body = await read_body(receive, admitted.length, limit)
+            body = await read_body(receive, admitted.length, limit)
         except HttpError as exc:
-            exc.close = True  # the body, or the rest of it, is still on its way
+            exc.close = True  # the body, or the rest of it, may still be on its way
             raise
-        except TimeoutError:
-            raise HttpError(
-                408, f"the body did not arrive within {BODY_TIMEOUT_SECONDS:g} s", close=True
-            ) from None
         received = len(body)
         if route.batch and received >= THREAD_BODY_BYTES:
             lines = await self._validate_in_thread(topic, body, admitted.gzip, limit)

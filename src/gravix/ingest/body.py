@@ -1,6 +1,6 @@
 """Reading a request body: the running size check while it arrives (413 as soon as it
-passes the declared length or the limit), and gunzip of every member with the same limit
-on the whole decompressed size."""
+passes the declared length or the limit), its deadline (408), and gunzip of every member
+with the same limit on the whole decompressed size."""
 
 from __future__ import annotations
 
@@ -8,14 +8,19 @@ import zlib
 
 from gravix.ingest.routes import HttpError, Receive
 
+# A request body must arrive whole within this many seconds of its first part; the HTTP
+# protocol (gravix.ingest.protocol) ends a body that does not, and read_body answers 408.
+BODY_TIMEOUT_SECONDS = 10.0
+
 
 async def read_body(receive: Receive, length: int, limit: int) -> bytes:
-    """The whole body; never holds more than ``min(length, limit)`` bytes of it."""
+    """The whole body; never holds more than ``min(length, limit)`` bytes of it. A body that
+    ends short of ``length`` was ended by the protocol's deadline."""
     message = await receive()
     if message["type"] == "http.request" and not message.get("more_body", False):
         body: bytes = message.get("body", b"")  # the whole body at once: the usual case
-        if len(body) > limit or len(body) > length:
-            raise HttpError(413, f"body is over the limit of {limit} bytes")
+        if len(body) != length:
+            _wrong_length(len(body), length, limit)
         return body
     chunks: list[bytes] = []
     total = 0
@@ -31,7 +36,17 @@ async def read_body(receive: Receive, length: int, limit: int) -> bytes:
         if not message.get("more_body", False):
             break
         message = await receive()
+    if total != length:
+        _wrong_length(total, length, limit)
     return chunks[0] if len(chunks) == 1 else b"".join(chunks)
+
+
+def _wrong_length(got: int, length: int, limit: int) -> None:
+    if got > length or got > limit:
+        raise HttpError(413, f"body is over the limit of {limit} bytes")
+    raise HttpError(
+        408, f"the body did not arrive within {BODY_TIMEOUT_SECONDS:g} s ({got} of {length} bytes)"
+    )
 
 
 # Compressed input is fed in slices of this size: zlib copies what follows a member's end,

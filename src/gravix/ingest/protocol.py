@@ -1,6 +1,7 @@
-"""The httptools protocol of the ingest server: uvicorn's, with a deadline on request
-headers and a limit on their size. It extends uvicorn internals; the uvicorn pin in
-pyproject.toml and tests/ingest/test_uvicorn_contract.py guard them."""
+"""The httptools protocol of the ingest server: uvicorn's, with deadlines on request
+headers and on a request body, and a limit on the size of the headers. It extends uvicorn
+internals; the uvicorn pin in pyproject.toml and tests/ingest/test_uvicorn_contract.py
+guard them."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ from typing import Any
 
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
+from gravix.ingest.body import BODY_TIMEOUT_SECONDS
 from gravix.ingest.routes import error_body
 
 # Request headers must arrive within this many seconds of a connection or a new request.
@@ -29,7 +31,13 @@ class GuardedProtocol(HttpToolsProtocol):
     within HEADER_TIMEOUT_SECONDS, and answers 431 (and closes) to a request whose line and
     headers pass MAX_HEADER_BYTES: uvicorn only times out idle keep-alive connections and
     has no limit on headers, so a client that trickles (or never sends) its headers, or
-    sends endless ones, would hold a connection and its memory forever."""
+    sends endless ones, would hold a connection and its memory forever.
+
+    A body still incomplete BODY_TIMEOUT_SECONDS after its first part arrived is ended
+    where it is: the application finds it shorter than its Content-Length and answers 408
+    (:func:`gravix.ingest.body.read_body`). The timer is armed only for a body that does
+    not arrive with its headers, so the usual request costs no timer (a uvloop timer costs
+    microseconds, as much as a small request's validation)."""
 
     _header_timer: asyncio.TimerHandle | None = None
     _in_head = False  # between the first byte of a request and the end of its headers
@@ -38,6 +46,8 @@ class GuardedProtocol(HttpToolsProtocol):
     _head_bytes = 0
     _chunk = 0  # size of the chunk being parsed
     _refused = False
+    _body_timer: asyncio.TimerHandle | None = None
+    _body_cycle: Any = None  # the request cycle whose body the timer is for
 
     def _arm_header_timer(self) -> None:
         if self._header_timer is None:
@@ -76,6 +86,30 @@ class GuardedProtocol(HttpToolsProtocol):
             self._head_bytes += len(data) if inside else 1
             if self._head_bytes > MAX_HEADER_BYTES:
                 self._refuse_head()
+            return
+        cycle = self.cycle
+        if (
+            cycle is not None
+            and cycle.more_body
+            and cycle is not self._body_cycle
+            and not cycle.response_complete
+        ):
+            self._cancel_body_timer()
+            self._body_cycle = cycle
+            self._body_timer = self.loop.call_later(BODY_TIMEOUT_SECONDS, self._body_timeout)
+
+    def _cancel_body_timer(self) -> None:
+        if self._body_timer is not None:
+            self._body_timer.cancel()
+            self._body_timer = None
+        self._body_cycle = None
+
+    def _body_timeout(self) -> None:
+        cycle = self._body_cycle
+        self._body_timer = self._body_cycle = None
+        if cycle is not None and cycle.more_body and not cycle.response_complete:
+            cycle.more_body = False
+            cycle.message_event.set()
 
     def on_message_begin(self) -> None:
         super().on_message_begin()
@@ -101,6 +135,7 @@ class GuardedProtocol(HttpToolsProtocol):
 
     def connection_lost(self, exc: Exception | None) -> None:
         self._cancel_header_timer()
+        self._cancel_body_timer()
         super().connection_lost(exc)
 
 

@@ -20,8 +20,8 @@ from gravix.errors import ConfigError, StorageError
 from gravix.ingest.app import IngestApp
 from gravix.ingest.guard import RateLimiter
 from gravix.ingest.logs import configure_logging
-from gravix.ingest.protocol import HEADER_TIMEOUT_SECONDS, MAX_HEADER_BYTES
-from gravix.ingest.routes import Receive, Scope, Send
+from gravix.ingest.protocol import HEADER_TIMEOUT_SECONDS
+from gravix.ingest.routes import MAX_HEADER_BYTES, Receive, Scope, Send
 from gravix.settings import Settings
 from gravix.storage import durable, layout
 from gravix.storage.orphans import recover_buffers

@@ -11,12 +11,10 @@ from typing import Any
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
 from gravix.ingest.body import BODY_TIMEOUT_SECONDS
-from gravix.ingest.routes import error_body
+from gravix.ingest.routes import MAX_HEADER_BYTES, error_body
 
 # Request headers must arrive within this many seconds of a connection or a new request.
 HEADER_TIMEOUT_SECONDS = 10.0
-# The request line and headers of one request may hold at most this many bytes (else 431).
-MAX_HEADER_BYTES = 64 * 1024
 
 _REFUSAL_BODY = error_body(431, f"request headers are over the limit of {MAX_HEADER_BYTES} bytes")
 _REFUSAL = (

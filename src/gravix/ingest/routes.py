@@ -27,6 +27,9 @@ Receive = Callable[[], Awaitable[Message]]
 Send = Callable[[Message], Awaitable[None]]
 
 RETRY_AFTER_STORAGE = "2"
+# The request line and headers of one request may hold at most this many bytes (else 431,
+# answered by gravix.ingest.protocol).
+MAX_HEADER_BYTES = 64 * 1024
 JSON_TYPES = (b"application/json", b"application/x-ndjson")
 
 

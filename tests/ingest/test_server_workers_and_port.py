@@ -6,7 +6,9 @@ logged (item 18)."""
 from __future__ import annotations
 
 import json
+import os
 import re
+import signal
 import socket
 import subprocess
 import sys
@@ -86,3 +88,29 @@ def test_a_port_in_use_fails_before_creating_anything_or_logging_listening(
     assert f"cannot listen on 127.0.0.1:{port}" in proc.stderr
     assert "listening" not in proc.stderr
     assert not (tmp_path / "new").exists(), "the data root was prepared before the bind"
+
+
+def test_a_port_held_by_another_multi_worker_server_is_in_use_too(tmp_path: Path) -> None:
+    # SO_REUSEPORT lets sockets of one user share a port: without a check, a second server
+    # with --workers 2 would silently take half of the first one's connections.
+    root = tmp_path / "new" / "data"
+    with socket.socket() as taken:
+        taken.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        proc = subprocess.Popen(
+            _gravix("--data-dir", str(root), "--host", "127.0.0.1", "--port", str(port),
+                    "--workers", "2"),
+            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=server_env(),
+            start_new_session=True,
+        )  # fmt: skip
+        try:
+            _, stderr = proc.communicate(timeout=30)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)  # the supervisor and its workers
+            proc.communicate()
+            pytest.fail("a second server started on a port another server listens on")
+    assert proc.returncode != 0
+    assert f"cannot listen on 127.0.0.1:{port}" in stderr
+    assert not (tmp_path / "new").exists()

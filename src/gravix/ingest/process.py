@@ -224,7 +224,15 @@ def run_asgi(app_factory: Callable[[], ServedApp], *, host: str, port: int, work
 def _listener(host: str, port: int, workers: int) -> socket.socket:
     """The bound socket: listening for one worker; for several, a holder of the port whose
     workers each bind their own SO_REUSEPORT listener to it."""
-    return _bind(host, port, reuse_port=workers > 1, listen=workers == 1)
+    if workers == 1:
+        return _bind(host, port, reuse_port=False, listen=True)
+    # SO_REUSEPORT would let the holder share a port that another server of this user
+    # listens on with it (another Gravix with --workers): a plain bind first says whether
+    # the port is free.
+    probe = _bind(host, port, reuse_port=False, listen=False)
+    port = probe.getsockname()[1]
+    probe.close()
+    return _bind(host, port, reuse_port=True, listen=False)
 
 
 def _serve_on(app_factory: Callable[[], ServedApp], sock: socket.socket, workers: int) -> int:

@@ -348,3 +348,79 @@ def test_ndjson_crlf_line_endings_are_accepted() -> None:
     body = (json.dumps(fact()) + "\r\n" + json.dumps(fact()) + "\r\n").encode()
     accepted, errors = facts().batch(body)
     assert (len(accepted), errors) == (2, [])
+
+
+# --- hostile strings (issue 16, items 7 and 26) -------------------------------------------------
+
+# C0 controls, DEL and the C1 controls: ESC starts a terminal escape, and U+009B (CSI) is one
+# on its own in terminals that read C1 controls.
+CONTROLS = ["\x1b]0;PWNED\x07", "\x1b[2J", "a\nb", "tab\there", "\x00", "\x7f", "\u009b31m"]
+
+
+@pytest.mark.parametrize("control", CONTROLS)
+@pytest.mark.parametrize(
+    ("name", "make"),
+    [
+        ("message", lambda c: event(message=f"deploy {c} done")),
+        ("entity_id", lambda c: event(entity_id=f"pod{c}")),
+        ("properties", lambda c: event(properties={"version": f"1.2{c}"})),
+        ("properties", lambda c: event(properties={f"ver{c}sion": "1.2"})),
+        ("properties", lambda c: event(metadata={"version": f"1.2{c}"})),
+    ],
+)
+def test_no_stored_service_event_string_holds_a_control_character(
+    name: str, make: Any, control: str
+) -> None:
+    message = reject(events(), make(control))
+    assert name in message and "control character" in message
+
+
+@pytest.mark.parametrize("control", CONTROLS)
+def test_no_stored_fact_string_holds_a_control_character(control: str) -> None:
+    assert "user_agent_family" in reject(facts(), fact(user_agent_family=f"Chrome{control}"))
+    assert "path_template" in reject(facts(), fact(path_template=f"/a{control}"))
+    body = json.dumps([fact(), fact(user_agent_family=f"Chrome{control}")]).encode()
+    lines = facts().batch_lines(body)
+    assert (lines.events, [index for index, _ in lines.errors]) == (1, [1])
+
+
+def test_printable_unicode_in_stored_strings_is_kept() -> None:
+    text = "déployé ✓ 部署 — ok"
+    stored = accept(events(), event(message=text, properties={"note": text}, entity_id=text))
+    assert (stored["message"], stored["properties"]["note"], stored["entity_id"]) == (text,) * 3
+
+
+@pytest.mark.parametrize(
+    "value", ['{"foo":"bar"}', "[1,2]", '{"a"}', "[ ]", '{"nested": {"x": 1}}']
+)
+def test_a_property_value_that_is_serialized_json_is_rejected(value: str) -> None:
+    message = reject(events(), event(properties={"meta": value}))
+    assert "nested JSON" in message and "meta" in message
+
+
+@pytest.mark.parametrize("value", ["{}", "[]", "{", "x}", "[a", "{a]", "a{b}", " {a} ", "}{"])
+def test_a_property_value_that_only_looks_like_json_at_one_end_is_kept(value: str) -> None:
+    assert accept(events(), event(properties={"meta": value}))["properties"] == {"meta": value}
+
+
+def test_a_whole_number_float_status_code_is_an_integer_as_json_schema_says() -> None:
+    # JSON Schema (and so the OpenAPI document) calls 247.0 an integer; the validator agrees
+    # and stores the integer.
+    for literal, stored in [(b"247.0", 247), (b"2.47e2", 247), (b"599.0", 599)]:
+        body = json.dumps(fact(status_code=777777)).encode().replace(b"777777", literal)
+        line = facts().one(body).line
+        assert b'"status_code":%d,' % stored in line
+        assert json.loads(line)["status_code"] == stored
+        batch = facts().batch_lines(body + b"\n" + json.dumps(fact()).encode())
+        assert (batch.events, batch.errors) == (2, [])
+    for bad in [b"247.5", b"99.0", b"600.0", b"1e400"]:
+        reject(facts(), json.dumps(fact(status_code=777777)).encode().replace(b"777777", bad))
+
+
+def test_a_bad_batch_keeps_only_the_first_errors_and_counts_the_rest() -> None:
+    body = b"1\n" * 10_000
+    lines = facts().batch_lines(body, max_errors=100)
+    assert len(lines.errors) == 100 and lines.errors[0][0] == 0 and lines.errors[-1][0] == 99
+    assert lines.rejected == 10_000
+    uncapped = facts().batch_lines(body)
+    assert (len(uncapped.errors), uncapped.rejected) == (10_000, 10_000)

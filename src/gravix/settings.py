@@ -107,22 +107,53 @@ class _Source:
     def text(self, flag: object, var: str, default: str) -> str:
         return str(self.pick(flag, "", var)[0] or default)
 
-    def keys(self, flag: list[str] | tuple[str, ...] | None) -> tuple[str, ...]:
+    def keys(
+        self, flag: list[str] | tuple[str, ...] | None, file_flag: str | Path | None = None
+    ) -> tuple[str, ...]:
+        """Keys from the flags (--api-key, --api-key-file) if any is given, else from the
+        environment (API_KEY, GRAVIX_API_KEYS, GRAVIX_API_KEY_FILE)."""
         keys: list[str] = list(flag or [])
-        if not keys:
+        if file_flag is not None:
+            keys.extend(_key_file(Path(file_flag), "--api-key-file"))
+        elif not keys:
             if self.env.get("API_KEY"):
                 keys.append(self.env["API_KEY"])
             keys.extend(k.strip() for k in self.env.get("GRAVIX_API_KEYS", "").split(",") if k)
+            if self.env.get("GRAVIX_API_KEY_FILE"):
+                name = "environment variable GRAVIX_API_KEY_FILE"
+                keys.extend(_key_file(Path(self.env["GRAVIX_API_KEY_FILE"]), name))
         keys = [k for k in dict.fromkeys(keys) if k]
         if any(any(c.isspace() for c in k) for k in keys) or (flag and not all(flag)):
             raise ConfigError("an API key is empty or contains whitespace")
         return tuple(keys)
 
 
+def _key_file(path: Path, name: str) -> list[str]:
+    """The keys of an API key file: one a line; blank lines and ``#`` comments ignored."""
+    hint = "one key per line; blank lines and lines starting with # are ignored"
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise ConfigError(
+            f"cannot read the API key file {path} (from {name}): {exc.strerror}",
+            hint="check the path and that this user may read it",
+        ) from None
+    except UnicodeDecodeError:
+        raise ConfigError(
+            f"the API key file {path} (from {name}) is not UTF-8 text", hint=hint
+        ) from None
+    keys = [line.strip() for line in text.splitlines()]
+    keys = [k for k in keys if k and not k.startswith("#")]
+    if not keys:
+        raise ConfigError(f"the API key file {path} (from {name}) holds no key", hint=hint)
+    return keys
+
+
 def load_settings(
     *,
     data_dir: str | Path | None = None,
     api_keys: list[str] | tuple[str, ...] | None = None,
+    api_key_file: str | Path | None = None,
     host: str | None = None,
     port: int | None = None,
     url: str | None = None,
@@ -145,7 +176,7 @@ def load_settings(
     days = src.whole(retention_days, "--days", "GRAVIX_RETENTION_DAYS", DEFAULT_RETENTION_DAYS, 1)
     return Settings(
         data_dir=Path(src.text(data_dir, "GRAVIX_DATA_DIR", DEFAULT_DATA_DIR)),
-        api_keys=src.keys(api_keys),
+        api_keys=src.keys(api_keys, api_key_file),
         host=src.text(host, "GRAVIX_HOST", DEFAULT_HOST),
         port=port_value,
         url=src.text(url, "GRAVIX_URL", DEFAULT_URL).rstrip("/"),

@@ -100,6 +100,19 @@ CASES: list[tuple[str, str, Any, bool]] = [
     (SERVICE_EVENTS, "properties", {"k": "v" * 257}, False),
     (SERVICE_EVENTS, "properties", {"k": {"nested": "no"}}, False),
     (SERVICE_EVENTS, "properties", {"region": "eu-west-1"}, True),
+    (REQUEST_FACTS, "status_code", 247.0, True),  # a JSON Schema integer, stored as 247
+    (REQUEST_FACTS, "status_code", 247.5, False),
+    (REQUEST_FACTS, "user_agent_family", "Chrome\u009b", False),  # C1 control (CSI)
+    (REQUEST_FACTS, "path_template", "/a\x1b[2J", False),
+    (SERVICE_EVENTS, "message", "deployed \x1b]0;PWNED\x07", False),
+    (SERVICE_EVENTS, "message", "déployé ✓", True),
+    (SERVICE_EVENTS, "entity_id", "pod\x7f", False),
+    (SERVICE_EVENTS, "properties", {"k\x1b": "v"}, False),
+    (SERVICE_EVENTS, "properties", {"k": "v\n"}, False),
+    (SERVICE_EVENTS, "properties", {"meta": '{"foo":"bar"}'}, False),
+    (SERVICE_EVENTS, "properties", {"ids": "[1]"}, False),
+    (SERVICE_EVENTS, "properties", {"meta": "{\u2028}"}, False),
+    (SERVICE_EVENTS, "properties", {"empty": "{}", "list": "[]", "one": "{x"}, True),
 ]
 
 
@@ -139,10 +152,10 @@ def test_single_event_fast_path_answer_is_the_accepted_struct(tmp_path: Path) ->
 
 
 # The run fails when schema-valid data is mostly rejected (validation_mismatch), when less
-# than half of the schema-valid cases of an operation are accepted (low_valid_rate), or when
-# schemathesis cannot use a pattern of the document. Not enabled per case
-# (positive_data_acceptance): a whole-number float such as 247.0 is a valid JSON Schema
-# integer that msgspec's strict decoding refuses for status_code.
+# than half of the schema-valid cases of an operation are accepted (low_valid_rate), when
+# schemathesis cannot use a pattern of the document, or when one schema-valid case is
+# rejected (positive_data_acceptance; a whole-number float such as 247.0 is a JSON Schema
+# integer, and the validator accepts it as one).
 SCHEMATHESIS_CONFIG = """
 [warnings]
 fail-on = ["validation_mismatch", "low_valid_rate", "unsupported_regex", "missing_deserializer"]
@@ -158,7 +171,8 @@ def run_schemathesis(tmp_path: Path, max_examples: int, phases: str) -> str:
     checks = ",".join([
         "not_a_server_error", "status_code_conformance", "content_type_conformance",
         "response_headers_conformance", "response_schema_conformance",
-        "negative_data_rejection", "unsupported_method", "missing_required_header",
+        "negative_data_rejection", "positive_data_acceptance", "unsupported_method",
+        "missing_required_header",
     ])  # fmt: skip
     # event_time: its window (5 minutes ahead, retention behind) is configuration, so the
     # document says `format: date-time` and no more. This server is started with a window

@@ -21,6 +21,8 @@ OVERRIDDEN = {
     "on_message_begin": ["self"],
     "on_headers_complete": ["self"],
     "connection_lost": ["self", "exc"],
+    "data_received": ["self", "data"],
+    "send_400_response": ["self", "msg"],
 }
 WHERE = f"uvicorn {uvicorn.__version__}"
 
@@ -62,10 +64,73 @@ def test_protocol_instance_has_the_loop_and_transport_the_timer_uses() -> None:
         loop.close()
 
 
+def test_protocol_answers_431_to_headers_over_the_limit_from_its_parser_state() -> None:
+    # The exact size comes from the `url` and `headers` the base protocol collects.
+    async def app(scope: object, receive: object, send: object) -> None: ...
+
+    config = uvicorn.Config(app, http="httptools", lifespan="off", log_config=None)
+    config.load()
+    loop = asyncio.new_event_loop()
+    try:
+        for head in (
+            b"GET /live HTTP/1.1\r\nX-Big: " + b"a" * process.MAX_HEADER_BYTES + b"\r\n\r\n",
+            b"GET /live?" + b"q" * process.MAX_HEADER_BYTES + b" HTTP/1.1\r\n\r\n",
+        ):
+            proto = process._header_timeout_protocol()(config, ServerState(), {}, _loop=loop)
+            transport = _Transport()
+            proto.connection_made(transport)
+            proto.data_received(head)
+            assert transport.written.startswith(b"HTTP/1.1 431 "), transport.written[:80]
+            assert b"connection: close" in transport.written and transport.closed
+            assert not proto.tasks, "a refused request reached the application"
+            proto.connection_lost(None)
+    finally:
+        loop.close()
+
+
+def test_body_deadline_ends_the_body_through_the_request_cycle() -> None:
+    # The deadline uses the cycle's `more_body`, `response_complete` and `message_event`.
+    async def app(scope: object, receive: object, send: object) -> None: ...
+
+    config = uvicorn.Config(app, http="httptools", lifespan="off", log_config=None)
+    config.load()
+    loop = asyncio.new_event_loop()
+    try:
+        proto = process._header_timeout_protocol()(config, ServerState(), {}, _loop=loop)
+        proto.connection_made(_Transport())
+        proto.data_received(b"POST /api/v1/facts HTTP/1.1\r\nContent-Length: 10\r\n\r\n")
+        armed = proto._body_timer
+        assert armed is not None, "no deadline for a body that did not come with its headers"
+        proto.data_received(b"abc")
+        assert proto._body_timer is armed, "the deadline moved when part of the body came"
+        cycle = proto.cycle
+        assert cycle.more_body and not cycle.response_complete
+        proto._body_timeout()
+        assert not cycle.more_body and cycle.message_event.is_set()
+        assert bytes(cycle.body) == b"abc"
+        whole = process._header_timeout_protocol()(config, ServerState(), {}, _loop=loop)
+        whole.connection_made(_Transport())
+        whole.data_received(b"POST /api/v1/facts HTTP/1.1\r\nContent-Length: 3\r\n\r\nabc")
+        assert whole._body_timer is None, "a timer for a body that came with its headers"
+        tasks = [*proto.tasks, *whole.tasks]
+        for task in tasks:
+            task.cancel()
+        loop.run_until_complete(asyncio.gather(*tasks, return_exceptions=True))
+        proto.connection_lost(None)
+        whole.connection_lost(None)
+        assert proto._body_timer is None
+    finally:
+        loop.close()
+
+
 class _Transport(asyncio.Transport):
     """No socket: the protocol is only connected and disconnected."""
 
     closed = False
+    written = b""
+
+    def write(self, data: bytes | bytearray | memoryview) -> None:
+        self.written += bytes(data)
 
     def get_extra_info(self, name: str, default: object = None) -> object:
         return default

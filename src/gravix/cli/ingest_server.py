@@ -16,7 +16,17 @@ def ingest_server_command(
         list[str] | None,
         typer.Option(
             "--api-key",
-            help="Accepted X-API-Key (repeatable) [env API_KEY, GRAVIX_API_KEYS].",
+            help="Accepted X-API-Key (repeatable) [env API_KEY, GRAVIX_API_KEYS]. Visible to "
+            "every local user in the process list: prefer API_KEY or --api-key-file.",
+            show_default=False,
+        ),
+    ] = None,
+    api_key_file: Annotated[
+        str | None,
+        typer.Option(
+            "--api-key-file",
+            help="File of accepted keys, one per line; blank lines and # comments ignored "
+            "[env GRAVIX_API_KEY_FILE].",
             show_default=False,
         ),
     ] = None,
@@ -91,7 +101,12 @@ def ingest_server_command(
     (drains requests, seals the buffer files into raw). With --json, prints a JSON
     summary on stdout when it stops.
 
-    Example: gravix ingest-server --api-key "$API_KEY" --port 8090 --workers 2
+    Keys: set API_KEY (or GRAVIX_API_KEYS) in the server's environment, or give
+    --api-key-file; a key passed with --api-key is visible to every local user in ps.
+
+    Example: gravix ingest-server --api-key-file /etc/gravix/api-keys --port 8090 --workers 2
+
+    Example: gravix ingest-server --port 8090 --data-dir /var/lib/gravix
     """
     from gravix.ingest import process as server
     from gravix.settings import load_settings
@@ -100,6 +115,7 @@ def ingest_server_command(
         settings = load_settings(
             data_dir=data_dir,
             api_keys=api_key,
+            api_key_file=api_key_file,
             host=host,
             port=port,
             rate_limit=rate_limit,

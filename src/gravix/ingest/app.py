@@ -4,9 +4,14 @@ of an ``/api/`` request through the parts that own each step.
 
 Order on an ``/api/`` request, cheapest first: route and method (404/405); the headers
 (:mod:`gravix.ingest.guard`: 400 bad length, 401, 429, 415, 411/413); storage state (503);
-the body with its running size check and gunzip (:mod:`gravix.ingest.body`: 413, 400);
-validation (400); the append with group commit (:mod:`gravix.ingest.buffer`). The 2xx is
-sent only after the fdatasync that covers it.
+the body with its running size check, its deadline and gunzip (:mod:`gravix.ingest.body`:
+413, 408, 400); validation (400); the append with group commit
+(:mod:`gravix.ingest.buffer`). The 2xx is sent only after the fdatasync that covers it. An
+answer sent before the body was read closes the connection, so a client without a key
+cannot hold one open.
+
+A big batch body is gunzipped and validated in a thread, one at a time, so that a bad
+16 MiB batch (seconds of work) never stops the event loop answering other clients.
 """
 
 from __future__ import annotations
@@ -16,12 +21,13 @@ import logging
 import os
 import time
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 
 from gravix import schema
 from gravix.errors import GravixError, StorageError, ValidationError
 from gravix.ingest.body import gunzip, read_body
 from gravix.ingest.buffer import TopicBuffer
-from gravix.ingest.guard import Guard
+from gravix.ingest.guard import Guard, RateLimiter
 from gravix.ingest.logs import AccessLog
 from gravix.ingest.metrics import Metrics
 from gravix.ingest.openapi import openapi_document
@@ -37,23 +43,34 @@ from gravix.ingest.routes import (
     Send,
     accepted_body,
     batch_body,
-    batch_errors,
+    batch_counts,
     encode,
     error_body,
     not_stored,
 )
 from gravix.ingest.singles import SingleEvents
-from gravix.schema import Validator
+from gravix.schema import Lines, Validator
+from gravix.schema.contract import MAX_BATCH_ERRORS
 from gravix.settings import Settings
 
 log = logging.getLogger(__name__)
+
+# Batch bodies at least this big are gunzipped and validated off the event loop: below it the
+# hand-over to a thread costs more than the work.
+THREAD_BODY_BYTES = 256 * 1024
+_CLOSE = (b"connection", b"close")
 
 
 class IngestApp:
     """The ASGI application of one server process."""
 
     def __init__(
-        self, settings: Settings, *, insecure_no_auth: bool = False, log_format: str = "text"
+        self,
+        settings: Settings,
+        *,
+        insecure_no_auth: bool = False,
+        log_format: str = "text",
+        limiter: RateLimiter | None = None,
     ) -> None:
         self.settings = settings
         self.root = settings.data_dir
@@ -63,6 +80,7 @@ class IngestApp:
             insecure_no_auth=insecure_no_auth,
             rate_limit=settings.rate_limit,
             on_rate_limited=self.metrics.rate_limited.inc,
+            limiter=limiter,
         )
         self.validators = {
             topic: Validator(
@@ -80,6 +98,7 @@ class IngestApp:
         self.request_exit: Callable[[], None] = lambda: None
         self.closing = False
         self._openapi = encode(openapi_document())
+        self._validation: ThreadPoolExecutor | None = None
 
     # -- lifecycle --------------------------------------------------------------------------
 
@@ -111,6 +130,8 @@ class IngestApp:
             await buf.close(rotate=True)
         if self._flusher is not None:
             self._flusher.cancel()
+        if self._validation is not None:
+            self._validation.shutdown(wait=False, cancel_futures=True)
         self.access.flush()
 
     def _on_fatal(self, topic: str, error: BaseException) -> None:
@@ -162,10 +183,14 @@ class IngestApp:
                 status, body, received = await self.ingest(route, scope, receive)
                 ctype = b"application/json"
             headers = [(b"content-type", ctype)]
+            if route.topic is None and _declares_body(scope):
+                headers.append(_CLOSE)
         except HttpError as exc:
             status = exc.status
             body = error_body(status, exc.message, exc.extra)
             headers = [(b"content-type", b"application/json"), *exc.headers]
+            if exc.close or ((route is None or route.topic is None) and _declares_body(scope)):
+                headers.append(_CLOSE)
         headers.append((b"content-length", str(len(body)).encode()))
         await send({"type": "http.response.start", "status": status, "headers": headers})
         await send({"type": "http.response.body", "body": body})
@@ -235,12 +260,19 @@ class IngestApp:
 
     async def ingest(self, route: Route, scope: Scope, receive: Receive) -> tuple[int, bytes, int]:
         limit = self.settings.max_batch_bytes if route.batch else self.settings.max_single_bytes
-        admitted = self.guard.admit(dict(scope["headers"]), limit)
         topic = route.topic
         assert topic is not None
-        buf = self._open_buffer(topic)
-        body = await read_body(receive, admitted.length, limit)
+        try:
+            admitted = self.guard.admit(dict(scope["headers"]), limit)
+            buf = self._open_buffer(topic)
+            body = await read_body(receive, admitted.length, limit)
+        except HttpError as exc:
+            exc.close = True  # the body, or the rest of it, may still be on its way
+            raise
         received = len(body)
+        if route.batch and received >= THREAD_BODY_BYTES:
+            lines = await self._validate_in_thread(topic, body, admitted.gzip, limit)
+            return await self._store_batch(topic, buf, lines, received)
         if admitted.gzip:
             body = gunzip(body, limit)
         counters = self.metrics.hot
@@ -256,21 +288,53 @@ class IngestApp:
             counters.accepted[topic] += 1
             return 201, accepted_body(event_id), received
         try:
-            lines = self.validators[topic].batch_lines(body)
+            lines = self.validators[topic].batch_lines(body, max_errors=MAX_BATCH_ERRORS)
         except ValidationError as exc:
             raise HttpError(400, exc.message) from None
-        errors = lines.errors
-        if errors:
-            counters.rejected[topic] += len(errors)
+        return await self._store_batch(topic, buf, lines, received)
+
+    async def _validate_in_thread(self, topic: str, body: bytes, gzip: bool, limit: int) -> Lines:
+        """Gunzip and validate a big batch body in the validation thread."""
+        validator = self.validators[topic]
+
+        def work() -> tuple[Lines, int]:
+            data = gunzip(body, limit) if gzip else body
+            try:
+                return validator.batch_lines(data, max_errors=MAX_BATCH_ERRORS), len(data)
+            except ValidationError as exc:
+                raise HttpError(400, exc.message) from None
+
+        if self._validation is None:
+            self._validation = ThreadPoolExecutor(1, thread_name_prefix="gravix-validate")
+        lines, size = await asyncio.get_running_loop().run_in_executor(self._validation, work)
+        self.metrics.hot.body_bytes[topic] += size  # counted here: the loop owns the counters
+        return lines
+
+    async def _store_batch(
+        self, topic: str, buf: TopicBuffer, lines: Lines, received: int
+    ) -> tuple[int, bytes, int]:
+        """Append a validated batch; the answer lists the first errors."""
+        counters = self.metrics.hot
+        rejected = lines.rejected
+        if rejected:
+            counters.rejected[topic] += rejected
         if not lines.events:
             raise HttpError(
                 400,
-                "no event accepted" if errors else "empty batch",
-                extra={"accepted": 0, "rejected": len(errors), "errors": batch_errors(errors)},
+                "no event accepted" if rejected else "empty batch",
+                extra={"accepted": 0, **batch_counts(lines.errors, lines.unlisted)},
             )
         try:
             await buf.append(lines.data, lines.events, lines.hours)
         except StorageError as exc:  # DurabilityLost included
             raise not_stored(exc) from None
         counters.accepted[topic] += lines.events
-        return 200, batch_body(lines.events, errors), received
+        return 200, batch_body(lines.events, lines.errors, lines.unlisted), received
+
+
+def _declares_body(scope: Scope) -> bool:
+    """Whether a request says it has a body (which a GET route never reads)."""
+    for name, value in scope["headers"]:
+        if (name == b"content-length" and value.strip() != b"0") or name == b"transfer-encoding":
+            return True
+    return False

@@ -7,34 +7,53 @@ from __future__ import annotations
 
 import hmac
 import math
+import mmap
+import multiprocessing
+import struct
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 from gravix.ingest.routes import JSON_TYPES, HttpError, media_type
 
+_BUCKET = struct.Struct("dd")  # tokens, time of the last update
+
 
 class RateLimiter:
-    """Token bucket per key: ``rate`` requests/s, bursts of up to 2×rate."""
+    """Token bucket per key: ``rate`` requests/s, bursts of up to 2×rate.
 
-    def __init__(self, rate: float, clock: Callable[[], float] = time.monotonic) -> None:
+    The buckets live in an anonymous shared mapping behind a process-shared lock, both made
+    when the limiter is: a limiter made before the server forks its workers is one limiter
+    for all of them, so the limit is per key for the server, whatever the worker count."""
+
+    def __init__(
+        self, rate: float, clock: Callable[[], float] = time.monotonic, *, keys: int = 1
+    ) -> None:
         self.rate = rate
         self.burst = max(1.0, 2.0 * rate)
         self.clock = clock
-        self._buckets: dict[int, list[float]] = {}
+        # Slot 0 is the keyless client of --insecure-no-auth (key index -1), slot i+1 key i.
+        self._slots = keys + 1
+        self._buckets = mmap.mmap(-1, _BUCKET.size * self._slots)
+        self._lock = multiprocessing.get_context("fork").Lock()
+        now = clock()
+        for slot in range(self._slots):
+            _BUCKET.pack_into(self._buckets, slot * _BUCKET.size, self.burst, now)
 
     def check(self, key: int) -> float:
         """0 if the request may pass, else the seconds until it would."""
-        now = self.clock()
-        bucket = self._buckets.get(key)
-        if bucket is None:
-            bucket = self._buckets[key] = [self.burst, now]
-        tokens = min(self.burst, bucket[0] + (now - bucket[1]) * self.rate)
-        bucket[1] = now
-        if tokens >= 1.0:
-            bucket[0] = tokens - 1.0
-            return 0.0
-        bucket[0] = tokens
+        offset = (key + 1) * _BUCKET.size
+        with self._lock:
+            now = self.clock()
+            tokens: float
+            last: float
+            tokens, last = _BUCKET.unpack_from(self._buckets, offset)
+            # max(): a worker that read the clock a moment before another took the lock
+            tokens = min(self.burst, tokens + max(0.0, now - last) * self.rate)
+            if tokens >= 1.0:
+                _BUCKET.pack_into(self._buckets, offset, tokens - 1.0, now)
+                return 0.0
+            _BUCKET.pack_into(self._buckets, offset, tokens, now)
         return (1.0 - tokens) / self.rate
 
 
@@ -56,10 +75,13 @@ class Guard:
         insecure_no_auth: bool = False,
         rate_limit: float = 0.0,
         on_rate_limited: Callable[[], None] = lambda: None,
+        limiter: RateLimiter | None = None,
     ) -> None:
         self.keys = [k.encode() for k in keys]
         self.insecure_no_auth = insecure_no_auth
-        self.limiter = RateLimiter(rate_limit) if rate_limit > 0 else None
+        if limiter is None and rate_limit > 0:
+            limiter = RateLimiter(rate_limit, keys=len(self.keys))
+        self.limiter = limiter
         self.on_rate_limited = on_rate_limited
 
     def authorise(self, given: bytes | None) -> int:

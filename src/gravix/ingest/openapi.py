@@ -8,7 +8,8 @@ from typing import Any
 
 import msgspec
 
-from gravix.ingest.routes import ROUTES, Route
+from gravix.ingest.body import BODY_TIMEOUT_SECONDS
+from gravix.ingest.routes import MAX_HEADER_BYTES, ROUTES, Route
 from gravix.schema.contract import Error
 
 _REF = "#/components/schemas/{name}"
@@ -16,6 +17,7 @@ _RETRY_AFTER = {"Retry-After": {"description": "seconds to wait", "schema": {"ty
 # What any /api/ route may answer besides its success and 400, and why.
 _REFUSALS: dict[str, tuple[str, bool]] = {
     "401": ("missing or wrong X-API-Key", False),
+    "408": (f"the body did not arrive within {BODY_TIMEOUT_SECONDS:g} s", False),
     "411": ("Content-Length missing", False),
     "413": ("body (or its gzip-decoded form) over the limit", False),
     "415": ("Content-Type is not JSON / NDJSON, or unknown Content-Encoding", False),
@@ -79,6 +81,7 @@ def _operation(route: Route) -> dict[str, Any]:
         op["responses"].update({s: _error(d, r) for s, (d, r) in _REFUSALS.items()})
     if route.may_be_unavailable:
         op["responses"]["503"] = _error("not ready; `reasons` says why", retry_after=True)
+    op["responses"]["431"] = _error(f"request line and headers over {MAX_HEADER_BYTES} bytes")
     return op
 
 
@@ -100,7 +103,8 @@ def openapi_document() -> dict[str, Any]:
             "title": "Gravix ingestion API",
             "version": "1.0.0",
             "description": "A 2xx means every accepted event is on disk and fsynced. Refusals "
-            "that need no body (401, 411, 413, 415, 429) close the connection.",
+            "sent before the body was read (401, 411, 413, 415, 429) close the connection; "
+            "so do 408 (the body did not arrive in time) and 431 (headers too large).",
         },
         "paths": {
             path: {route.method.lower(): _operation(route)} for path, route in ROUTES.items()

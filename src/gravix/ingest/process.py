@@ -1,11 +1,12 @@
-"""Running the server: recovery at start, sockets, one uvicorn per worker process with a
-supervisor that forwards signals, and the two uvicorn internals Gravix extends (a header
-timeout on the httptools protocol, and signal handling that drains cleanly); the uvicorn
-pin in pyproject.toml and tests/ingest/test_uvicorn_contract.py guard those."""
+"""Running the server: the listening socket (bound before anything touches the data root),
+recovery at start, one uvicorn per worker process with a supervisor that forwards signals
+and shares the rate limiter's buckets, and the two uvicorn internals Gravix extends (the
+httptools protocol, with a header timeout and a limit on the size of request headers, and
+signal handling that drains cleanly); the uvicorn pin in pyproject.toml and
+tests/ingest/test_uvicorn_contract.py guard those."""
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import os
 import signal
@@ -17,16 +18,17 @@ from typing import Any, NoReturn, Protocol
 
 from gravix.errors import ConfigError, StorageError
 from gravix.ingest.app import IngestApp
+from gravix.ingest.guard import RateLimiter
 from gravix.ingest.logs import configure_logging
-from gravix.ingest.routes import Receive, Scope, Send
+from gravix.ingest.protocol import HEADER_TIMEOUT_SECONDS
+from gravix.ingest.routes import MAX_HEADER_BYTES, Receive, Scope, Send
 from gravix.settings import Settings
 from gravix.storage import durable, layout
 from gravix.storage.orphans import recover_buffers
 
 log = logging.getLogger(__name__)
 
-# Request headers must arrive within this many seconds of a connection or a new request.
-HEADER_TIMEOUT_SECONDS = 10.0
+__all__ = ["HEADER_TIMEOUT_SECONDS", "MAX_HEADER_BYTES", "run_asgi", "serve"]
 GRACEFUL_TIMEOUT_SECONDS = 30
 
 
@@ -60,48 +62,10 @@ class ServedApp(Protocol):
 
 
 def _header_timeout_protocol() -> type[Any]:
-    """httptools protocol that closes a connection whose request headers do not arrive
-    within HEADER_TIMEOUT_SECONDS: uvicorn only times out idle keep-alive connections, so
-    a client that connects and trickles (or never sends) its headers would hold a
-    connection and its memory forever."""
-    from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
+    """The httptools protocol of every connection (see :mod:`gravix.ingest.protocol`)."""
+    from gravix.ingest.protocol import GuardedProtocol
 
-    class HeaderTimeoutProtocol(HttpToolsProtocol):
-        _header_timer: asyncio.TimerHandle | None = None
-
-        def _arm_header_timer(self) -> None:
-            if self._header_timer is None:
-                self._header_timer = self.loop.call_later(
-                    HEADER_TIMEOUT_SECONDS, self._header_timeout
-                )
-
-        def _cancel_header_timer(self) -> None:
-            if self._header_timer is not None:
-                self._header_timer.cancel()
-                self._header_timer = None
-
-        def _header_timeout(self) -> None:
-            self._header_timer = None
-            if not self.transport.is_closing():
-                self.transport.close()
-
-        def connection_made(self, transport: Any) -> None:
-            super().connection_made(transport)
-            self._arm_header_timer()
-
-        def on_message_begin(self) -> None:
-            super().on_message_begin()
-            self._arm_header_timer()
-
-        def on_headers_complete(self) -> None:
-            self._cancel_header_timer()
-            super().on_headers_complete()
-
-        def connection_lost(self, exc: Exception | None) -> None:
-            self._cancel_header_timer()
-            super().connection_lost(exc)
-
-    return HeaderTimeoutProtocol
+    return GuardedProtocol
 
 
 def _graceful_server_type() -> type[Any]:
@@ -192,7 +156,7 @@ def serve(
     if not settings.api_keys and not insecure_no_auth:
         raise ConfigError(
             "no API key configured; refusing to accept unauthenticated writes",
-            hint="pass --api-key KEY (repeatable), set API_KEY or GRAVIX_API_KEYS, "
+            hint="pass --api-key-file PATH, set API_KEY or GRAVIX_API_KEYS, "
             "or --insecure-no-auth for a local experiment",
         )
     if insecure_no_auth and not settings.api_keys:
@@ -202,7 +166,38 @@ def serve(
             settings.port,
         )
     durable.install_fault_plan(settings.fault_plan)
-    root = settings.data_dir
+    # The port first: a port in use fails before anything under the data root is made.
+    sock = _listener(settings.host, settings.port, workers)
+    try:
+        _prepare_root(settings.data_dir)
+        host = f"[{settings.host}]" if ":" in settings.host else settings.host
+        log.info(
+            "listening on http://%s:%d (%d worker%s, data in %s)",
+            host,
+            sock.getsockname()[1],
+            workers,
+            "" if workers == 1 else "s",
+            settings.data_dir,
+        )
+        # Made before the workers are forked, so that they share its buckets: the limit is
+        # per key for the server, whatever the number of workers.
+        limiter = (
+            RateLimiter(settings.rate_limit, keys=len(settings.api_keys))
+            if settings.rate_limit > 0
+            else None
+        )
+
+        def factory() -> ServedApp:
+            return IngestApp(
+                settings, insecure_no_auth=insecure_no_auth, log_format=log_format, limiter=limiter
+            )
+
+        return _serve_on(factory, sock, workers)
+    finally:
+        sock.close()
+
+
+def _prepare_root(root: Path) -> None:
     try:
         durable.makedirs(root)
         layout.ensure_inside(root, layout.buffer_root(root))
@@ -213,32 +208,37 @@ def serve(
             hint="check permissions and free space",
             errno=exc.errno,
         ) from exc
-    log.info(
-        "listening on http://%s:%d (%d worker%s, data in %s)",
-        settings.host,
-        settings.port,
-        workers,
-        "" if workers == 1 else "s",
-        root,
-    )
-
-    def factory() -> ServedApp:
-        return IngestApp(settings, insecure_no_auth=insecure_no_auth, log_format=log_format)
-
-    return run_asgi(factory, host=settings.host, port=settings.port, workers=workers)
 
 
 def run_asgi(app_factory: Callable[[], ServedApp], *, host: str, port: int, workers: int) -> int:
     """Serve the app made by ``app_factory`` with the server's HTTP stack (uvicorn, uvloop,
     httptools) in ``workers`` processes; returns the exit status. Benchmarks use it to run
     a reference app on exactly the same stack."""
+    sock = _listener(host, port, workers)
+    try:
+        return _serve_on(app_factory, sock, workers)
+    finally:
+        sock.close()
+
+
+def _listener(host: str, port: int, workers: int) -> socket.socket:
+    """The bound socket: listening for one worker; for several, a holder of the port whose
+    workers each bind their own SO_REUSEPORT listener to it."""
     if workers == 1:
-        sock = _bind(host, port, reuse_port=False, listen=True)
-        try:
-            return _run_worker(app_factory, sock)
-        finally:
-            sock.close()
-    return _supervise(app_factory, host, port, workers)
+        return _bind(host, port, reuse_port=False, listen=True)
+    # SO_REUSEPORT would let the holder share a port that another server of this user
+    # listens on with it (another Gravix with --workers): a plain bind first says whether
+    # the port is free.
+    probe = _bind(host, port, reuse_port=False, listen=False)
+    port = probe.getsockname()[1]
+    probe.close()
+    return _bind(host, port, reuse_port=True, listen=False)
+
+
+def _serve_on(app_factory: Callable[[], ServedApp], sock: socket.socket, workers: int) -> int:
+    if workers == 1:
+        return _run_worker(app_factory, sock)
+    return _supervise(app_factory, sock, workers)
 
 
 def _worker_child(
@@ -261,11 +261,10 @@ def _worker_child(
         os._exit(code)
 
 
-def _supervise(app_factory: Callable[[], ServedApp], host: str, port: int, workers: int) -> int:
-    """Fork ``workers`` processes, each with its own SO_REUSEPORT listener (and so its own
-    active files); forward SIGTERM/SIGINT; if one dies, stop the others and fail."""
-    holder = _bind(host, port, reuse_port=True, listen=False)
-    port = holder.getsockname()[1]
+def _supervise(app_factory: Callable[[], ServedApp], holder: socket.socket, workers: int) -> int:
+    """Fork ``workers`` processes, each with its own SO_REUSEPORT listener on the port that
+    ``holder`` holds (and so its own active files); forward SIGTERM/SIGINT; if one dies,
+    stop the others and fail."""
     children: dict[int, int] = {}
     stopping = False
 
@@ -314,5 +313,4 @@ def _supervise(app_factory: Callable[[], ServedApp], host: str, port: int, worke
     finally:
         for s, h in previous.items():
             signal.signal(s, h)
-        holder.close()
     return status

@@ -12,7 +12,14 @@ import msgspec
 
 from gravix import schema
 from gravix.errors import GravixError
-from gravix.schema.contract import Accepted, BatchError, BatchResult, Error, Status
+from gravix.schema.contract import (
+    MAX_BATCH_ERRORS,
+    Accepted,
+    BatchError,
+    BatchResult,
+    Error,
+    Status,
+)
 
 Scope = MutableMapping[str, Any]
 Message = MutableMapping[str, Any]
@@ -20,6 +27,9 @@ Receive = Callable[[], Awaitable[Message]]
 Send = Callable[[Message], Awaitable[None]]
 
 RETRY_AFTER_STORAGE = "2"
+# The request line and headers of one request may hold at most this many bytes (else 431,
+# answered by gravix.ingest.protocol).
+MAX_HEADER_BYTES = 64 * 1024
 JSON_TYPES = (b"application/json", b"application/x-ndjson")
 
 
@@ -71,8 +81,9 @@ encode = msgspec.json.Encoder().encode
 
 
 class HttpError(Exception):
-    """A refusal: its status, message and headers, and the optional fields of
-    :class:`~gravix.schema.contract.Error` it carries (``reasons``, or a batch's counts)."""
+    """A refusal: its status, message and headers, the optional fields of
+    :class:`~gravix.schema.contract.Error` it carries (``reasons``, or a batch's counts), and
+    whether the connection must close after it (the request's body was not read)."""
 
     def __init__(
         self,
@@ -80,12 +91,15 @@ class HttpError(Exception):
         message: str,
         headers: list[tuple[bytes, bytes]] | None = None,
         extra: dict[str, Any] | None = None,
+        *,
+        close: bool = False,
     ) -> None:
         super().__init__(message)
         self.status = status
         self.message = message
         self.headers = headers or []
         self.extra = extra or {}
+        self.close = close
 
 
 def not_stored(exc: GravixError) -> HttpError:
@@ -102,12 +116,19 @@ def error_body(status: int, message: str, extra: dict[str, Any] | None = None) -
     return encode(Error(message, status, **(extra or {})))
 
 
-def batch_errors(errors: list[tuple[int, str]]) -> list[BatchError]:
-    return [BatchError(index, error) for index, error in errors]
+def batch_counts(errors: list[tuple[int, str]], unlisted: int = 0) -> dict[str, Any]:
+    """The batch fields of an answer: the first MAX_BATCH_ERRORS errors, and how many of the
+    rejected events they leave out (a bad batch's answer stays small, DESIGN §4)."""
+    rejected = len(errors) + unlisted
+    listed = [BatchError(index, error) for index, error in errors[:MAX_BATCH_ERRORS]]
+    counts: dict[str, Any] = {"rejected": rejected, "errors": listed}
+    if rejected > len(listed):
+        counts["errors_truncated"] = rejected - len(listed)
+    return counts
 
 
-def batch_body(accepted: int, errors: list[tuple[int, str]]) -> bytes:
-    return encode(BatchResult(accepted, len(errors), batch_errors(errors)))
+def batch_body(accepted: int, errors: list[tuple[int, str]], unlisted: int = 0) -> bytes:
+    return encode(BatchResult(accepted, **batch_counts(errors, unlisted)))
 
 
 def accepted_body(event_id: str) -> bytes:

@@ -4,9 +4,12 @@ document is generated from them)."""
 
 from __future__ import annotations
 
+import re
 from typing import Annotated
 
 import msgspec
+
+from gravix.errors import ValidationError
 
 REQUEST_FACTS = "request_facts"
 SERVICE_EVENTS = "service_events"
@@ -26,11 +29,47 @@ UUID7_PATTERN = (
 )
 _UUID_ANY = r"[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}"
 HTTP_METHODS = ("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS", "CONNECT", "TRACE")
+# Control characters (DESIGN §3: no stored string holds one): C0, DEL and C1 — ESC starts a
+# terminal escape, and U+009B is one on its own in terminals that read C1 controls.
+CONTROL_CHARACTERS = r"\x00-\x1f\x7f-\x9f"
 # starts with "/", no "?" "#" or control characters, no raw UUID, no numeric segment of 4+ digits
-PATH_TEMPLATE_PATTERN = rf"^(?!.*{_UUID_ANY})(?!.*/[0-9]{{4,}}(?:/|$))/[^?#\x00-\x1f\x7f]*$"
-NO_CONTROL_PATTERN = r"^[^\x00-\x1f\x7f]*$"
+PATH_TEMPLATE_PATTERN = rf"^(?!.*{_UUID_ANY})(?!.*/[0-9]{{4,}}(?:/|$))/[^?#{CONTROL_CHARACTERS}]*$"
+NO_CONTROL_PATTERN = rf"^[^{CONTROL_CHARACTERS}]*$"
+# A property value is a flat string: no control character, and not itself serialized JSON
+# (longer than 2 characters, starting with { and ending with }, or [ and ]), as the seed's
+# validator has it. [\s\S] rather than `.`, which stops at line separators in ECMA regexes.
+PROPERTY_VALUE_PATTERN = rf"^(?!\{{[\s\S]+\}}$)(?!\[[\s\S]+\]$)[^{CONTROL_CHARACTERS}]*$"
 SERVICE_PATTERN = r"^[A-Za-z0-9._-]{1,128}$"
 EVENT_TYPE_PATTERN = r"^[a-z][a-z0-9_]{0,63}$"
+
+
+_CONTROL = re.compile(f"[{CONTROL_CHARACTERS}]")
+
+
+def check_properties(properties: dict[str, str]) -> None:
+    """The rules of PROPERTY_VALUE_PATTERN and of keys, checked fast with one regex search
+    over the joined strings: no control character in a key or a value, and no value that
+    is serialized JSON."""
+    if _CONTROL.search("".join(properties)) or _CONTROL.search("".join(properties.values())):
+        for key, value in properties.items():
+            if _CONTROL.search(key):
+                raise ValidationError(
+                    f"`properties` key {key[:64]!r} must not contain control characters"
+                )
+            if _CONTROL.search(value):
+                raise ValidationError(
+                    f"`properties` value of {key[:64]!r} must not contain control characters: "
+                    f"{value[:80]!r}"
+                )
+    for key, value in properties.items():
+        if len(value) > 2 and (value[0], value[-1]) in _JSON_ENDS:
+            raise ValidationError(
+                f"`properties` value of {key[:64]!r} looks like nested JSON; properties must "
+                "be flat strings"
+            )
+
+
+_JSON_ENDS = {("{", "}"), ("[", "]")}
 
 
 # Declared constraints (lengths, bounds) run in C during decoding. The regex rules go in
@@ -133,9 +172,22 @@ EntityId = Annotated[
         "no control characters; alias `entityId`", {"pattern": NO_CONTROL_PATTERN}, max_length=128
     ),
 ]
-Message = Annotated[str, msgspec.Meta(max_length=1024)]
+Message = Annotated[
+    str, _str("no control characters", {"pattern": NO_CONTROL_PATTERN}, max_length=1024)
+]
+PropertyKey = Annotated[
+    str, _str("no control characters", {"pattern": NO_CONTROL_PATTERN}, max_length=64)
+]
+PropertyValue = Annotated[
+    str,
+    _str(
+        "no control characters, and not serialized JSON ({…} or […])",
+        {"pattern": PROPERTY_VALUE_PATTERN},
+        max_length=256,
+    ),
+]
 Properties = Annotated[
-    dict[Annotated[str, msgspec.Meta(max_length=64)], Annotated[str, msgspec.Meta(max_length=256)]],
+    dict[PropertyKey, PropertyValue],
     msgspec.Meta(max_length=32, description="a flat string → string map; alias `metadata`"),
 ]
 _FACT_DOC = (
@@ -194,12 +246,25 @@ class BatchError(msgspec.Struct):
     error: str
 
 
-class BatchResult(msgspec.Struct):
-    """Every accepted event of a batch is stored and fsynced; the others are listed."""
+# A batch answer lists at most this many errors (the first ones), so a bad batch never costs
+# more than a good one (DESIGN §4); ``errors_truncated`` counts the others.
+MAX_BATCH_ERRORS = 100
+ErrorsTruncated = Annotated[
+    int,
+    msgspec.Meta(
+        ge=1, description=f"rejected events beyond the first {MAX_BATCH_ERRORS} listed in errors"
+    ),
+]
+
+
+class BatchResult(msgspec.Struct, omit_defaults=True):
+    """Every accepted event of a batch is stored and fsynced; the others are listed (the
+    first 100; ``errors_truncated`` counts the rest)."""
 
     accepted: int
     rejected: int
     errors: list[BatchError]
+    errors_truncated: ErrorsTruncated | msgspec.UnsetType = msgspec.UNSET
 
 
 class Error(msgspec.Struct, omit_defaults=True):
@@ -212,6 +277,7 @@ class Error(msgspec.Struct, omit_defaults=True):
     accepted: int | msgspec.UnsetType = msgspec.UNSET
     rejected: int | msgspec.UnsetType = msgspec.UNSET
     errors: list[BatchError] | msgspec.UnsetType = msgspec.UNSET
+    errors_truncated: ErrorsTruncated | msgspec.UnsetType = msgspec.UNSET
 
 
 class Status(msgspec.Struct):

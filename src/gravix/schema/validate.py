@@ -20,6 +20,7 @@ import msgspec
 from gravix.errors import ValidationError
 from gravix.schema.contract import (
     ALIASES,
+    CONTROL_CHARACTERS,
     EVENT_TYPE_PATTERN,
     HTTP_METHODS,
     NO_CONTROL_PATTERN,
@@ -29,6 +30,7 @@ from gravix.schema.contract import (
     UUID7_PATTERN,
     RequestFact,
     ServiceEvent,
+    check_properties,
 )
 
 _UUID7 = re.compile(UUID7_PATTERN)
@@ -41,7 +43,7 @@ _UUID_SHAPE = b"hhhhhhhh-hhhh-hhhh-hhhh-hhhhhhhhhhhh"
 _STAMP_SHAPE = b"dddd-dd-ddTdd:dd:dd.dddZ|"
 _SERVICE = re.compile(SERVICE_PATTERN)
 _PATH = re.compile(PATH_TEMPLATE_PATTERN)
-_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+_CONTROL = re.compile(f"[{CONTROL_CHARACTERS}]")
 _EVENT_TYPE = re.compile(EVENT_TYPE_PATTERN)
 _METHODS = {m: m for m in HTTP_METHODS} | {m.lower(): m for m in HTTP_METHODS}
 _UPPER_METHODS = frozenset(HTTP_METHODS)
@@ -65,18 +67,26 @@ class Accepted(NamedTuple):
 class Lines(NamedTuple):
     """What validating many events gives: the accepted canonical lines, joined, each ending
     in a newline; how many; the event hours they fall in; the accepted events' ids, in
-    order; and the rejected ones as (index, error)."""
+    order; the rejected ones as (index, error); and how many more were rejected than
+    ``errors`` lists (when it was capped)."""
 
     data: bytes
     events: int
     hours: frozenset[int]  # whole hours since the Unix epoch, UTC
     ids: list[str]
     errors: list[tuple[int, str]]
+    unlisted: int = 0
+
+    @property
+    def rejected(self) -> int:
+        return len(self.errors) + self.unlisted
 
     @classmethod
-    def of(cls, accepted: list[Accepted], errors: list[tuple[int, str]]) -> Lines:
+    def of(
+        cls, accepted: list[Accepted], errors: list[tuple[int, str]], unlisted: int = 0
+    ) -> Lines:
         if not accepted:
-            return cls(b"", 0, frozenset(), [], errors)
+            return cls(b"", 0, frozenset(), [], errors, unlisted)
         lines = [a.line for a in accepted]
         lines.append(b"")
         return cls(
@@ -85,6 +95,7 @@ class Lines(NamedTuple):
             frozenset(a.hour for a in accepted),
             [a.event_id for a in accepted],
             errors,
+            unlisted,
         )
 
 
@@ -226,6 +237,10 @@ class Validator:
             if name in renamed:
                 raise ValidationError(f"field `{name}` given twice (as `{key}` and its alias)")
             renamed[name] = value
+        code = renamed.get("status_code")
+        if type(code) is float and code.is_integer():
+            # JSON Schema calls 247.0 an integer, so the contract does too; stored as 247.
+            renamed["status_code"] = int(code)
         try:
             return msgspec.convert(renamed, self.struct)
         except msgspec.ValidationError as exc:
@@ -282,6 +297,12 @@ class Validator:
             self._event_type.check(event.event_type, "event_type")
             if event.entity_id is not None:
                 self._plain.check(event.entity_id, "entity_id")
+            if event.message is not None and _CONTROL.search(event.message):
+                raise ValidationError(
+                    f"`message` must not contain control characters: {event.message[:80]!r}"
+                )
+            if event.properties:
+                check_properties(event.properties)
         event.event_id = event_id.lower()
         event.event_time = stamp
         return Accepted(self._encoder.encode(event), int(ts // 3600), event.event_id)
@@ -294,9 +315,19 @@ class Validator:
         self, data: bytes, now: float | None = None
     ) -> tuple[list[Accepted], list[tuple[int, str]]]:
         """Validate an NDJSON body or a JSON array; returns (accepted, [(index, error)])."""
+        accepted, errors, _unlisted = self._batch(data, now, None)
+        return accepted, errors
+
+    def _batch(
+        self, data: bytes, now: float | None, max_errors: int | None
+    ) -> tuple[list[Accepted], list[tuple[int, str]], int]:
+        """:meth:`batch`, keeping at most ``max_errors`` errors; the third item counts the
+        errors left out."""
         now = self.clock() if now is None else now
         accepted: list[Accepted] = []
         errors: list[tuple[int, str]] = []
+        unlisted = 0
+        keep = len(data) if max_errors is None else max_errors
         stripped = data.lstrip()
         items: list[bytes]
         if stripped.startswith(b"["):
@@ -313,15 +344,24 @@ class Validator:
         else:
             items = [line for line in data.splitlines() if line.strip()]
         for index, item in enumerate(items):
+            if len(errors) == keep and not item.lstrip().startswith(b"{"):
+                unlisted += 1  # not an object, so rejected; its message would not be listed
+                continue
             try:
                 accepted.append(self.accept(self.decode(item), now))
             except ValidationError as exc:
-                errors.append((index, exc.message))
-        return accepted, errors
+                if len(errors) < keep:
+                    errors.append((index, exc.message))
+                else:
+                    unlisted += 1
+        return accepted, errors, unlisted
 
-    def batch_lines(self, data: bytes, now: float | None = None) -> Lines:
+    def batch_lines(
+        self, data: bytes, now: float | None = None, *, max_errors: int | None = None
+    ) -> Lines:
         """Like :meth:`batch`, but returns the accepted canonical lines already joined: what
-        the ingest server appends.
+        the ingest server appends. ``max_errors`` caps the errors listed (the first ones);
+        ``Lines.unlisted`` counts the others.
 
         A batch in which every event is valid and already in canonical form — the normal
         case — is checked without per-event function calls; any other batch takes the
@@ -331,7 +371,7 @@ class Validator:
             fast = self._fast_batch(data, now)
             if fast is not None:
                 return fast
-        return Lines.of(*self.batch(data, now))
+        return Lines.of(*self._batch(data, now, max_errors))
 
     def many(self, bodies: list[bytes], now: float | None = None) -> Lines:
         """Validate many single-event bodies at once (one event each, as :meth:`one`);

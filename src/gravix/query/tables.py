@@ -284,7 +284,14 @@ def warehouse_files(root: Path) -> list[str]:
 # file twice (once for the footer, once for the data) can straddle that rename and fail
 # (polars panics, DuckDB reports invalid data); planning again reads a consistent file.
 _REPLACED_RETRIES = 3
-READ_ERRORS = (pl.exceptions.ComputeError, pl.exceptions.PanicException, OSError)
+# What a damaged page can surface as (besides a panic): decoding errors, and lengths that
+# disagree when a page decodes to the wrong number of values.
+READ_ERRORS = (
+    pl.exceptions.ComputeError,
+    pl.exceptions.ShapeError,
+    pl.exceptions.PanicException,
+    OSError,
+)
 
 
 def collect_stable(

@@ -173,7 +173,9 @@ def _notes(notes: tuple[str, ...] | list[str]) -> None:
     from gravix.query.output import safe_text
 
     for note in notes:
-        err_console().print(f"Note: {safe_text(note)}", highlight=False, markup=False)
+        err_console().print(
+            f"Note: {safe_text(note)}", highlight=False, markup=False, soft_wrap=True
+        )
 
 
 def _render_answer(
@@ -252,5 +254,5 @@ def _render_preset(
         return
     for line in [*lines[:2], *(f"Note: {safe_text(n)}" for n in result.notes)]:
         if line:
-            err_console().print(line, highlight=False, markup=False)
+            err_console().print(line, highlight=False, markup=False, soft_wrap=True)
     _emit(write_result(frame, fmt.value, output, terminal=sys.stdout.isatty()))

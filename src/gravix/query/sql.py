@@ -31,9 +31,58 @@ logging.getLogger("sqlglot").setLevel(logging.ERROR)
 RAW_SCHEMA = "raw"
 CATALOG = "gravix"
 NOT_FOUND = re.compile(r"relation '([^']*)' was not found")
-# The words a read statement may start with (EXPLAIN is taken off first; SHOW TABLES is
-# answered from the registry).
-_READ_WORDS = {"SELECT", "WITH", "("}
+# Statements that are not reads, refused by their first word before parsing (so that
+# ATTACH or INSTALL read as a refusal, not as bad SQL); anything else is left to the parser
+# and the tree checks. SHOW TABLES is answered from the registry before this.
+_NOT_READ_WORDS = frozenset(
+    (
+        "ALTER",
+        "ANALYZE",
+        "ATTACH",
+        "BEGIN",
+        "CALL",
+        "CHECKPOINT",
+        "COMMENT",
+        "COMMIT",
+        "COPY",
+        "CREATE",
+        "DEALLOCATE",
+        "DELETE",
+        "DESCRIBE",
+        "DETACH",
+        "DROP",
+        "EXECUTE",
+        "EXPORT",
+        "GRANT",
+        "IMPORT",
+        "INSERT",
+        "INSTALL",
+        "LOAD",
+        "LOCK",
+        "MERGE",
+        "PRAGMA",
+        "PREPARE",
+        "PUT",
+        "REINDEX",
+        "REMOVE",
+        "RENAME",
+        "REPLACE",
+        "RESET",
+        "REVOKE",
+        "ROLLBACK",
+        "SET",
+        "SHOW",
+        "SUMMARIZE",
+        "TABLE",
+        "TRUNCATE",
+        "UNLOAD",
+        "UPDATE",
+        "UPSERT",
+        "USE",
+        "VACUUM",
+        "VALUES",
+    )
+)
 _READ_HINT = "write a SELECT (WITH … SELECT, UNION … are fine) over the Gravix tables"
 
 
@@ -182,7 +231,7 @@ def _check_first_word(sql: str) -> None:
     """Refuse a statement that does not start as a read, before it is parsed: ATTACH,
     INSTALL, COPY … read as an error of their own, not as bad SQL."""
     words = _first_words(sql)
-    if words and words[0] not in _READ_WORDS:
+    if words and words[0] in _NOT_READ_WORDS:
         raise StatementRefused(
             f"only read statements can run here, not {words[0][:40]}", hint=_READ_HINT
         )

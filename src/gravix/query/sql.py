@@ -73,7 +73,6 @@ _NOT_READ_WORDS = frozenset(
         "SET",
         "SHOW",
         "SUMMARIZE",
-        "TABLE",
         "TRUNCATE",
         "UNLOAD",
         "UPDATE",

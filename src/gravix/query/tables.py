@@ -255,19 +255,24 @@ def damaged_parquet(files: list[str]) -> list[tuple[str, str]]:
     return found
 
 
+def damage_error(files: list[str]) -> QueryError | None:
+    """The error naming a damaged Parquet file among ``files``, or None when all read."""
+    damaged = damaged_parquet([f for f in files if f.endswith(layout.PARQUET)])
+    if not damaged:
+        return None
+    name, why = damaged[0]
+    more = f" (and {len(damaged) - 1} more)" if len(damaged) > 1 else ""
+    return QueryError(
+        f"a warehouse file is damaged and cannot be read: {name}{more}: {why}",
+        hint="run `gravix recover --deep`: it quarantines damaged Parquet files and "
+        "rebuilds their hours from raw",
+    )
+
+
 def read_failure(exc: BaseException, files: list[str]) -> QueryError:
     """The error a failed read of ``files`` is reported as: the damaged file by name when
     one is found, never the engine's traceback."""
-    damaged = damaged_parquet([f for f in files if f.endswith(layout.PARQUET)])
-    if damaged:
-        name, why = damaged[0]
-        more = f" (and {len(damaged) - 1} more)" if len(damaged) > 1 else ""
-        return QueryError(
-            f"a warehouse file is damaged and cannot be read: {name}{more}: {why}",
-            hint="run `gravix recover --deep`: it quarantines damaged Parquet files and "
-            "rebuilds their hours from raw",
-        )
-    return QueryError(
+    return damage_error(files) or QueryError(
         f"the query failed: {first_line(str(exc))}",
         hint="`gravix doctor` checks the raw and warehouse files; `gravix recover --deep` "
         "quarantines damaged Parquet files and rebuilds them from raw",
@@ -304,7 +309,11 @@ def collect_stable(
         try:
             return lazy.collect()
         except READ_ERRORS as exc:
+            # a damaged file fails every attempt (and a panic prints each time): name it now
+            damage = damage_error(suspects())
+            if damage is not None:
+                raise damage from None
             if attempt == _REPLACED_RETRIES:
-                raise read_failure(exc, suspects()) from None
+                raise read_failure(exc, []) from None
             time.sleep(0.05 * (attempt + 1))
     raise AssertionError("unreachable")

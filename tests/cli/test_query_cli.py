@@ -15,8 +15,16 @@ import pyarrow.parquet as pq
 import pytest
 from typer.testing import CliRunner
 
+from gravix import schema
 from gravix.cli import app
-from query.test_query_support import build_warehouse, duck, duck_sources, populate
+from query.test_query_support import (
+    build_warehouse,
+    duck,
+    duck_sources,
+    make_facts,
+    populate,
+    write_raw,
+)
 
 ENV = {"GRAVIX_DATA_DIR": "", "GRAVIX_CONSOLE_WIDTH": "200", "NO_COLOR": "1"}
 SQL = (
@@ -124,7 +132,11 @@ def test_json_flag_prints_one_json_document(root: Path) -> None:
     result = invoke(root, SQL, "--json")
     assert result.exit_code == 0
     columns, expected = reference(root)
-    assert_same(parsed("json", result.stdout_bytes, columns, expected[0]), expected)
+    document = json.loads(result.stdout)
+    assert document["columns"] == columns and document["row_count"] == len(expected)
+    assert document["skipped_lines"] == {} and document["notes"] == []
+    rows = json.dumps(document["rows"]).encode()
+    assert_same(parsed("json", rows, columns, expected[0]), expected)
 
 
 def test_runbook_check_prints_ten_rows(root: Path) -> None:
@@ -155,10 +167,21 @@ def test_unknown_table_lists_the_tables(root: Path) -> None:
         assert table in result.stderr
 
 
-def test_empty_warehouse_hints_at_rollup(tmp_path: Path) -> None:
+def test_an_empty_warehouse_answers_zero_rows_and_hints_at_rollup(tmp_path: Path) -> None:
     result = invoke(tmp_path, "SELECT * FROM gravix.raw.request_metrics_minute LIMIT 10")
-    assert result.exit_code == 1
+    assert result.exit_code == 0, result.output
+    header, rows = parse_table(result.stdout)
+    assert rows == [] and header[0] == "bucket_start"
     assert "gravix rollup" in result.stderr
+
+
+def test_a_rollup_without_service_events_counts_zero_of_them(tmp_path: Path) -> None:
+    root = tmp_path / "data"
+    write_raw(root, schema.REQUEST_FACTS, make_facts(minutes=30))
+    build_warehouse(root)
+    result = invoke(root, "SELECT count(*) FROM service_events_daily", "--format", "csv")
+    assert result.exit_code == 0, result.output
+    assert result.stdout.splitlines() == ["count", "0"]
 
 
 def test_health_preset_prints_the_percentile_bound(root: Path) -> None:
@@ -285,3 +308,151 @@ def test_relative_window_and_any_whole_step_are_accepted(root: Path) -> None:
     rows = json.loads(result.stdout)
     assert len(rows) == 26  # 181 minutes (the until minute is included) in 7-minute steps
     assert all(r["requests"] == 0 for r in rows)
+
+
+# --- time filters as written (DESIGN §8) ------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("table", "column"),
+    [("request_metrics_minute", "bucket_start"), ("request_facts", "event_time")],
+)
+def test_standard_time_filters_work_as_written(root: Path, table: str, column: str) -> None:
+    source = duck_sources(root)[table]
+    counts = {}
+    for name, where, duck_where in [
+        (
+            "timestamp",
+            f"{column} >= TIMESTAMP '2026-02-16 09:00:00' "
+            f"AND {column} < TIMESTAMP '2026-02-16 09:30:00'",
+            f"{column} >= TIMESTAMPTZ '2026-02-16 09:00:00+00' "
+            f"AND {column} < TIMESTAMPTZ '2026-02-16 09:30:00+00'",
+        ),
+        (
+            "interval",
+            f"{column} >= now() - INTERVAL '3 hours'",
+            f"{column} >= now() - INTERVAL 3 HOUR",
+        ),
+        ("days", f"{column} < now() - INTERVAL '1 day'", f"{column} < now() - INTERVAL 1 DAY"),
+    ]:
+        result = invoke(root, f"SELECT count(*) AS n FROM {table} WHERE {where}", "--format", "csv")
+        assert result.exit_code == 0, result.output
+        counts[name] = int(result.stdout.splitlines()[1])
+        expected = duck().execute(f"SELECT count(*) FROM {source} WHERE {duck_where}").fetchone()
+        assert counts[name] == expected[0], name
+    assert counts["timestamp"] > 0 and counts["days"] > 0 and counts["interval"] == 0
+
+
+# --- writing only where asked -------------------------------------------------------------------
+
+
+def test_output_in_a_missing_directory_is_refused_and_creates_nothing(
+    root: Path, tmp_path: Path
+) -> None:
+    target = tmp_path / "newdir" / "o.csv"
+    result = invoke(root, "SELECT 1 AS one", "--format", "csv", "--output", str(target))
+    assert result.exit_code == 1
+    assert "does not exist" in result.stderr and "Traceback" not in result.output
+    assert not target.parent.exists()
+
+
+def test_output_that_is_a_directory_is_refused_and_leaves_no_temporary(
+    root: Path, tmp_path: Path
+) -> None:
+    target = tmp_path / "a-directory"
+    target.mkdir()
+    result = invoke(root, "SELECT 1 AS one", "--format", "csv", "--output", str(target))
+    assert result.exit_code == 1
+    assert "is a directory" in result.stderr and "Traceback" not in result.output
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["a-directory"]
+    assert list(target.iterdir()) == []
+
+
+def test_ddl_output_in_a_missing_directory_is_refused(root: Path, tmp_path: Path) -> None:
+    target = tmp_path / "newdir" / "ddl.sql"
+    result = invoke(root, "--ddl", "trino", "--output", str(target))
+    assert result.exit_code == 1 and not target.parent.exists()
+
+
+# --- statements users expect --------------------------------------------------------------------
+
+
+def test_a_delete_is_a_usage_error(root: Path) -> None:
+    result = invoke(root, "DELETE FROM request_metrics_minute")
+    assert result.exit_code == 2
+    assert "only read statements" in result.stderr
+
+
+def test_show_tables_lists_every_table_and_its_kind(root: Path) -> None:
+    result = invoke(root, "SHOW TABLES", "--format", "csv")
+    assert result.exit_code == 0, result.output
+    assert list(csv.DictReader(io.StringIO(result.stdout))) == [
+        {"name": "request_metrics_minute", "kind": "warehouse"},
+        {"name": "service_events_daily", "kind": "warehouse"},
+        {"name": "request_facts", "kind": "raw"},
+        {"name": "service_events", "kind": "raw"},
+    ]
+
+
+def test_count_star_is_a_column_named_count(root: Path) -> None:
+    expected = (
+        duck().execute(f"SELECT count(*) FROM {duck_sources(root)['request_facts']}").fetchone()[0]
+    )
+    result = invoke(root, "SELECT count(*) FROM request_facts", "--format", "csv")
+    assert result.stdout.splitlines() == ["count", str(expected)]
+    grouped = invoke(
+        root, "SELECT service, count(*) FROM request_facts GROUP BY 1 ORDER BY 1", "--format", "csv"
+    )
+    assert grouped.stdout.splitlines()[0] == "service,count"
+    aliased = invoke(root, "SELECT count(*) AS n FROM request_facts", "--format", "csv")
+    assert aliased.stdout.splitlines()[0] == "n"
+
+
+# --- flags that would do nothing ----------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("args", "flags"),
+    [
+        (["SELECT 1", "--since", "24h"], ["--since"]),
+        (["SELECT 1", "--service", "api", "--until", "now"], ["--until", "--service"]),
+        (["SELECT 1", "--endpoint", "/x", "--method", "GET"], ["--endpoint", "--method"]),
+        (["SELECT 1", "--step", "5", "--threshold", "300"], ["--step", "--threshold"]),
+        (["SELECT 1", "--by-endpoint", "--deploy", "v1"], ["--by-endpoint", "--deploy"]),
+        (["SELECT 1", "--window", "10", "--limit", "3"], ["--window", "--limit"]),
+        (["--ddl", "trino", "--service", "api"], ["--service"]),
+        (["--ddl", "trino", "--format", "csv"], ["--format"]),
+        (["SELECT 1", "--location-prefix", "s3://b"], ["--location-prefix"]),
+        (["SELECT 1", "--json", "--format", "csv"], ["--json", "--format csv"]),
+        (["--preset", "top-endpoints", "--json", "--format", "ndjson"], ["--json"]),
+    ],
+)
+def test_flags_that_would_do_nothing_are_usage_errors(
+    root: Path, args: list[str], flags: list[str]
+) -> None:
+    result = invoke(root, *args)
+    assert result.exit_code == 2, result.output
+    message = " ".join(result.stderr.split())
+    assert all(flag in message for flag in flags), message
+
+
+def test_json_beside_the_json_format_is_accepted(root: Path) -> None:
+    result = invoke(root, "SELECT 1 AS one", "--json", "--format", "json")
+    assert result.exit_code == 0 and json.loads(result.stdout)["rows"] == [{"one": 1}]
+
+
+# --- off a terminal, nothing is cut or wrapped --------------------------------------------------
+
+
+def test_off_a_terminal_preset_headers_and_notes_are_never_wrapped(root: Path) -> None:
+    env = {"GRAVIX_DATA_DIR": "", "NO_COLOR": "1", "GRAVIX_CONSOLE_WIDTH": None, "COLUMNS": None}
+    args = ["query", "--preset", "health", "--service", "frontend", "--format", "csv"]
+    window = ["--since", "2026-02-16T08:00:00Z", "--until", "2026-02-16T10:00:00Z"]
+    result = CliRunner().invoke(app, [*args, *window, "--data-dir", str(root)], env=env)
+    assert result.exit_code == 0, result.output
+    lines = result.stderr.splitlines()
+    assert any(
+        "2026-02-16T08:00:00+00:00" in line and "2026-02-16T10:00:00+00:00)" in line
+        for line in lines
+    ), lines
+    assert all(line.startswith(("Health", "Note:")) for line in lines if line), lines

@@ -174,8 +174,12 @@ def test_stray_temporaries_of_dead_writers_are_removed_and_live_ones_kept(
     try:
         for path in [*stale, live]:
             path.write_bytes(b"partial")
-        keep = hour / "x3.jsonl"
-        keep.write_bytes(b"{}\n")
+        keep = hour / "x3.jsonl"  # a good fact: recover moves damaged raw lines, not these
+        keep.write_bytes(
+            b'{"event_id":"0194f0c2-8a00-7000-8000-000000000001",'
+            b'"event_time":"2026-02-16T10:00:01.000Z","service":"api","method":"GET",'
+            b'"path_template":"/","status_code":200,"latency_ms":1.5}\n'
+        )
 
         dry = recovery.run_recover(root=data_root, dry_run=True)
         assert sorted(dry.temporaries) == sorted(stale)

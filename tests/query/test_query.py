@@ -14,9 +14,10 @@ import pytest
 
 from gravix import schema
 from gravix.errors import ConfigError, QueryError
-from gravix.query import prepare_sql, resolve_window, run_sql
+from gravix.query import answer_sql, prepare_sql, resolve_window, run_sql
 from gravix.query.tables import referenced_tables, rewrite_names
 from gravix.query.times import default_step
+from gravix.schema import REQUEST_METRICS_COLUMNS
 from gravix.storage import layout
 from gravix.units import parse_time
 from test_query_support import (
@@ -223,8 +224,20 @@ def test_raw_event_time_filter_never_opens_other_hours_files(
         "AND event_time < '2026-02-17 09:00:30'",
     )
     assert found["n"][0] == counts["raw"] > 0
-    with pytest.raises(QueryError):  # the damage is real: reading those hours fails
-        run_sql(root, "SELECT count(service) FROM request_facts")
+    narrow = answer_sql(
+        root,
+        "SELECT count(*) FROM raw.request_facts WHERE event_time >= '2026-02-17 08:59:30' "
+        "AND event_time < '2026-02-17 09:00:30'",
+    )
+    assert narrow.skipped_lines == {}
+    # the damage is real: reading those hours skips (and counts) their damaged lines
+    damaged = sum(
+        len(list(hour_dir.iterdir()))
+        for day in (date(2026, 2, 16), date(2026, 2, 18))
+        for hour_dir in layout.raw_day_dir(root, "request_facts", day).iterdir()
+    )
+    everything = answer_sql(root, "SELECT count(service) FROM request_facts")
+    assert everything.skipped_lines == {"request_facts": damaged} and damaged > 0
 
 
 def test_a_bucket_start_filter_under_or_reads_everything(
@@ -275,16 +288,18 @@ def test_unknown_table_lists_the_tables(root: Path) -> None:
     assert all(t in (err.value.hint or "") for t in TABLES)
 
 
-def test_empty_warehouse_says_to_run_rollup(tmp_path: Path) -> None:
+def test_a_table_with_no_files_answers_zero_rows_with_its_columns(tmp_path: Path) -> None:
     root = tmp_path / "data"
     populate(root, minutes=5)
     assert run_sql(root, "SELECT count(*) AS n FROM request_facts")["n"][0] > 0
     # a column alias spelling a warehouse table does not make the query read it
     alias = run_sql(root, "SELECT count(*) AS request_metrics_minute FROM request_facts")
     assert alias["request_metrics_minute"][0] > 0
-    with pytest.raises(QueryError) as err:
-        run_sql(root, "SELECT * FROM gravix.raw.request_metrics_minute LIMIT 10")
-    assert "gravix rollup" in (err.value.hint or "")
+    answer = answer_sql(root, "SELECT * FROM gravix.raw.request_metrics_minute LIMIT 10")
+    assert answer.frame.height == 0
+    assert answer.frame.columns[: len(REQUEST_METRICS_COLUMNS)] == list(REQUEST_METRICS_COLUMNS)
+    assert any("gravix rollup" in note for note in answer.notes)
+    assert run_sql(root, "SELECT count(*) AS n FROM service_events_daily")["n"][0] == 0
 
 
 NOW = datetime(2026, 2, 16, 12, 30, 45, tzinfo=UTC)

@@ -15,7 +15,7 @@ from gravix.cli.app import TIME, DataDir, Json, app, boundary
 if TYPE_CHECKING:
     import polars as pl
 
-    from gravix.query import DeployComparison, PresetResult
+    from gravix.query import DeployComparison, PresetResult, SqlAnswer
 
 
 class Preset(StrEnum):
@@ -83,8 +83,12 @@ def query_command(
     deploy: Annotated[
         str | None, _opt("--deploy", "Deploy event or entity id (default latest).")
     ] = None,
-    window: Annotated[int, typer.Option("--window", help="Minutes before/after a deploy.")] = 30,
-    limit: Annotated[int, typer.Option("--limit", help="Rows for top-endpoints / deploy.")] = 10,
+    window: Annotated[
+        int | None, _opt("--window", "Minutes before/after a deploy (default 30).")
+    ] = None,
+    limit: Annotated[
+        int | None, _opt("--limit", "Rows for top-endpoints / deploy (default 10).")
+    ] = None,
     ddl: Annotated[Ddl | None, _opt("--ddl", "Print DDL for another engine.")] = None,
     location_prefix: Annotated[
         str | None, _opt("--location-prefix", "DDL file location instead of the data root.")
@@ -107,8 +111,22 @@ def query_command(
     chosen = [name for name, on in (("SQL", sql), ("--preset", preset), ("--ddl", ddl)) if on]
     if len(chosen) != 1:
         raise typer.BadParameter("give exactly one of SQL, --preset or --ddl")
+    preset_flags: dict[str, object] = {
+        "--since": since, "--until": until, "--service": service, "--endpoint": endpoint,
+        "--method": method, "--step": step, "--threshold": threshold,
+        "--by-endpoint": by_endpoint or None, "--deploy": deploy, "--window": window,
+        "--limit": limit,
+    }  # fmt: skip
+    if chosen[0] == "--ddl":
+        preset_flags |= {"--format": None if fmt is Format.table else fmt, "--json": json or None}
+    _refuse_unused(chosen[0], preset_flags, location_prefix)
+    if json and fmt not in (Format.table, Format.json):
+        raise typer.BadParameter(
+            f"--json prints one JSON document: it cannot go with --format {fmt.value}"
+        )
     out_fmt = Format.json if json else fmt
-    if out_fmt is Format.parquet and output is None and sys.stdout.isatty():
+    terminal = output is None and sys.stdout.isatty()
+    if out_fmt is Format.parquet and terminal:
         raise typer.BadParameter("Parquet is binary: give --output FILE or redirect stdout")
     with boundary():
         root = load_settings(data_dir=data_dir).data_dir
@@ -116,7 +134,7 @@ def query_command(
             _emit_text(query.trino_ddl(root, location_prefix=location_prefix), output)
             return
         if sql is not None:
-            _emit(query.write_result(query.run_sql(root, sql), out_fmt.value, output))
+            _render_answer(query.answer_sql(root, sql), out_fmt, output, as_document=json)
             return
         assert preset is not None
         result = query.run_preset(
@@ -131,10 +149,47 @@ def query_command(
             threshold_ms=threshold,
             by_endpoint=by_endpoint,
             deploy=deploy,
-            window_minutes=window,
-            limit=limit,
+            window_minutes=30 if window is None else window,
+            limit=10 if limit is None else limit,
         )
         _render_preset(result, out_fmt, output, as_document=json)
+
+
+def _refuse_unused(mode: str, flags: dict[str, object], location_prefix: str | None) -> None:
+    """A flag that would do nothing beside ``mode`` is a usage error, never ignored."""
+    unused = [] if mode == "--preset" else [f for f, value in flags.items() if value is not None]
+    if mode != "--ddl" and location_prefix is not None:
+        unused.append("--location-prefix")
+    if unused:
+        what = "free SQL" if mode == "SQL" else mode
+        raise typer.BadParameter(
+            f"{', '.join(unused)} would do nothing beside {what}: the preset flags apply to "
+            "--preset only, --location-prefix to --ddl only"
+        )
+
+
+def _notes(notes: tuple[str, ...] | list[str]) -> None:
+    from gravix.cli.render import err_console
+    from gravix.query.output import safe_text
+
+    for note in notes:
+        err_console().print(
+            f"Note: {safe_text(note)}", highlight=False, markup=False, soft_wrap=True
+        )
+
+
+def _render_answer(
+    answer: SqlAnswer, fmt: Format, output: Path | None, *, as_document: bool
+) -> None:
+    from gravix.cli.render import print_json
+    from gravix.query import write_result
+    from gravix.report import to_json
+
+    _notes(answer.notes)
+    if as_document and output is None:
+        print_json(to_json(answer))
+        return
+    _emit(write_result(answer.frame, fmt.value, output, terminal=sys.stdout.isatty()))
 
 
 def _emit(data: bytes | None) -> None:
@@ -144,12 +199,12 @@ def _emit(data: bytes | None) -> None:
 
 
 def _emit_text(text: str, output: Path | None) -> None:
+    from gravix.query.output import write_output
+
     if output is None:
         _emit(text.encode())
         return
-    from gravix.storage import durable
-
-    durable.atomic_write(output, text.encode())
+    write_output(output, text.encode())
 
 
 def _table(frame: pl.DataFrame) -> str:
@@ -168,6 +223,7 @@ def _render_preset(
 ) -> None:
     from gravix.cli.render import err_console, print_json
     from gravix.query import DeployComparison, write_result
+    from gravix.query.output import safe_text
     from gravix.report import to_json
 
     if as_document and output is None:
@@ -191,11 +247,12 @@ def _render_preset(
             f"{result.title}: [{result.since.isoformat()}, {result.until.isoformat()})",
             "",
         ]
+    lines = [safe_text(line) for line in lines]
     if fmt is Format.table and output is None:
         body = "\n".join([*lines, _table(frame), *(f"Note: {n}" for n in result.notes)])
         _emit((body + "\n").encode())
         return
-    for line in [*lines[:2], *(f"Note: {n}" for n in result.notes)]:
+    for line in [*lines[:2], *(f"Note: {safe_text(n)}" for n in result.notes)]:
         if line:
-            err_console().print(line, highlight=False, markup=False)
-    _emit(write_result(frame, fmt.value, output))
+            err_console().print(line, highlight=False, markup=False, soft_wrap=True)
+    _emit(write_result(frame, fmt.value, output, terminal=sys.stdout.isatty()))

@@ -97,6 +97,7 @@ def recover_command(
 
 _WOULD = {
     "moved": "to move",
+    "moved to quarantine": "to move to quarantine",
     "dropped": "to drop",
     "quarantined": "to quarantine",
     "removed": "to remove",
@@ -120,6 +121,16 @@ def _render(report: RecoverReport) -> None:
         f"  temporaries: {len(report.temporaries)} stray file(s) {would('removed')}",
         highlight=False,
     )
+    bad = sum(d.bad_lines for d in report.raw_damaged)
+    out.print(
+        f"  raw: {bad} damaged line(s) in {len(report.raw_damaged)} file(s) "
+        f"{would('moved to quarantine')}",
+        highlight=False,
+    )
+    for damaged in report.raw_damaged:
+        out.print(f"    {damaged.path}: {damaged.bad_lines} line(s)", highlight=False, markup=False)
+        if damaged.quarantined:
+            out.print(f"      → {damaged.quarantined}", highlight=False, markup=False)
     mode = "full read" if report.deep else "footer check"
     out.print(
         f"  parquet: {report.parquet_checked} file(s) checked ({mode}), "

@@ -10,7 +10,7 @@ from contextlib import contextmanager
 from datetime import date, datetime
 from functools import cache
 from pathlib import Path
-from typing import Any
+from typing import Any, TextIO
 
 from rich.console import Console
 
@@ -18,20 +18,35 @@ from rich.console import Console
 ProgressCallback = Callable[[str, int, int], None]
 
 
-def _console_kwargs() -> dict[str, Any]:
+# Off a terminal nobody reads at 80 columns: output goes to a file, a pipe or a log, where a
+# wrapped line or a cut value (``2026-12-0…``) is lost information. So tables are laid out
+# at this width (they take only what they need) and lines are never wrapped.
+OFF_TERMINAL_WIDTH = 4096
+
+
+def _console_kwargs(stream: TextIO) -> dict[str, Any]:
     # Tests set GRAVIX_CONSOLE_WIDTH for stable output; NO_COLOR is honoured by rich itself.
     width = os.environ.get("GRAVIX_CONSOLE_WIDTH")  # presentation only, not a setting
-    return {"width": int(width)} if width else {}
+    if width:
+        return {"width": int(width)}
+    if not stream.isatty():
+        return {"width": OFF_TERMINAL_WIDTH, "soft_wrap": True}
+    return {}
 
 
 @cache
+def _console(stderr: bool, options: tuple[tuple[str, Any], ...]) -> Console:
+    return Console(stderr=stderr, **dict(options))
+
+
 def console() -> Console:
-    return Console(**_console_kwargs())
+    """The console on stdout, laid out for where stdout goes (a terminal or not)."""
+    return _console(False, tuple(sorted(_console_kwargs(sys.stdout).items())))
 
 
-@cache
 def err_console() -> Console:
-    return Console(stderr=True, **_console_kwargs())
+    """The console on stderr, laid out for where stderr goes (a terminal or not)."""
+    return _console(True, tuple(sorted(_console_kwargs(sys.stderr).items())))
 
 
 def _default(value: object) -> object:

@@ -13,13 +13,14 @@ from typing import Any
 from gravix import rollup, schema
 from gravix.errors import ConfigError, StorageError
 from gravix.report import to_json
-from gravix.storage import durable, layout
+from gravix.storage import durable, layout, raw
 from gravix.storage.orphans import BufferRecoveryReport, recover_buffers
 from gravix.units import parse_time, utc_stamp
 
 Progress = Callable[[str, int, int], None]
 
 QUARANTINE_PARQUET = "parquet"
+QUARANTINE_RAW_LINES = "raw-lines"
 
 
 # --- stray temporaries ---------------------------------------------------------------------------
@@ -92,6 +93,64 @@ def check_parquet(path: Path, *, deep: bool = False) -> str | None:
     return None
 
 
+# --- damaged raw lines --------------------------------------------------------------------------
+
+
+@dataclass
+class DamagedRawFile:
+    """A raw file holding lines that the rollup and the query skip, and where they went."""
+
+    topic: str
+    hour: layout.Hour
+    path: Path
+    bad_lines: int
+    good_lines: int
+    quarantined: Path | None = None
+
+
+def find_damaged_raw(root: Path, progress: Progress | None = None) -> list[DamagedRawFile]:
+    """Raw files with damaged lines, judged by :mod:`gravix.storage.raw` exactly as the
+    rollup and the query judge them (an hour is read at once; only an hour with bad lines
+    is split file by file)."""
+    hours = [(t, h, d) for t in schema.TOPICS for h, d in sorted(layout.raw_hours(root, t).items())]
+    found: list[DamagedRawFile] = []
+    for done, (topic, hour, hour_dir) in enumerate(hours):
+        if progress is not None:
+            progress("checking raw lines", done, len(hours))
+        paths = layout.raw_files(hour_dir)
+        if not raw.read_hour_files(topic, hour, paths).bad:
+            continue
+        for path in paths:
+            data, _ = raw.read_bytes([path])
+            good, bad = raw.bad_lines(topic, hour, data)
+            if bad:
+                found.append(DamagedRawFile(topic, hour, path, len(bad), len(good)))
+    return found
+
+
+def quarantine_raw_lines(root: Path, damaged: DamagedRawFile) -> None:
+    """Move the damaged lines of one raw file to quarantine: first a durable copy of them
+    there, then the raw file replaced atomically by its good lines (or removed when it has
+    none). A crash in between leaves the lines in both places, never in neither."""
+    layout.ensure_inside(root, damaged.path)
+    data, _ = raw.read_bytes([damaged.path])
+    hour = damaged.hour
+    good, bad = raw.bad_lines(damaged.topic, hour, data)
+    if not bad:
+        return
+    name = Path(
+        f"{damaged.topic}-{damaged.path.parent.parent.name}-{damaged.path.parent.name}-{damaged.path.name}"
+    )
+    target = layout.quarantine_path(root, QUARANTINE_RAW_LINES, name)
+    durable.makedirs(target.parent)
+    durable.atomic_write(target, b"".join(line + b"\n" for line in bad), make_parents=False)
+    if good:
+        durable.atomic_write(damaged.path, b"".join(line + b"\n" for line in good))
+    else:
+        durable.unlink(damaged.path)
+    damaged.quarantined = target
+
+
 # --- gravix recover ------------------------------------------------------------------------------
 
 
@@ -104,6 +163,7 @@ class RecoverReport:
     deep: bool
     buffers: BufferRecoveryReport
     temporaries: list[Path] = field(default_factory=list)
+    raw_damaged: list[DamagedRawFile] = field(default_factory=list)
     parquet_checked: int = 0
     parquet_problems: list[ParquetProblem] = field(default_factory=list)
     rebuild_hours: dict[str, list[layout.Hour]] = field(default_factory=dict)
@@ -198,6 +258,7 @@ def run_recover(
     buffers = recover_buffers(root, dry_run=dry_run, progress=progress)
     report = RecoverReport(root=root, dry_run=dry_run, deep=deep, buffers=buffers, window=window)
     report.temporaries = find_temporaries(root)
+    report.raw_damaged = find_damaged_raw(root, progress)
     if dry_run:
         _scan_parquet(root, report, progress, quarantine=False)
         _plan_rebuild(root, report)
@@ -208,6 +269,8 @@ def run_recover(
         # Holding the rollup's lock: no rollup replaces a file while it is checked or moved.
         lock = durable.FileLock(layout.lock_path(root, rollup.LOCK_NAME), "gravix recover")
         with lock.acquire(wait=True, timeout=lock_timeout):
+            for damaged in report.raw_damaged:
+                quarantine_raw_lines(root, damaged)
             _scan_parquet(root, report, progress, quarantine=True)
             _plan_rebuild(root, report)
     except OSError as exc:

@@ -7,6 +7,7 @@
 
 from __future__ import annotations
 
+from gravix.query.answer import SqlAnswer, answer_sql, prepare_sql, run_sql, show_tables
 from gravix.query.apdex import apdex
 from gravix.query.deploy import DeployComparison, DeployEvent, deploy_compare, find_deploy
 from gravix.query.output import FORMATS, format_result, write_result
@@ -18,7 +19,7 @@ from gravix.query.presets import (
     service_health,
     top_endpoints,
 )
-from gravix.query.tables import TABLES, prepare_sql, run_sql, scan_table, table_names
+from gravix.query.tables import TABLES, scan_table, table_names
 from gravix.query.times import resolve_window
 from gravix.query.trino import trino_ddl
 
@@ -29,6 +30,8 @@ __all__ = [
     "DeployComparison",
     "DeployEvent",
     "PresetResult",
+    "SqlAnswer",
+    "answer_sql",
     "apdex",
     "deploy_compare",
     "endpoint_drilldown",
@@ -40,6 +43,7 @@ __all__ = [
     "run_sql",
     "scan_table",
     "service_health",
+    "show_tables",
     "table_names",
     "top_endpoints",
     "trino_ddl",

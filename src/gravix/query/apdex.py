@@ -11,7 +11,7 @@ import polars as pl
 from gravix.errors import ConfigError
 from gravix.query.merge import merged, metrics
 from gravix.query.result import PresetResult
-from gravix.query.tables import collect_stable
+from gravix.query.tables import collect_stable, warehouse_files
 from gravix.query.times import resolve_window
 from gravix.schema import sketch
 
@@ -58,7 +58,8 @@ def apdex(
                 root, [(start, end)], service=service, method=method, path_template=path_template
             ),
             keys,
-        )
+        ),
+        suspects=lambda: warehouse_files(root),
     )
     frame = _with_estimates(_with_range(groups, keys, threshold_ms), threshold_ms)
     return PresetResult(

@@ -14,7 +14,7 @@ from gravix import schema
 from gravix.errors import QueryError
 from gravix.query.merge import MS, QUANTILE_NAMES, error_rate, merged, metrics, percentile_note
 from gravix.query.merge import with_quantiles as quantiles
-from gravix.query.tables import scan_table
+from gravix.query.tables import READ_ERRORS, read_failure, scan_table, warehouse_files
 from gravix.query.times import MINUTE, check_step, resolve_window
 from gravix.schema import sketch
 from gravix.units import ceil_to, floor_to
@@ -176,9 +176,12 @@ def deploy_compare(
     )
     windows = [w for w in (before, after) if w[1] > w[0]]
     lf = metrics(root, windows, service=service).with_columns(label)
-    frames = pl.collect_all(
-        [merged(lf, ["window"]), merged(lf, ["window", "method", "path_template"])]
-    )
+    try:
+        frames = pl.collect_all(
+            [merged(lf, ["window"]), merged(lf, ["window", "method", "path_template"])]
+        )
+    except READ_ERRORS as exc:
+        raise read_failure(exc, warehouse_files(root)) from None
     totals, per_endpoint = (quantiles(f) for f in frames)
     notes = [percentile_note()]
     if found.completed is None:

@@ -1,10 +1,20 @@
-"""Result writers: table, csv, json, ndjson, parquet, to a file (atomically) or as bytes."""
+"""Result writers: table, csv, json, ndjson, parquet, to a file (atomically) or as bytes.
+
+Stored strings come from clients, so they may hold terminal control sequences (``ESC]0;…``
+retitles a terminal, ``ESC[2J`` clears it). The table format is for reading: it shows every
+control character escaped (``\\x1b``), wherever it goes. The data formats stay exact data,
+except on a terminal: csv shows control characters escaped there, and json/ndjson spell the
+C1 and bidirectional controls as ``\\u`` escapes (JSON already escapes C0), which decode to
+the same strings.
+"""
 
 from __future__ import annotations
 
 import io
 import json
 import math
+import os
+import re
 from collections.abc import Sequence
 from datetime import date, datetime
 from pathlib import Path
@@ -12,10 +22,33 @@ from pathlib import Path
 import polars as pl
 
 from gravix.errors import QueryError
-from gravix.storage import durable
+from gravix.storage import durable, layout
 
 FORMATS: tuple[str, ...] = ("table", "csv", "json", "ndjson", "parquet")
 NULL_TEXT = "null"
+
+
+# C0 and C1 controls, DEL, and the Unicode controls that reorder or hide text.
+_CONTROLS = re.compile("[\x00-\x1f\x7f-\x9f\u200e\u200f\u2028\u2029\u202a-\u202e\u2066-\u2069]")
+_NAMED = {"\n": "\\n", "\r": "\\r", "\t": "\\t"}
+
+
+def _escape(char: str) -> str:
+    code = ord(char)
+    return _NAMED.get(char) or (f"\\x{code:02x}" if code < 0x100 else f"\\u{code:04x}")
+
+
+def safe_text(text: str, *, keep: str = "") -> str:
+    """``text`` with every control character escaped (``\\x1b``, ``\\n``, ``\\u202e``), so
+    that printing it cannot drive a terminal; the characters in ``keep`` stay as they are."""
+    return _CONTROLS.sub(lambda m: m.group() if m.group() in keep else _escape(m.group()), text)
+
+
+def _json_safe(text: str) -> str:
+    """JSON text with C1 and bidirectional controls as ``\\u`` escapes (same data)."""
+    return _CONTROLS.sub(
+        lambda m: m.group() if m.group() == "\n" else f"\\u{ord(m.group()):04x}", text
+    )
 
 
 def _is_nested(dtype: pl.DataType) -> bool:
@@ -62,7 +95,8 @@ def cell_text(value: object) -> str:
 
 def render_table(columns: Sequence[str], rows: Sequence[Sequence[object]]) -> str:
     """A plain pipe table (a Markdown table): aligned for reading and easy to parse."""
-    texts = [[cell_text(v).replace("|", "\\|").replace("\n", " ") for v in row] for row in rows]
+    texts = [[safe_text(cell_text(v)).replace("|", "\\|") for v in row] for row in rows]
+    columns = [safe_text(c) for c in columns]
     widths = [len(c) for c in columns]
     for row in texts:
         widths = [max(w, len(t)) for w, t in zip(widths, row, strict=True)]
@@ -75,16 +109,16 @@ def render_table(columns: Sequence[str], rows: Sequence[Sequence[object]]) -> st
     return "\n".join(out) + "\n"
 
 
-def format_result(df: pl.DataFrame, fmt: str) -> bytes:
-    """The bytes of ``df`` in one of FORMATS."""
+def format_result(df: pl.DataFrame, fmt: str, *, terminal: bool = False) -> bytes:
+    """The bytes of ``df`` in one of FORMATS; ``terminal``: they are shown on a terminal."""
     if fmt == "table":
         return render_table(df.columns, df.rows()).encode()
     if fmt == "csv":
-        return _flatten_nested(df).write_csv().encode()
-    if fmt == "json":
-        return (df.write_json() + "\n").encode()
-    if fmt == "ndjson":
-        return df.write_ndjson().encode()
+        text = _flatten_nested(df).write_csv()
+        return (safe_text(text, keep="\n") if terminal else text).encode()
+    if fmt in ("json", "ndjson"):
+        text = df.write_json() + "\n" if fmt == "json" else df.write_ndjson()
+        return (_json_safe(text) if terminal else text).encode()
     if fmt == "parquet":
         buffer = io.BytesIO()
         df.write_parquet(buffer, compression="zstd")
@@ -92,14 +126,37 @@ def format_result(df: pl.DataFrame, fmt: str) -> bytes:
     raise QueryError(f"unknown format {fmt!r}", hint=f"use one of: {', '.join(FORMATS)}")
 
 
-def write_result(df: pl.DataFrame, fmt: str, output: Path | None = None) -> bytes | None:
+def write_result(
+    df: pl.DataFrame, fmt: str, output: Path | None = None, *, terminal: bool = False
+) -> bytes | None:
     """Write ``df`` as ``fmt`` to ``output`` (atomically: a reader never sees half a file) and
     return None, or return the bytes when there is no output file."""
-    data = format_result(df, fmt)
+    data = format_result(df, fmt, terminal=terminal and output is None)
     if output is None:
         return data
+    write_output(Path(output), data)
+    return None
+
+
+def write_output(output: Path, data: bytes) -> None:
+    """Write ``data`` to the file ``output`` atomically, only where asked: its directory must
+    exist (none is created) and it must not be a directory. Nothing is left on failure."""
+    parent = output.parent
+    if not parent.is_dir():
+        raise QueryError(
+            f"cannot write {output}: the directory {parent} does not exist",
+            hint="create it first, or give --output a file in an existing directory",
+        )
+    if output.is_dir():
+        raise QueryError(
+            f"cannot write {output}: it is a directory",
+            hint="give --output a file name, e.g. --output result.csv",
+        )
     try:
-        durable.atomic_write(Path(output), data)
+        durable.atomic_write(output, data, make_parents=False)
     except OSError as exc:
         raise QueryError(f"cannot write {output}: {exc.strerror or exc}") from None
-    return None
+    finally:
+        tmp = layout.tmp_path(output)
+        if os.path.lexists(tmp):
+            os.unlink(tmp)

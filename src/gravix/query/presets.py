@@ -27,7 +27,7 @@ from gravix.query.merge import (
     with_quantiles,
 )
 from gravix.query.result import PresetResult
-from gravix.query.tables import collect_stable
+from gravix.query.tables import collect_stable, warehouse_files
 from gravix.query.times import check_step, default_step, resolve_window
 
 __all__ = [
@@ -66,7 +66,7 @@ def _series(
         )
         return merged(lf.with_columns(_step_start(start, step).alias("bucket_start")), keys)
 
-    groups = with_quantiles(collect_stable(plan))
+    groups = with_quantiles(collect_stable(plan, suspects=lambda: warehouse_files(root)))
     grid = pl.DataFrame(
         {
             "bucket_start": pl.datetime_range(
@@ -163,7 +163,10 @@ def top_endpoints(
     start, end = resolve_window(since, until, now=now)
     keys = ["service", "method", "path_template"]
     groups = with_quantiles(
-        collect_stable(lambda: merged(metrics(root, [(start, end)], service=service), keys))
+        collect_stable(
+            lambda: merged(metrics(root, [(start, end)], service=service), keys),
+            suspects=lambda: warehouse_files(root),
+        )
     )
     frame = (
         groups.select(

@@ -12,6 +12,7 @@ tables are registered under, so polars runs exactly what the user wrote otherwis
 from __future__ import annotations
 
 import logging
+import re
 from collections.abc import Collection
 from dataclasses import dataclass, replace
 from typing import ClassVar
@@ -29,6 +30,66 @@ logging.getLogger("sqlglot").setLevel(logging.ERROR)
 
 RAW_SCHEMA = "raw"
 CATALOG = "gravix"
+NOT_FOUND = re.compile(r"relation '([^']*)' was not found")
+# Statements that are not reads, refused by their first word before parsing (so that
+# ATTACH or INSTALL read as a refusal, not as bad SQL); anything else is left to the parser
+# and the tree checks. SHOW TABLES is answered from the registry before this.
+_NOT_READ_WORDS = frozenset(
+    (
+        "ALTER",
+        "ANALYZE",
+        "ATTACH",
+        "BEGIN",
+        "CALL",
+        "CHECKPOINT",
+        "COMMENT",
+        "COMMIT",
+        "COPY",
+        "CREATE",
+        "DEALLOCATE",
+        "DELETE",
+        "DESCRIBE",
+        "DETACH",
+        "DROP",
+        "EXECUTE",
+        "EXPORT",
+        "GRANT",
+        "IMPORT",
+        "INSERT",
+        "INSTALL",
+        "LOAD",
+        "LOCK",
+        "MERGE",
+        "PRAGMA",
+        "PREPARE",
+        "PUT",
+        "REINDEX",
+        "REMOVE",
+        "RENAME",
+        "REPLACE",
+        "RESET",
+        "REVOKE",
+        "ROLLBACK",
+        "SET",
+        "SHOW",
+        "SUMMARIZE",
+        "TRUNCATE",
+        "UNLOAD",
+        "UPDATE",
+        "UPSERT",
+        "USE",
+        "VACUUM",
+        "VALUES",
+    )
+)
+_READ_HINT = "write a SELECT (WITH … SELECT, UNION … are fine) over the Gravix tables"
+
+
+class StatementRefused(QueryError):
+    """A statement the guard will not run (a write, a file read, several statements): a
+    usage error, so the CLI exits 2."""
+
+    exit_code = 2
 
 
 class PolarsSQL(Postgres):
@@ -94,7 +155,7 @@ def parse_tree(sql: str) -> exp.Expr:
     if not trees:
         raise QueryError("the SQL statement is empty", hint='e.g. gravix query "SELECT 1"')
     if len(trees) > 1:
-        raise QueryError(
+        raise StatementRefused(
             f"one statement at a time, got {len(trees)}",
             hint="run each statement with its own gravix query",
         )
@@ -115,6 +176,7 @@ def check_statement(sql: str, names: Collection[str]) -> Statement:
     """Parse ``sql`` and refuse anything but a read of the tables ``names`` (or the plan of
     one: ``EXPLAIN SELECT …``)."""
     sql, explain = _without_explain(sql)
+    _check_first_word(sql)
     tree = parse_tree(sql)
     _check_read_only(tree)
     _check_sources(tree)
@@ -126,6 +188,12 @@ def check_statement(sql: str, names: Collection[str]) -> Statement:
             refs.append(TableRef(name, table.alias_or_name, table))
         elif table.db or table.catalog or table.name.lower() not in ctes:
             spelled = ".".join(part.name for part in table.parts)
+            if any(mark in spelled for mark in ("/", "\\", ":")):
+                raise StatementRefused(
+                    f"{spelled[:200]!r} is not a Gravix table: files and URLs cannot be read "
+                    "from SQL",
+                    hint=hint(names),
+                )
             raise QueryError(f"unknown table {spelled!r}", hint=hint(names))
     return Statement(sql, tree, tuple(refs), (*explain, *_name_edits(tree, names)))
 
@@ -146,18 +214,37 @@ def _without_explain(sql: str) -> tuple[str, list[Edit]]:
     ]
 
 
+def _first_words(sql: str) -> list[str]:
+    try:
+        return [token.text.upper() for token in PolarsSQL().tokenize(sql)]
+    except TokenError:
+        return []  # the parser reports it
+
+
+def is_show_tables(sql: str) -> bool:
+    """Whether ``sql`` is ``SHOW TABLES`` (any case, spacing, comments, a final ``;``)."""
+    return [w for w in _first_words(sql) if w != ";"] == ["SHOW", "TABLES"]
+
+
+def _check_first_word(sql: str) -> None:
+    """Refuse a statement that does not start as a read, before it is parsed: ATTACH,
+    INSTALL, COPY … read as an error of their own, not as bad SQL."""
+    words = _first_words(sql)
+    if words and words[0] in _NOT_READ_WORDS:
+        raise StatementRefused(
+            f"only read statements can run here, not {words[0][:40]}", hint=_READ_HINT
+        )
+
+
 def _check_read_only(tree: exp.Expr) -> None:
     if not isinstance(tree, exp.Query) or isinstance(tree, exp.Values):
         word = tree.key.upper() if not isinstance(tree, exp.Command) else str(tree.this).upper()
-        raise QueryError(
-            f"only read statements can run here, not {word}",
-            hint="write a SELECT (WITH … SELECT, UNION … are fine) over the Gravix tables",
-        )
+        raise StatementRefused(f"only read statements can run here, not {word}", hint=_READ_HINT)
     changes = tree.find(exp.DML, exp.DDL, exp.Command)
     if changes is not None:
-        raise QueryError(
+        raise StatementRefused(
             f"only read statements can run here: found {changes.key.upper()} inside",
-            hint="write a SELECT (WITH … SELECT, UNION … are fine) over the Gravix tables",
+            hint=_READ_HINT,
         )
 
 
@@ -182,7 +269,7 @@ def _check_sources(tree: exp.Expr) -> None:
         elif isinstance(node, exp.Func) and _function_name(node).startswith(("read_", "scan_")):
             source = node
         if source is not None:
-            raise QueryError(
+            raise StatementRefused(
                 f"{_function_name(source)}() is not available: queries read the Gravix tables only",
                 hint="the tables are read by name; files and URLs cannot be read from SQL",
             )

@@ -10,22 +10,21 @@ it reads is then scanned over only the files (one per hour, or per day) that its
 from __future__ import annotations
 
 import os
-import re
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import datetime
 from pathlib import Path
 
 import polars as pl
 
 from gravix import schema
 from gravix.errors import QueryError
-from gravix.query import literals, prune
+from gravix.query import prune
 from gravix.query import sql as sql_guard
 from gravix.schema import RAW_COLUMNS, REQUEST_METRICS_COLUMNS, SERVICE_EVENTS_DAILY_COLUMNS
 from gravix.schema.columns import polars_schema
-from gravix.storage import layout
+from gravix.storage import layout, raw
 
 PARTITION_COLUMN = prune.PARTITION_COLUMN
 
@@ -126,37 +125,90 @@ def scan_table(
 
 
 def scan_spans(root: Path, table: str, spans: list[prune.Span]) -> pl.LazyFrame:
-    """A lazy scan of one table over the files that may hold event time in any of ``spans``."""
+    """A lazy scan of one table over the files that may hold event time in any of ``spans``;
+    raises QueryError (with what to run) when the table has no files at all."""
+    scan = scan_for_sql(root, table, spans)
+    if scan.empty:
+        raise QueryError(scan.empty, hint=_EMPTY_HINT[_info(table).kind])
+    return scan.frame
+
+
+@dataclass(frozen=True)
+class Scan:
+    """One table as a statement reads it: the frame, the files it reads, how many raw lines
+    were skipped as damaged, and why it is empty when the table has no files at all."""
+
+    frame: pl.LazyFrame
+    files: tuple[str, ...]
+    skipped: int = 0
+    empty: str = ""
+
+
+_EMPTY_HINT = {
+    "warehouse": "run `gravix rollup` to build the warehouse from the raw facts",
+    "raw": "send events to `gravix ingest-server`, or run `gravix recover` to move "
+    "buffered files into raw",
+}
+
+
+def scan_for_sql(root: Path, table: str, spans: list[prune.Span]) -> Scan:
+    """One table over the files that may hold event time in any of ``spans``; a table with
+    no files at all is an empty frame with its columns (and says so in ``empty``)."""
     info = _info(table)
-    wanted = {
-        path for span in spans for path in table_files(root, table, start=span.start, end=span.end)
-    }
-    if wanted or _listing(root, table):
-        return _scan_files(table, sorted(wanted))
-    if info.kind == "warehouse":
-        raise QueryError(
-            f"the warehouse has no {table} data yet (no Parquet files under "
-            f"{layout.warehouse_table_dir(root, table)})",
-            hint="run `gravix rollup` to build the warehouse from the raw facts",
+    wanted = sorted(
+        {p for span in spans for p in table_files(root, table, start=span.start, end=span.end)}
+    )
+    listing = dict(_listing(root, table))
+    empty = ""
+    if not listing:
+        where = (
+            layout.warehouse_table_dir(root, table)
+            if info.kind == "warehouse"
+            else layout.raw_topic_dir(root, table)
         )
-    raise QueryError(
-        f"there are no raw {table} files yet (none under {layout.raw_topic_dir(root, table)})",
-        hint="send events to `gravix ingest-server`, or run `gravix recover` to move "
-        "buffered files into raw",
+        what = "no Parquet files" if info.kind == "warehouse" else "no raw files"
+        empty = f"{table} has no data yet ({what} under {where})"
+    if info.kind == "raw":
+        hours = {path: listing[path] for path in wanted if path in listing}
+        frame, skipped = _read_raw(table, hours)
+        return Scan(frame, tuple(wanted), skipped, empty)
+    return Scan(_scan_parquet(table, wanted), tuple(wanted), 0, empty)
+
+
+def _read_raw(table: str, files: dict[str, list[layout.Hour]]) -> tuple[pl.LazyFrame, int]:
+    """The good lines of the raw files, hour by hour, judged as the rollup judges them
+    (:mod:`gravix.storage.raw`), and how many lines were skipped."""
+    info = TABLES[table]
+    by_hour: dict[layout.Hour, list[Path]] = {}
+    for name, hours in files.items():
+        by_hour.setdefault(hours[0], []).append(Path(name))
+    frames: list[pl.DataFrame] = []
+    skipped = 0
+    for hour, paths in sorted(by_hour.items()):
+        read = raw.read_hour_files(table, hour, paths, list(info.columns))
+        frames.append(read.frame.select(list(info.columns)))
+        skipped += read.bad
+    if not frames:
+        return pl.LazyFrame(schema=polars_schema(info.columns)), 0
+    return pl.concat(frames, how="vertical").lazy(), skipped
+
+
+def _scan_parquet(table: str, files: list[str]) -> pl.LazyFrame:
+    schema = polars_schema(TABLES[table].columns)
+    if not files:
+        return pl.LazyFrame(schema={**schema, PARTITION_COLUMN: pl.Date()})
+    return pl.scan_parquet(
+        files,
+        hive_partitioning=True,
+        hive_schema={PARTITION_COLUMN: pl.Date()},
+        schema=schema,
+        missing_columns="insert",
     )
 
 
-# --- SQL ------------------------------------------------------------------------------------------
+# --- SQL names -----------------------------------------------------------------------------------
 
-_NOT_FOUND = re.compile(r"relation '([^']*)' was not found")
-_TABLES_HINT = sql_guard.hint(TABLES)
-# Columns a constant time is compared with as the UTC string it stands for.
-_TIME_COLUMNS = {
-    column
-    for info in TABLES.values()
-    for column, logical in info.columns.items()
-    if logical.startswith("timestamp")
-}
+TABLES_HINT = sql_guard.hint(TABLES)
 
 
 def rewrite_names(sql: str) -> str:
@@ -170,107 +222,98 @@ def referenced_tables(sql: str) -> set[str]:
     return sql_guard.referenced_tables(sql, TABLES)
 
 
-def _first_line(text: str) -> str:
+# --- reading -------------------------------------------------------------------------------------
+
+
+def first_line(text: str) -> str:
+    """The first useful line of an engine's message, without polars' generic prefix."""
     lines = [line.strip() for line in text.strip().splitlines() if line.strip()]
     if not lines:
         return "the SQL engine gave no reason"
     message = lines[0]
-    # polars puts the useful part after a generic prefix on the first line
     for prefix in ("sql parser error:", "SQL parser error:"):
         if message.startswith(prefix):
             message = message[len(prefix) :].strip()
     return message[:300]
 
 
-def prepare_sql(root: Path, sql: str, *, now: datetime | None = None) -> pl.LazyFrame:
-    """Compile SQL over the tables into a lazy query (nothing is read yet). Only a read of
-    the Gravix tables is accepted, and each table is scanned over the files of the hours
-    its filters can match."""
-    if not sql.strip():
-        raise QueryError("the SQL statement is empty", hint='e.g. gravix query "SELECT 1"')
-    text = sql.strip().rstrip(";")
-    moment = now or datetime.now(UTC)
-    statement = sql_guard.check_statement(text, TABLES)
-    statement = statement.with_edits(literals.time_edits(statement, _TIME_COLUMNS, now=moment))
-    time_columns = {name: info.time_column for name, info in TABLES.items()}
-    spans = prune.table_spans(statement, time_columns, now=moment)
-    frames = {name: scan_spans(root, name, found) for name, found in sorted(spans.items())}
-    return _compile(statement.text, frames)
+def damaged_parquet(files: list[str]) -> list[tuple[str, str]]:
+    """The files of ``files`` that do not read in full (every page), with why."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    found: list[tuple[str, str]] = []
+    for name in files:
+        try:
+            with pq.ParquetFile(name) as pf:
+                for group in range(pf.num_row_groups):
+                    pf.read_row_group(group)
+        except FileNotFoundError:
+            continue  # replaced or removed since: not damage
+        except (pa.ArrowException, OSError, ValueError, IndexError, EOFError) as exc:
+            found.append((name, first_line(f"{type(exc).__name__}: {exc}")[:200]))
+    return found
 
 
-def _compile(text: str, frames: dict[str, pl.LazyFrame]) -> pl.LazyFrame:
-    context: pl.SQLContext[pl.LazyFrame] = pl.SQLContext(frames=frames)
-    try:
-        return context.execute(text, eager=False)
-    except pl.exceptions.SQLInterfaceError as exc:
-        missing = _NOT_FOUND.search(str(exc))
-        if missing:
-            raise QueryError(f"unknown table {missing.group(1)!r}", hint=_TABLES_HINT) from None
-        raise QueryError(f"bad SQL: {_first_line(str(exc))}") from None
-    except pl.exceptions.SQLSyntaxError as exc:
-        raise QueryError(f"bad SQL: {_first_line(str(exc))}") from None
-    except pl.exceptions.PolarsError as exc:
-        raise QueryError(f"bad SQL: {_first_line(str(exc))}") from None
-
-
-def _scan_files(table: str, files: list[str]) -> pl.LazyFrame:
-    info = TABLES[table]
-    schema = polars_schema(info.columns)
-    if info.kind == "raw":
-        return pl.scan_ndjson(files, schema=schema) if files else pl.LazyFrame(schema=schema)
-    if not files:
-        return pl.LazyFrame(schema={**schema, PARTITION_COLUMN: pl.Date()})
-    return pl.scan_parquet(
-        files,
-        hive_partitioning=True,
-        hive_schema={PARTITION_COLUMN: pl.Date()},
-        schema=schema,
-        missing_columns="insert",
+def damage_error(files: list[str]) -> QueryError | None:
+    """The error naming a damaged Parquet file among ``files``, or None when all read."""
+    damaged = damaged_parquet([f for f in files if f.endswith(layout.PARQUET)])
+    if not damaged:
+        return None
+    name, why = damaged[0]
+    more = f" (and {len(damaged) - 1} more)" if len(damaged) > 1 else ""
+    return QueryError(
+        f"a warehouse file is damaged and cannot be read: {name}{more}: {why}",
+        hint="run `gravix recover --deep`: it quarantines damaged Parquet files and "
+        "rebuilds their hours from raw",
     )
+
+
+def read_failure(exc: BaseException, files: list[str]) -> QueryError:
+    """The error a failed read of ``files`` is reported as: the damaged file by name when
+    one is found, never the engine's traceback."""
+    return damage_error(files) or QueryError(
+        f"the query failed: {first_line(str(exc))}",
+        hint="`gravix doctor` checks the raw and warehouse files; `gravix recover --deep` "
+        "quarantines damaged Parquet files and rebuilds them from raw",
+    )
+
+
+def warehouse_files(root: Path) -> list[str]:
+    """Every warehouse data file: where to look when a read of the warehouse fails."""
+    warehouse = [name for name, info in TABLES.items() if info.kind == "warehouse"]
+    return [path for name in warehouse for path in table_files(root, name)]
 
 
 # A rollup replaces an hour's file by renaming a new one over it. A scan that opens a
 # file twice (once for the footer, once for the data) can straddle that rename and fail
 # (polars panics, DuckDB reports invalid data); planning again reads a consistent file.
 _REPLACED_RETRIES = 3
+# What a damaged page can surface as (besides a panic): decoding errors, and lengths that
+# disagree when a page decodes to the wrong number of values.
+READ_ERRORS = (
+    pl.exceptions.ComputeError,
+    pl.exceptions.ShapeError,
+    pl.exceptions.PanicException,
+    OSError,
+)
 
 
-def collect_stable(plan: Callable[[], pl.LazyFrame]) -> pl.DataFrame:
-    """Collect ``plan()``, planning again when a file was replaced while it was read."""
+def collect_stable(
+    plan: Callable[[], pl.LazyFrame], *, suspects: Callable[[], list[str]] = list
+) -> pl.DataFrame:
+    """Collect ``plan()``, planning again when a file was replaced while it was read; a
+    read that keeps failing is a QueryError naming the damaged file among ``suspects()``."""
     for attempt in range(_REPLACED_RETRIES + 1):
         lazy = plan()
         try:
             return lazy.collect()
-        except (pl.exceptions.ComputeError, pl.exceptions.PanicException, OSError) as exc:
+        except READ_ERRORS as exc:
+            # a damaged file fails every attempt (and a panic prints each time): name it now
+            damage = damage_error(suspects())
+            if damage is not None:
+                raise damage from None
             if attempt == _REPLACED_RETRIES:
-                if isinstance(exc, pl.exceptions.PanicException):
-                    raise QueryError(
-                        f"reading a data file failed: {_first_line(str(exc))}",
-                        hint="`gravix doctor` checks the raw and warehouse files and names the fix",
-                    ) from None
-                raise
+                raise read_failure(exc, []) from None
             time.sleep(0.05 * (attempt + 1))
     raise AssertionError("unreachable")
-
-
-def run_sql(root: Path, sql: str) -> pl.DataFrame:
-    """Run one SQL statement over the tables (names bare, ``raw.x`` or ``gravix.raw.x``)."""
-    try:
-        return collect_stable(lambda: prepare_sql(root, sql))
-    except pl.exceptions.ColumnNotFoundError as exc:
-        raise QueryError(
-            f"unknown column: {_first_line(str(exc))}",
-            hint='list a table\'s columns with: gravix query "SELECT * FROM <table> LIMIT 1"',
-        ) from None
-    except pl.exceptions.PolarsError as exc:
-        missing = _NOT_FOUND.search(str(exc))
-        if missing:
-            raise QueryError(f"unknown table {missing.group(1)!r}", hint=_TABLES_HINT) from None
-        message = _first_line(str(exc))
-        hint = None
-        if "parsing line" in message or "parquet" in message.lower():
-            hint = (
-                "a data file is damaged; `gravix doctor` checks the raw and warehouse files "
-                "and names the fix"
-            )
-        raise QueryError(f"the query failed: {message}", hint=hint) from None

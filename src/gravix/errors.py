@@ -10,6 +10,7 @@ The tree::
     ├── LockHeld                another live process holds a lock this job needs
     ├── UnsafePath              a path would leave the data root
     └── QueryError              SQL or a preset could not be answered
+        └── StatementRefused    (gravix.query.sql) a write or a file read; the CLI exits 2
 
 Only the CLI boundary (``gravix.cli``) prints errors and exits.
 """

@@ -81,6 +81,7 @@ def not_ok(report: DoctorReport) -> dict[str, str]:
 # Checks whose result does not depend on the data root; left out where a state is compared
 # with "everything else ok" (ingestion has its own tests against a real server).
 FS_CHECKS = [
+    "permissions",
     "buffer",
     "disk",
     "raw",

@@ -28,7 +28,7 @@ from gravix.query import run_sql
 from gravix.rollup import plan_hours, recent_runs
 from gravix.rollup.plan import MISSING, REMOVED
 from gravix.settings import Settings
-from gravix.storage import durable, layout
+from gravix.storage import durable, guard, layout
 from gravix.storage.orphans import find_orphans
 
 Status = Literal["ok", "warn", "fail"]
@@ -121,7 +121,7 @@ def _hours_text(hours: Iterable[layout.Hour], limit: int = 3) -> str:
 
 def check_data_root(ctx: Context) -> CheckResult:
     root = ctx.root
-    if not root.is_dir():
+    if not root.exists():
         return CheckResult(
             "data root",
             FAIL,
@@ -129,6 +129,7 @@ def check_data_root(ctx: Context) -> CheckResult:
             "pass the data root with --data-dir (or GRAVIX_DATA_DIR); "
             "`gravix ingest-server --data-dir DIR` creates it",
         )
+    guard.check_root(root)  # a file, or a symlink under the root: the check fails with it
     areas = [
         p.name
         for p in (layout.buffer_root(root), layout.raw_root(root), layout.warehouse_root(root))

@@ -13,7 +13,7 @@ from typing import Any
 from gravix import rollup, schema
 from gravix.errors import ConfigError, StorageError
 from gravix.report import to_json
-from gravix.storage import durable, layout
+from gravix.storage import durable, guard, layout
 from gravix.storage.orphans import BufferRecoveryReport, recover_buffers
 from gravix.units import parse_time, utc_stamp
 
@@ -178,10 +178,19 @@ def run_recover(
     Safe to interrupt and re-run at any point: each step is idempotent."""
 
     root = Path(root)
-    if not root.is_dir():
-        raise ConfigError(
-            f"data root {root} does not exist", hint="pass --data-dir or set GRAVIX_DATA_DIR"
-        )
+    with guard.guarded(root):
+        return _recover(root, dry_run, deep, rebuild_start, rebuild_end, progress, lock_timeout)
+
+
+def _recover(
+    root: Path,
+    dry_run: bool,
+    deep: bool,
+    rebuild_start: datetime | str | None,
+    rebuild_end: datetime | str | None,
+    progress: Progress | None,
+    lock_timeout: float,
+) -> RecoverReport:
     if (rebuild_start is None) != (rebuild_end is None):
         raise ConfigError(
             "--rebuild needs both --start-time and --end-time",

@@ -32,6 +32,7 @@ from gravix.report import to_json
 from gravix.rollup import RollupSummary, run_rollup
 from gravix.settings import load_settings
 from gravix.storage import durable, layout
+from gravix.storage.guard import check_root
 from gravix.tools.loadgen import LoadgenSummary, run_loadgen
 from gravix.tools.serverproc import ServerProcess, running_server
 from gravix.tools.traffic import Incident
@@ -97,6 +98,7 @@ def prepare_data_dir(root: Path, *, force: bool = False) -> str:
     """Make ``root`` ready for a demo; returns ``new``, ``replaced`` or ``added``."""
     if root.is_symlink() or (root.exists() and not root.is_dir()):
         raise UnsafePath(f"{root} is not a directory", hint="choose another --data-dir")
+    check_root(root, create=True)
     marker = layout.demo_marker_path(root)
     if root.is_dir() and any(root.iterdir()):
         if marker.is_file() and not marker.is_symlink():

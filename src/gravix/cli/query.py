@@ -110,7 +110,7 @@ def query_command(
     out_fmt = Format.json if json else fmt
     if out_fmt is Format.parquet and output is None and sys.stdout.isatty():
         raise typer.BadParameter("Parquet is binary: give --output FILE or redirect stdout")
-    with boundary():
+    with boundary(json=json):
         root = load_settings(data_dir=data_dir).data_dir
         if ddl is not None:
             _emit_text(query.trino_ddl(root, location_prefix=location_prefix), output)

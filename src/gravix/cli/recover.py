@@ -63,7 +63,7 @@ def recover_command(
     from gravix.settings import load_settings
     from gravix.storage import durable
 
-    with boundary():
+    with boundary(json=json):
         if (start_time or end_time) and not rebuild:
             raise ConfigError(
                 "--start-time and --end-time go with --rebuild",

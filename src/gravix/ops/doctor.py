@@ -73,7 +73,7 @@ def check_permissions(ctx: Context) -> CheckResult:
     place = guard.first_unwritable(ctx.root)
     if place is None:
         return CheckResult("permissions", OK, f"{guard.current_user()} can write the data root")
-    error = guard.permission_error(ctx.root, place)
+    error = guard.permission_error(ctx.root, place, "write")
     return CheckResult("permissions", FAIL, error.message, error.hint or "")
 
 

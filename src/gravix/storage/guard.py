@@ -63,13 +63,18 @@ def current_user() -> str:
         return str(os.geteuid())
 
 
-def permission_error(root: Path, path: Path | str, action: str = "write") -> StorageError:
+def permission_error(root: Path, path: Path | str, action: str = "access") -> StorageError:
+    """The error for a path this user may not ``action``: who owns it and the fix."""
     where = Path(path)
     owner = owner_of(where)
     user = current_user()
+    if owner == user:
+        fix = f"make it writable: chmod -R u+rwX {root}"
+    else:
+        fix = f"run Gravix as {owner}, or give the data root to {user}: chown -R {user} {root}"
     return StorageError(
         f"permission denied: {user} cannot {action} {where} (owned by {owner})",
-        hint=f"run Gravix as {owner}, or give the data root to {user}: chown -R {user} {root}",
+        hint=fix,
         errno=errno_mod.EACCES,
     )
 

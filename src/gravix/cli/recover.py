@@ -23,7 +23,11 @@ def recover_command(
     ] = False,
     deep: Annotated[
         bool,
-        typer.Option("--deep", help="Read every Parquet file in full, not only its footer."),
+        typer.Option(
+            "--deep",
+            help="Also decode every Parquet file with the query engine (every page and its "
+            "checksum is read either way).",
+        ),
     ] = False,
     rebuild: Annotated[
         bool,
@@ -120,7 +124,7 @@ def _render(report: RecoverReport) -> None:
         f"  temporaries: {len(report.temporaries)} stray file(s) {would('removed')}",
         highlight=False,
     )
-    mode = "full read" if report.deep else "footer check"
+    mode = "pages, checksums and query decode" if report.deep else "pages and checksums"
     out.print(
         f"  parquet: {report.parquet_checked} file(s) checked ({mode}), "
         f"{len(report.parquet_problems)} unreadable",

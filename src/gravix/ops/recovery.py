@@ -76,19 +76,25 @@ def _parquet_files(root: Path, table: str) -> list[Path]:
 
 
 def check_parquet(path: Path, *, deep: bool = False) -> str | None:
-    """None if ``path`` reads as Parquet (its footer; every page with ``deep``), else why not."""
+    """None if every page of ``path`` reads back with its checksum verified (and, with
+    ``deep``, the query engine decodes the whole file too), else why not. A damaged page
+    behind an intact footer fails here, not in the middle of a query."""
+    import polars as pl
     import pyarrow as pa
     import pyarrow.parquet as pq
 
     try:
-        with pq.ParquetFile(path) as pf:
-            if deep:
-                for group in range(pf.num_row_groups):
-                    pf.read_row_group(group)
-            elif pf.metadata.num_columns == 0 and pf.metadata.num_rows > 0:
+        with pq.ParquetFile(path, page_checksum_verification=True) as pf:
+            if pf.metadata.num_columns == 0 and pf.metadata.num_rows > 0:
                 return "footer lists rows but no columns"
+            for group in range(pf.num_row_groups):
+                pf.read_row_group(group)
+        if deep:
+            pl.read_parquet(path)
     except (pa.ArrowException, OSError, ValueError, IndexError, EOFError) as exc:
         return f"{type(exc).__name__}: {str(exc)[:200]}"
+    except pl.exceptions.PolarsError as exc:
+        return f"{type(exc).__name__}: {str(exc).splitlines()[0][:200]}"
     return None
 
 

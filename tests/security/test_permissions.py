@@ -12,6 +12,7 @@ import random
 import shutil
 import subprocess
 import sys
+import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -52,9 +53,21 @@ def _chmod_tree(root: Path, dirs: int, files: int) -> None:
 
 
 @pytest.fixture()
-def root_owned(tmp_path: Path) -> Iterator[Path]:
+def reachable() -> Iterator[Path]:
+    """A directory nobody can reach. Not under tmp_path: pytest keeps its base directory
+    0700, and another pytest session may reset it at any moment."""
+    base = Path(tempfile.mkdtemp(prefix="gravix-perm-", dir="/tmp"))
+    base.chmod(0o755)
+    yield base
+    for dirpath, _dirs, _names in os.walk(base):
+        os.chmod(dirpath, 0o755)
+    shutil.rmtree(base)
+
+
+@pytest.fixture()
+def root_owned(reachable: Path) -> Iterator[Path]:
     """A root written once by root (mode 0755/0644), rolled up, then handed to nobody."""
-    root = tmp_path / "data"
+    root = reachable / "data"
     root.mkdir()
     generate(random.Random(5), [Hour(DAY1, 10), Hour(DAY1, 11)], 30).write(root)
     run_rollup(root=root)
@@ -163,3 +176,20 @@ def test_a_read_only_root_of_ones_own_is_a_clear_error_naming_chmod(
     _says_who_and_how(proc.stderr, "nobody", root_owned)
     assert f"chmod -R u+rwX {root_owned}" in _flat(proc.stderr)
     assert sorted(str(p) for p in root_owned.rglob("*")) == before
+
+
+def test_the_server_names_path_owner_and_fix_before_listening(root_owned: Path) -> None:
+    proc = as_nobody(root_owned, "ingest-server", "--port", "0", "--insecure-no-auth")
+    assert proc.returncode == 1, proc.stderr
+    _says_who_and_how(proc.stderr, "root", root_owned)
+    assert "listening" not in proc.stderr
+
+
+def test_the_demo_names_path_owner_and_fix(reachable: Path) -> None:
+    root = reachable / "empty"
+    root.mkdir()
+    _traversable(root)
+    proc = as_nobody(root, "demo")
+    assert proc.returncode == 1, proc.stderr
+    _says_who_and_how(proc.stderr, "root", root)
+    assert list(root.iterdir()) == []

@@ -149,6 +149,19 @@ def _key_file(path: Path, name: str) -> list[str]:
     return keys
 
 
+def _directory(picked: tuple[object, str], default: str) -> Path:
+    """The data root; one that names a file is refused here, in the terms of its source."""
+    value, source = picked
+    path = Path(str(value)) if value not in (None, "") else Path(default)
+    if path.exists() and not path.is_dir():
+        raise ConfigError(
+            f"{source or '--data-dir'} {path} is not a directory",
+            hint="the data root is the directory that holds buffer/, raw/, warehouse/ and "
+            "state/; pass --data-dir DIR or set GRAVIX_DATA_DIR",
+        )
+    return path
+
+
 def load_settings(
     *,
     data_dir: str | Path | None = None,
@@ -175,7 +188,7 @@ def load_settings(
         raise ConfigError(f"--port must be 0–65535, got {port_value}")
     days = src.whole(retention_days, "--days", "GRAVIX_RETENTION_DAYS", DEFAULT_RETENTION_DAYS, 1)
     return Settings(
-        data_dir=Path(src.text(data_dir, "GRAVIX_DATA_DIR", DEFAULT_DATA_DIR)),
+        data_dir=_directory(src.pick(data_dir, "--data-dir", "GRAVIX_DATA_DIR"), DEFAULT_DATA_DIR),
         api_keys=src.keys(api_keys, api_key_file),
         host=src.text(host, "GRAVIX_HOST", DEFAULT_HOST),
         port=port_value,

@@ -446,3 +446,71 @@ def test_a_rotation_that_cannot_open_a_new_file_is_retried_after_the_back_off_no
     assert tries_while_broken == 1
     assert rotations >= 1
     assert len(raw_lines(data_root, TOPIC)) == 2
+
+
+def reader_holds_the_sealed_file(monkeypatch: pytest.MonkeyPatch, seconds: float) -> list[float]:
+    """At the moment of the first publish, a reader (as doctor's look at the buffer does)
+    holds a shared flock on the sealed file; it lets go after ``seconds``."""
+    import fcntl
+    import threading
+
+    from gravix.ingest import files
+
+    held: list[float] = []
+    real = files.publish_sealed
+
+    def publish_sealed(root: Path, topic: str, sealed: Path, **kwargs: object) -> object:
+        if not held:
+            fd = os.open(sealed, os.O_RDONLY)
+            fcntl.flock(fd, fcntl.LOCK_SH)
+            held.append(time.monotonic())
+            threading.Timer(seconds, os.close, [fd]).start()
+        return real(root, topic, sealed, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(files, "publish_sealed", publish_sealed)
+    return held
+
+
+def sealed_files(root: Path) -> list[str]:
+    return [name for name in buffer_files(root) if name.startswith("sealed-")]
+
+
+def test_a_sealed_file_a_reader_holds_is_published_soon_not_at_the_next_start(
+    data_root: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    held = reader_holds_the_sealed_file(monkeypatch, 1.0)
+    payload = lines(30)
+
+    async def main() -> tuple[float, list[str]]:
+        buf = await open_buffer(data_root)
+        await asyncio.gather(*(buf.append(line, 1) for line in payload))
+        await buf.rotate()
+        deadline = time.monotonic() + 4.0
+        while sealed_files(data_root) and time.monotonic() < deadline:
+            await asyncio.sleep(0.05)
+        published_at, left = time.monotonic(), sealed_files(data_root)
+        await buf.close()
+        return published_at, left
+
+    published_at, left = asyncio.run(main())
+    assert held, "the reader never held the file"
+    assert left == [], "the sealed file waited in buffer/ for the next start"
+    assert published_at - held[0] < 3.0
+    assert len(raw_lines(data_root, TOPIC)) == len(payload)
+
+
+def test_a_graceful_close_waits_for_a_reader_to_let_go_of_a_sealed_file(
+    data_root: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    held = reader_holds_the_sealed_file(monkeypatch, 1.0)
+    payload = lines(20)
+
+    async def main() -> None:
+        buf = await open_buffer(data_root)
+        await asyncio.gather(*(buf.append(line, 1) for line in payload))
+        await buf.close()  # seals at shutdown, meets the reader's lock
+
+    asyncio.run(main())
+    assert held
+    assert sealed_files(data_root) == []
+    assert len(raw_lines(data_root, TOPIC)) == len(payload)

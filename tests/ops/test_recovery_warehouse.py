@@ -86,17 +86,20 @@ def test_truncated_parquet_is_quarantined_and_its_hour_rebuilt_from_raw(built: P
     assert again.parquet_problems == [] and again.rebuild_hours == {}
 
 
-def test_deep_check_finds_damaged_pages_that_the_footer_check_cannot(built: Path) -> None:
+def test_plain_recover_finds_damaged_pages_behind_an_intact_footer(built: Path) -> None:
+    """Page checksums: the rollup writes a CRC on every page and recover (without --deep)
+    reads every page with it verified, so a damaged page is quarantined and rebuilt."""
+    import pyarrow.parquet as pq
+
     target = warehouse(built) / "part-12.parquet"
     good = rows(target)
     corrupt_pages(target)
+    assert pq.ParquetFile(target).metadata.num_rows == len(good)  # the footer still reads
 
-    shallow = recovery.run_recover(root=built)
-    assert shallow.parquet_problems == [] and shallow.parquet_checked == 6
+    report = recovery.run_recover(root=built)
 
-    deep = recovery.run_recover(root=built, deep=True)
-
-    assert [p.path for p in deep.parquet_problems] == [target]
+    assert [p.path for p in report.parquet_problems] == [target]
+    assert "CRC" in report.parquet_problems[0].error
     assert rows(target) == good
 
 

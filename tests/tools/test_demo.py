@@ -28,17 +28,31 @@ def _raw_glob(root: Path, topic: str) -> str:
     return str(layout.raw_topic_dir(root, topic) / "**" / "*.jsonl")
 
 
+DEMO_CWD = Path(__file__).resolve().parents[2]  # where `make demo` runs
+
+
+def demo_env() -> dict[str, str]:
+    """The environment without Gravix settings, and without the venv's bin on PATH: as
+    after `make demo`, `gravix` is not a command the shell knows."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("GRAVIX_")}
+    env.pop("API_KEY", None)
+    venv_bin = str(Path(sys.executable).parent)
+    env["PATH"] = os.pathsep.join(
+        p for p in env.get("PATH", "").split(os.pathsep) if p and p != venv_bin
+    )
+    return env
+
+
 @pytest.fixture(scope="module")
 def demo(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict[str, Any]]:
     root = tmp_path_factory.mktemp("demo") / "demo-data"
-    env = {k: v for k, v in os.environ.items() if not k.startswith("GRAVIX_")}
-    env.pop("API_KEY", None)
     proc = subprocess.run(
         [sys.executable, "-m", "gravix", "demo", "--data-dir", str(root), "--json"],
         capture_output=True,
         text=True,
         timeout=180,
-        env=env,
+        env=demo_env(),
+        cwd=DEMO_CWD,
         check=False,
     )
     assert proc.returncode == 0, proc.stderr
@@ -144,14 +158,32 @@ def test_demo_stores_every_fact_it_sent_and_stops_cleanly(
     assert layout.demo_marker_path(root).is_file()
 
 
+def test_next_commands_work_as_printed(demo: tuple[Path, dict[str, Any]]) -> None:
+    _, report = demo
+    assert len(report["next_commands"]) >= 5
+    for line in report["next_commands"]:
+        assert not line.startswith("gravix "), "gravix is not on PATH after make demo"
+        proc = subprocess.run(
+            line,
+            shell=True,
+            cwd=DEMO_CWD,
+            env=demo_env(),
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=False,
+        )
+        assert proc.returncode == 0, f"{line}\n{proc.stderr}"
+        assert proc.stdout.strip(), line
+
+
 def test_next_commands_are_accepted_by_the_cli(demo: tuple[Path, dict[str, Any]]) -> None:
     _, report = demo
     group: Any = typer.main.get_command(app)
-    assert len(report["next_commands"]) >= 5
     for line in report["next_commands"]:
         words = shlex.split(line)
-        assert words[0] == "gravix"
-        group.commands[words[1]].make_context(f"gravix {words[1]}", words[2:])
+        at = words.index("--data-dir") - 1
+        group.commands[words[at]].make_context(f"gravix {words[at]}", words[at + 1 :])
 
 
 def test_a_second_demo_replaces_only_the_first_demos_data(tmp_path: Path) -> None:

@@ -74,23 +74,43 @@ DataDir = Annotated[
 Json = Annotated[bool, typer.Option("--json", help="Print one JSON document on stdout.")]
 
 
-def fail(error: GravixError) -> NoReturn:
-    """Print ``Error: …`` and the hint to stderr and exit with the error's code."""
-    from gravix.cli.render import err_console
+def fail(error: GravixError, *, json: bool = False) -> NoReturn:
+    """Print ``Error: …`` and the hint to stderr (with ``json``, also the error object on
+    stdout, DESIGN §2) and exit with the error's code."""
+    from gravix.cli.render import err_console, print_json
 
+    if json:
+        print_json({"error": error.message, "hint": error.hint, "code": error.exit_code})
     err_console().print(f"[bold red]Error:[/] {error.message}", highlight=False, markup=True)
     if error.hint:
         err_console().print(f"[dim]Hint:[/] {error.hint}", highlight=False)
     raise typer.Exit(error.exit_code)
 
 
+def _os_error(exc: OSError) -> GravixError:
+    """The last net for a file-system error no library call named: one line, no traceback."""
+    from gravix.errors import StorageError
+    from gravix.storage.guard import permission_error
+
+    where = exc.filename if exc.filename is not None else ""
+    if isinstance(exc, PermissionError) and where:
+        return permission_error(Path(where).parent, where)
+    return StorageError(
+        f"{exc.strerror or exc}: {where}" if where else f"{exc.strerror or exc}",
+        hint="check the path, its permissions and free space, then run the command again",
+        errno=exc.errno,
+    )
+
+
 @contextmanager
-def boundary() -> Iterator[None]:
+def boundary(*, json: bool = False) -> Iterator[None]:
     """The one place where library errors become messages and exit codes."""
     try:
         yield
     except GravixError as error:
-        fail(error)
+        fail(error, json=json)
+    except OSError as exc:
+        fail(_os_error(exc), json=json)
     except KeyboardInterrupt:
         print("Interrupted.", file=sys.stderr)
         raise typer.Exit(130) from None

@@ -48,7 +48,7 @@ def cleanup_command(
     from gravix.ops.retention import run_cleanup
     from gravix.settings import load_settings
 
-    with boundary():
+    with boundary(json=json):
         settings = load_settings(
             data_dir=data_dir, retention_days=days, warehouse_retention_days=warehouse_days
         )

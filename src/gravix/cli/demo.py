@@ -46,7 +46,7 @@ def demo_command(
     from gravix.cli.render import progress
     from gravix.tools.demo import run_demo
 
-    with boundary(), progress(not json, "gravix demo") as bar:
+    with boundary(json=json), progress(not json, "gravix demo") as bar:
         report = run_demo(data_dir=data_dir, force=force, progress=bar)
     if json:
         from gravix.cli.render import print_json

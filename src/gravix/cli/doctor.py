@@ -45,7 +45,7 @@ def doctor_command(
     from gravix.ops.doctor import run_doctor
     from gravix.settings import load_settings
 
-    with boundary():
+    with boundary(json=json):
         settings = load_settings(data_dir=data_dir, url=url, api_keys=api_key)
         report = run_doctor(settings=settings)
     if json:

@@ -111,7 +111,7 @@ def ingest_server_command(
     from gravix.ingest import process as server
     from gravix.settings import load_settings
 
-    with boundary():
+    with boundary(json=json):
         settings = load_settings(
             data_dir=data_dir,
             api_keys=api_key,

@@ -84,7 +84,7 @@ def loadgen_command(
     from gravix.tools.loadgen import run_loadgen
     from gravix.tools.traffic import Incident
 
-    with boundary():
+    with boundary(json=json):
         settings = load_settings(url=url, api_keys=[api_key] if api_key else None)
         with progress(not json, "sending facts") as bar:
             summary = run_loadgen(

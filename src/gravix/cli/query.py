@@ -128,7 +128,7 @@ def query_command(
     terminal = output is None and sys.stdout.isatty()
     if out_fmt is Format.parquet and terminal:
         raise typer.BadParameter("Parquet is binary: give --output FILE or redirect stdout")
-    with boundary():
+    with boundary(json=json):
         root = load_settings(data_dir=data_dir).data_dir
         if ddl is not None:
             _emit_text(query.trino_ddl(root, location_prefix=location_prefix), output)

@@ -23,7 +23,11 @@ def recover_command(
     ] = False,
     deep: Annotated[
         bool,
-        typer.Option("--deep", help="Read every Parquet file in full, not only its footer."),
+        typer.Option(
+            "--deep",
+            help="Also decode every Parquet file with the query engine (every page and its "
+            "checksum is read either way).",
+        ),
     ] = False,
     rebuild: Annotated[
         bool,
@@ -63,7 +67,7 @@ def recover_command(
     from gravix.settings import load_settings
     from gravix.storage import durable
 
-    with boundary():
+    with boundary(json=json):
         if (start_time or end_time) and not rebuild:
             raise ConfigError(
                 "--start-time and --end-time go with --rebuild",
@@ -131,7 +135,7 @@ def _render(report: RecoverReport) -> None:
         out.print(f"    {damaged.path}: {damaged.bad_lines} line(s)", highlight=False, markup=False)
         if damaged.quarantined:
             out.print(f"      → {damaged.quarantined}", highlight=False, markup=False)
-    mode = "full read" if report.deep else "footer check"
+    mode = "pages, checksums and query decode" if report.deep else "pages and checksums"
     out.print(
         f"  parquet: {report.parquet_checked} file(s) checked ({mode}), "
         f"{len(report.parquet_problems)} unreadable",

@@ -61,7 +61,7 @@ def rollup_command(
     from gravix.settings import load_settings
     from gravix.storage import durable
 
-    with boundary():
+    with boundary(json=json):
         settings = load_settings(data_dir=data_dir)
         durable.install_fault_plan(settings.fault_plan)
         with progress(not json, "rollup") as bar:

@@ -22,47 +22,35 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import errno as errno_mod
 import logging
 import os
 import time
-from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
 from gravix.errors import DurabilityLost, StorageError
-from gravix.ingest.files import Active, Sealed, open_active, publish, seal, write_synced
+from gravix.ingest.files import (
+    Active,
+    Sealed,
+    fresh_error,
+    is_no_space,
+    open_active,
+    publish,
+    seal,
+    write_synced,
+)
+from gravix.ingest.observer import BufferObserver, BufferState, CommitStats
 from gravix.storage import durable, layout
 
 log = logging.getLogger("gravix.ingest.buffer")
 
 STORAGE_BACKOFF_SECONDS = 1.0
 PUBLISH_RETRY_SECONDS = 5.0
-
-
-@dataclass
-class CommitStats:
-    """What one group commit did; handed to the ``on_commit`` observer."""
-
-    requests: int
-    events: int
-    bytes: int
-    fsync_seconds: float
-
-
-@dataclass
-class BufferState:
-    """A snapshot for /metrics and /ready."""
-
-    topic: str
-    active_file: str
-    active_bytes: int
-    active_age_seconds: float
-    sealed_pending: int
-    rotations: int
-    failed: bool
-    storage_error: str | None
+# A sealed file whose lock a reader holds is tried again this soon; at a graceful close
+# it is waited for this long at most (then the next start or `gravix recover` publishes it).
+LOCKED_RETRY_SECONDS = 0.2
+CLOSE_PUBLISH_WAIT_SECONDS = 5.0
 
 
 @dataclass
@@ -72,17 +60,6 @@ class _Pending:
     hours: frozenset[int] | None
     requests: int
     future: asyncio.Future[None]
-
-
-@dataclass
-class BufferObserver:
-    """Callbacks into the owner's metrics and lifecycle; all optional."""
-
-    on_commit: Callable[[str, CommitStats], None] | None = None
-    on_rotate: Callable[[str, str], None] | None = None  # (topic, reason)
-    on_storage_error: Callable[[str, BaseException], None] | None = None
-    on_fatal: Callable[[str, BaseException], None] | None = None
-    on_publish: Callable[[str, int], None] | None = None  # (topic, lines)
 
 
 class TopicBuffer:
@@ -156,12 +133,21 @@ class TopicBuffer:
                     os.close(active.fd)
             else:
                 os.close(active.fd)
+        await self._publish_before_close()
+        self._io.shutdown(wait=True)
+
+    async def _publish_before_close(self) -> None:
+        """Publish what is sealed; a file whose lock a reader holds for a moment is waited
+        for (bounded), so a graceful stop leaves nothing in buffer/ for the next start."""
         if self._publishing:
             await asyncio.gather(*self._publishing, return_exceptions=True)
-        if self.failed is None and self._sealed:
+        deadline = time.monotonic() + CLOSE_PUBLISH_WAIT_SECONDS
+        while self.failed is None and self._sealed:
             self._publish_pending()
             await asyncio.gather(*self._publishing, return_exceptions=True)
-        self._io.shutdown(wait=True)
+            if not self._sealed or time.monotonic() >= deadline:
+                break
+            await asyncio.sleep(LOCKED_RETRY_SECONDS)
 
     # -- appending --------------------------------------------------------------------------
 
@@ -262,7 +248,7 @@ class TopicBuffer:
                 # its last look: a due rotation must not wait for the next wake-up.
                 if self._rotation_due() is None:
                     self._wake.clear()
-                    timeout = self._seconds_to_rotation()
+                    timeout = self._wait_seconds()
                     with contextlib.suppress(TimeoutError):
                         await asyncio.wait_for(self._wake.wait(), timeout)
             if self._pending:
@@ -295,6 +281,14 @@ class TopicBuffer:
         if active is None or active.first_line_at is None:
             return PUBLISH_RETRY_SECONDS if self._sealed else None
         return max(0.0, active.first_line_at + self.rotate_seconds - time.monotonic())
+
+    def _wait_seconds(self) -> float | None:
+        """Until the next rotation or the next publish retry, whichever comes first."""
+        timeout = self._seconds_to_rotation()
+        if self._sealed:
+            retry = max(0.0, self._next_publish_retry - time.monotonic())
+            timeout = retry if timeout is None else min(timeout, retry)
+        return timeout
 
     def _fail_all(self, error: BaseException) -> None:
         batch, self._pending = self._pending, []
@@ -463,20 +457,15 @@ class TopicBuffer:
             self._sealed.append(sealed)
             self._next_publish_retry = time.monotonic() + PUBLISH_RETRY_SECONDS
             return
+        if lines is None and sealed.path.exists():
+            # Its lock was held: a reader (doctor, recover's look at the buffer) holds it
+            # for a moment. Soon again, not at the next start.
+            self._sealed.append(sealed)
+            self._next_publish_retry = time.monotonic() + LOCKED_RETRY_SECONDS
+            self._wake.set()
+            return
         if lines is not None and self.observer.on_publish:
             self.observer.on_publish(self.topic, lines)
-
-
-def fresh_error(error: BaseException) -> StorageError:
-    """A fresh exception per waiting request (one instance must not be raised in many
-    tasks at once: tracebacks would pile up on it)."""
-    if isinstance(error, StorageError):
-        return type(error)(error.message, hint=error.hint, errno=error.errno)
-    return StorageError(str(error))
-
-
-def is_no_space(error: BaseException) -> bool:
-    return isinstance(error, StorageError) and error.errno == errno_mod.ENOSPC
 
 
 __all__ = [

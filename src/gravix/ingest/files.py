@@ -6,6 +6,7 @@ and reports; this module does each step."""
 from __future__ import annotations
 
 import contextlib
+import errno as errno_mod
 import fcntl
 import os
 import time
@@ -112,3 +113,15 @@ def write_synced(active: Active, data: bytes, on_write_error: Callable[[OSError]
         ) from exc
     active.size += len(data)
     return time.perf_counter() - started
+
+
+def fresh_error(error: BaseException) -> StorageError:
+    """A fresh exception per waiting request (one instance must not be raised in many
+    tasks at once: tracebacks would pile up on it)."""
+    if isinstance(error, StorageError):
+        return type(error)(error.message, hint=error.hint, errno=error.errno)
+    return StorageError(str(error))
+
+
+def is_no_space(error: BaseException) -> bool:
+    return isinstance(error, StorageError) and error.errno == errno_mod.ENOSPC

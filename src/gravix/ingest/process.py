@@ -7,6 +7,7 @@ tests/ingest/test_uvicorn_contract.py guard those."""
 
 from __future__ import annotations
 
+import errno
 import logging
 import os
 import signal
@@ -24,6 +25,7 @@ from gravix.ingest.protocol import HEADER_TIMEOUT_SECONDS
 from gravix.ingest.routes import MAX_HEADER_BYTES, Receive, Scope, Send
 from gravix.settings import Settings
 from gravix.storage import durable, layout
+from gravix.storage.guard import check_root, permission_error
 from gravix.storage.orphans import recover_buffers
 
 log = logging.getLogger(__name__)
@@ -198,11 +200,14 @@ def serve(
 
 
 def _prepare_root(root: Path) -> None:
+    check_root(root, create=True)
     try:
         durable.makedirs(root)
         layout.ensure_inside(root, layout.buffer_root(root))
         _recover_at_start(root)
     except OSError as exc:
+        if exc.errno in (errno.EACCES, errno.EPERM):
+            raise permission_error(root, exc.filename or root) from exc
         raise StorageError(
             f"cannot prepare the data directory {root}: {exc.strerror}",
             hint="check permissions and free space",

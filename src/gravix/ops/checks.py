@@ -23,12 +23,13 @@ import polars as pl
 
 from gravix import schema
 from gravix.errors import GravixError
+from gravix.ops.recovery import check_parquet
 from gravix.ops.retention import plan_cleanup
 from gravix.query import run_sql
 from gravix.rollup import plan_hours, recent_runs
 from gravix.rollup.plan import MISSING, REMOVED
 from gravix.settings import Settings
-from gravix.storage import durable, layout
+from gravix.storage import durable, guard, layout
 from gravix.storage.orphans import find_orphans
 
 Status = Literal["ok", "warn", "fail"]
@@ -36,6 +37,9 @@ OK: Status = "ok"
 WARN: Status = "warn"
 FAIL: Status = "fail"
 
+# Doctor reads every page (checksums verified) of this many of the newest warehouse files
+# and the footer of the rest; `gravix recover` reads every page of every file.
+VERIFY_NEWEST = 48
 # The runbook's "Check Trino" query, run through the query layer instead.
 CHECK_SQL = "SELECT * FROM gravix.raw.request_metrics_minute LIMIT 10"
 BAD_LINES_HINT = (
@@ -121,7 +125,7 @@ def _hours_text(hours: Iterable[layout.Hour], limit: int = 3) -> str:
 
 def check_data_root(ctx: Context) -> CheckResult:
     root = ctx.root
-    if not root.is_dir():
+    if not root.exists():
         return CheckResult(
             "data root",
             FAIL,
@@ -129,6 +133,7 @@ def check_data_root(ctx: Context) -> CheckResult:
             "pass the data root with --data-dir (or GRAVIX_DATA_DIR); "
             "`gravix ingest-server --data-dir DIR` creates it",
         )
+    guard.check_root(root)  # a file, or a symlink under the root: the check fails with it
     areas = [
         p.name
         for p in (layout.buffer_root(root), layout.raw_root(root), layout.warehouse_root(root))
@@ -363,8 +368,9 @@ def _newest_hour_file(root: Path) -> Path | None:
 
 
 def _unusable(root: Path, files: list[Path]) -> list[str]:
-    """Files whose footer cannot be read, or whose metrics columns are missing: what a
-    query needs first."""
+    """Files whose footer cannot be read, whose metrics columns are missing, or (for the
+    newest ones, see VERIFY_NEWEST) whose pages fail their checksums."""
+    verify = set(sorted(files, key=_mtime)[len(files) - VERIFY_NEWEST :])
     base = layout.warehouse_root(root)
     expected = set(schema.REQUEST_METRICS_COLUMNS)
     metrics_dir = layout.warehouse_table_dir(root, schema.REQUEST_METRICS_MINUTE)
@@ -379,6 +385,8 @@ def _unusable(root: Path, files: list[Path]) -> list[str]:
         if metrics_dir in path.parents and not expected <= columns:
             missing = ", ".join(sorted(expected - columns)[:3])
             broken.append(f"{path.relative_to(base)} (columns missing: {missing})")
+        elif path in verify and (problem := check_parquet(path)) is not None:
+            broken.append(f"{path.relative_to(base)} ({problem[:80]})")
     return broken
 
 
@@ -416,7 +424,7 @@ def check_warehouse(ctx: Context) -> CheckResult:
             FAIL,
             f"{_plural(len(broken), 'unusable Parquet file')} of {len(files)}: {broken[0]}"
             + (" …" if len(broken) > 1 else ""),
-            "run `gravix recover --deep` to quarantine them and rebuild those hours from raw",
+            "run `gravix recover` to quarantine them and rebuild those hours from raw",
         )
     if newest is None:
         return CheckResult("warehouse", OK, f"{_plural(len(files), 'Parquet file')} readable")

@@ -40,6 +40,7 @@ from gravix.ops.checks import (
 )
 from gravix.ops.probe import UNAUTHORIZED_HINT, check_ingestion
 from gravix.settings import Settings
+from gravix.storage import guard
 
 
 @dataclass(frozen=True)
@@ -66,8 +67,19 @@ class DoctorReport:
         return {c.name: c for c in self.checks}
 
 
+def check_permissions(ctx: Context) -> CheckResult:
+    """Whether this user can write everywhere the commands write: a root made by another
+    user (root, say) fails rollup, recover and cleanup with a permission error."""
+    place = guard.first_unwritable(ctx.root)
+    if place is None:
+        return CheckResult("permissions", OK, f"{guard.current_user()} can write the data root")
+    error = guard.permission_error(ctx.root, place, "write")
+    return CheckResult("permissions", FAIL, error.message, error.hint or "")
+
+
 CHECKS: tuple[tuple[str, Check], ...] = (
     ("ingestion", check_ingestion),
+    ("permissions", check_permissions),
     ("buffer", check_buffer),
     ("disk", check_disk),
     ("raw", check_raw),

@@ -13,7 +13,7 @@ from typing import Any
 from gravix import rollup, schema
 from gravix.errors import ConfigError, StorageError
 from gravix.report import to_json
-from gravix.storage import durable, layout, raw
+from gravix.storage import durable, guard, layout, raw
 from gravix.storage.orphans import BufferRecoveryReport, recover_buffers
 from gravix.units import parse_time, utc_stamp
 
@@ -77,19 +77,25 @@ def _parquet_files(root: Path, table: str) -> list[Path]:
 
 
 def check_parquet(path: Path, *, deep: bool = False) -> str | None:
-    """None if ``path`` reads as Parquet (its footer; every page with ``deep``), else why not."""
+    """None if every page of ``path`` reads back with its checksum verified (and, with
+    ``deep``, the query engine decodes the whole file too), else why not. A damaged page
+    behind an intact footer fails here, not in the middle of a query."""
+    import polars as pl
     import pyarrow as pa
     import pyarrow.parquet as pq
 
     try:
-        with pq.ParquetFile(path) as pf:
-            if deep:
-                for group in range(pf.num_row_groups):
-                    pf.read_row_group(group)
-            elif pf.metadata.num_columns == 0 and pf.metadata.num_rows > 0:
+        with pq.ParquetFile(path, page_checksum_verification=True) as pf:
+            if pf.metadata.num_columns == 0 and pf.metadata.num_rows > 0:
                 return "footer lists rows but no columns"
+            for group in range(pf.num_row_groups):
+                pf.read_row_group(group)
+        if deep:
+            pl.read_parquet(path)
     except (pa.ArrowException, OSError, ValueError, IndexError, EOFError) as exc:
         return f"{type(exc).__name__}: {str(exc)[:200]}"
+    except pl.exceptions.PolarsError as exc:
+        return f"{type(exc).__name__}: {str(exc).splitlines()[0][:200]}"
     return None
 
 
@@ -238,10 +244,19 @@ def run_recover(
     Safe to interrupt and re-run at any point: each step is idempotent."""
 
     root = Path(root)
-    if not root.is_dir():
-        raise ConfigError(
-            f"data root {root} does not exist", hint="pass --data-dir or set GRAVIX_DATA_DIR"
-        )
+    with guard.guarded(root):
+        return _recover(root, dry_run, deep, rebuild_start, rebuild_end, progress, lock_timeout)
+
+
+def _recover(
+    root: Path,
+    dry_run: bool,
+    deep: bool,
+    rebuild_start: datetime | str | None,
+    rebuild_end: datetime | str | None,
+    progress: Progress | None,
+    lock_timeout: float,
+) -> RecoverReport:
     if (rebuild_start is None) != (rebuild_end is None):
         raise ConfigError(
             "--rebuild needs both --start-time and --end-time",

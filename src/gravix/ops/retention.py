@@ -17,7 +17,7 @@ from typing import Any, ClassVar
 
 from gravix import schema
 from gravix.errors import ConfigError, StorageError, UnsafePath
-from gravix.storage import durable, layout
+from gravix.storage import durable, guard, layout
 
 Progress = Callable[[str, int, int], None]
 
@@ -300,10 +300,19 @@ def run_cleanup(
     """Plan, then (unless ``dry_run``) delete, holding the rollup lock while deleting."""
     root = Path(root)
     _check_days(days, warehouse_days)
-    if not root.is_dir():
-        raise ConfigError(
-            f"data root {root} does not exist", hint="pass --data-dir or set GRAVIX_DATA_DIR"
-        )
+    with guard.guarded(root):
+        return _cleanup(root, days, warehouse_days, dry_run, progress, today, lock_timeout)
+
+
+def _cleanup(
+    root: Path,
+    days: int,
+    warehouse_days: int,
+    dry_run: bool,
+    progress: Progress | None,
+    today: date | None,
+    lock_timeout: float,
+) -> CleanupReport:
     if dry_run:
         plan = plan_cleanup(root, days=days, warehouse_days=warehouse_days, today=today)
         return CleanupReport(plan=plan, dry_run=True)

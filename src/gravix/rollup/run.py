@@ -54,7 +54,7 @@ from gravix.rollup.plan import (
     window_plan,
 )
 from gravix.rollup.runlog import append_run, recent_runs
-from gravix.storage import durable, layout
+from gravix.storage import durable, guard, layout
 from gravix.storage.layout import Hour
 from gravix.units import ceil_to, floor_to, parse_time, utc_stamp
 
@@ -235,10 +235,7 @@ def _sweep_temporaries(root: Path, tables: Iterable[str]) -> None:
 
 
 def _lock(root: Path, purpose: str) -> durable.FileLock:
-    if not root.is_dir():
-        raise ConfigError(
-            f"data root {root} does not exist", hint="pass --data-dir or set GRAVIX_DATA_DIR"
-        )
+    guard.check_root(root)
     return durable.FileLock(layout.lock_path(root, LOCK_NAME), purpose).acquire()
 
 
@@ -267,18 +264,21 @@ def run_rollup(
         end=ceil_to(requested_end, HOUR) if requested_end else None,
     )
     started = time.perf_counter()
-    lock = _lock(root, "gravix rollup")
-    try:
-        _sweep_temporaries(root, chosen)
-        if windowed:
-            plan, summary.hours_without_raw = window_plan(root, chosen, summary.start, summary.end)
-        else:
-            plan = [p for t in chosen for p in plan_table(root, t)]
-        summary.hours = _execute(root, plan, progress)
-        summary.seconds = time.perf_counter() - started
-        _record_run(root, summary)
-    finally:
-        lock.release()
+    with guard.explain_permissions(root):
+        lock = _lock(root, "gravix rollup")
+        try:
+            _sweep_temporaries(root, chosen)
+            if windowed:
+                plan, summary.hours_without_raw = window_plan(
+                    root, chosen, summary.start, summary.end
+                )
+            else:
+                plan = [p for t in chosen for p in plan_table(root, t)]
+            summary.hours = _execute(root, plan, progress)
+            summary.seconds = time.perf_counter() - started
+            _record_run(root, summary)
+        finally:
+            lock.release()
     return summary
 
 
@@ -293,15 +293,16 @@ def rebuild_hours(
     (table,) = choose_tables(table)
     summary = RollupSummary(mode="rebuild", tables=[table])
     started = time.perf_counter()
-    lock = _lock(root, "rebuild hours")
-    try:
-        _sweep_temporaries(root, [table])
-        plan = [PlannedHour(table, h, REQUESTED) for h in sorted(set(hours))]
-        summary.hours = _execute(root, plan, progress)
-        summary.seconds = time.perf_counter() - started
-        _record_run(root, summary)
-    finally:
-        lock.release()
+    with guard.explain_permissions(root):
+        lock = _lock(root, "rebuild hours")
+        try:
+            _sweep_temporaries(root, [table])
+            plan = [PlannedHour(table, h, REQUESTED) for h in sorted(set(hours))]
+            summary.hours = _execute(root, plan, progress)
+            summary.seconds = time.perf_counter() - started
+            _record_run(root, summary)
+        finally:
+            lock.release()
     return summary
 
 

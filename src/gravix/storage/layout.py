@@ -192,7 +192,8 @@ def raw_hours(root: Path, topic: str) -> dict[Hour, Path]:
     """Every raw hour partition directory of a topic, by hour (no symlinks followed)."""
     out: dict[Hour, Path] = {}
     base = raw_topic_dir(root, topic)
-    if not base.is_dir() or base.is_symlink():
+    refuse_links(root)
+    if not base.is_dir():
         return out
     for day_entry in os.scandir(base):
         day = parse_day_dir(day_entry.name)
@@ -272,7 +273,8 @@ def warehouse_glob(root: Path, table: str) -> str:
 def warehouse_days(root: Path, table: str) -> dict[date, Path]:
     out: dict[date, Path] = {}
     base = warehouse_table_dir(root, table)
-    if not base.is_dir() or base.is_symlink():
+    refuse_links(root)
+    if not base.is_dir():
         return out
     for entry in os.scandir(base):
         day = parse_day_dir(entry.name)
@@ -327,6 +329,53 @@ def is_tmp(path: Path) -> bool:
 
 
 # --- safety -------------------------------------------------------------------------------------
+
+
+AREAS = (buffer_root, raw_root, warehouse_root, quarantine_root, state_root)
+# How deep below the root directories are listed: <area>/<topic>/<day> lists its hours.
+_SCAN_DEPTH = 3
+
+
+def find_link(root: Path) -> Path | None:
+    """The first symlink under the data root's areas: an area, a topic or table directory,
+    a day or hour directory, or a file beside them. The root itself may be a link."""
+    real = root.resolve()
+    for area in AREAS:
+        found = _scan(area(real), 1)
+        if found is not None:
+            return found
+    return None
+
+
+def _scan(path: Path, depth: int) -> Path | None:
+    if path.is_symlink():
+        return path
+    if depth > _SCAN_DEPTH or not path.is_dir():
+        return None
+    try:
+        entries = sorted(os.scandir(path), key=lambda e: e.name)
+    except (FileNotFoundError, NotADirectoryError):
+        return None
+    for entry in entries:
+        if entry.is_symlink():
+            return Path(entry.path)
+        if entry.is_dir(follow_symlinks=False):
+            found = _scan(Path(entry.path), depth + 1)
+            if found is not None:
+                return found
+    return None
+
+
+def refuse_links(root: Path) -> None:
+    """Raise :class:`UnsafePath` naming the first symlink under the data root and where it
+    leads: a listing never follows one, nor skips it silently."""
+    link = find_link(root)
+    if link is not None:
+        raise UnsafePath(
+            f"{link} is a symlink to {os.path.realpath(link)}; Gravix does not read or "
+            "write through links under the data root",
+            hint=f"remove the link (rm {link}) and move the data it held inside the data root",
+        )
 
 
 def ensure_inside(root: Path, path: Path) -> Path:

@@ -17,6 +17,9 @@ from __future__ import annotations
 import json
 import os
 import secrets
+import shlex
+import shutil
+import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -32,6 +35,7 @@ from gravix.report import to_json
 from gravix.rollup import RollupSummary, run_rollup
 from gravix.settings import load_settings
 from gravix.storage import durable, layout
+from gravix.storage.guard import check_root
 from gravix.tools.loadgen import LoadgenSummary, run_loadgen
 from gravix.tools.serverproc import ServerProcess, running_server
 from gravix.tools.traffic import Incident
@@ -97,6 +101,7 @@ def prepare_data_dir(root: Path, *, force: bool = False) -> str:
     """Make ``root`` ready for a demo; returns ``new``, ``replaced`` or ``added``."""
     if root.is_symlink() or (root.exists() and not root.is_dir()):
         raise UnsafePath(f"{root} is not a directory", hint="choose another --data-dir")
+    check_root(root, create=True)
     marker = layout.demo_marker_path(root)
     if root.is_dir() and any(root.iterdir()):
         if marker.is_file() and not marker.is_symlink():
@@ -385,22 +390,36 @@ def _findings(report: DemoReport) -> dict[str, Any]:
     }
 
 
+def gravix_command() -> str:
+    """``gravix`` as a user can type it here: the bare name when it is on PATH, else this
+    interpreter's ``gravix`` script (relative to the current directory when shorter), else
+    ``python -m gravix`` — after ``make demo`` the script sits in .venv/bin, not on PATH."""
+    if shutil.which("gravix"):
+        return "gravix"
+    script = Path(sys.executable).with_name("gravix")
+    if not (script.is_file() and os.access(script, os.X_OK)):
+        return f"{shlex.quote(sys.executable)} -m gravix"
+    relative = os.path.relpath(script)
+    shorter = relative if len(relative) < len(str(script)) else str(script)
+    return shlex.quote(shorter if "/" in shorter else f"./{shorter}")
+
+
 def _next_commands(root: Path, since: datetime, until: datetime) -> list[str]:
-    d = str(root)
-    if any(c.isspace() for c in d):
-        d = f"'{d}'"
+    """Commands that work as printed; not doctor, whose ingestion check fails once the
+    demo's server has stopped."""
+    g, d = gravix_command(), shlex.quote(str(root))
     window = f"--since {_stamp(since)} --until {_stamp(until)}"
     return [
-        f"gravix query --data-dir {d} --preset health --service {SERVICE} {window} --step 5",
-        f"gravix query --data-dir {d} --preset top-endpoints {window}",
-        f"gravix query --data-dir {d} --preset endpoint --service {SERVICE} "
+        f"{g} query --data-dir {d} --preset health --service {SERVICE} {window} --step 5",
+        f"{g} query --data-dir {d} --preset top-endpoints {window}",
+        f"{g} query --data-dir {d} --preset endpoint --service {SERVICE} "
         f"--endpoint {ENDPOINT} --method {METHOD} {window} --step 5",
-        f"gravix query --data-dir {d} --preset deploy --service {SERVICE}",
-        f"gravix query --data-dir {d} --preset apdex --threshold 300 --by-endpoint {window}",
-        f'gravix query --data-dir {d} "SELECT status_code, count(*) AS n FROM request_facts '
+        f"{g} query --data-dir {d} --preset deploy --service {SERVICE}",
+        f"{g} query --data-dir {d} --preset apdex --threshold 300 --by-endpoint {window}",
+        f'{g} query --data-dir {d} "SELECT status_code, count(*) AS n FROM request_facts '
         f"WHERE path_template = '{ENDPOINT}' GROUP BY status_code ORDER BY n DESC\"",
-        f"gravix doctor --data-dir {d}",
-        f"gravix query --data-dir {d} --ddl trino",
+        f"{g} recover --data-dir {d} --dry-run",
+        f"{g} query --data-dir {d} --ddl trino",
     ]
 
 

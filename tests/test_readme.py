@@ -115,6 +115,15 @@ RUNBOOK_COMMANDS = (
 )
 
 
+def test_the_percentile_error_bound_says_which_exact_value() -> None:
+    """1.08 % of what: the rank quantile of DESIGN §6 for merged percentiles, and
+    quantile_cont for the per-minute columns."""
+    text = " ".join(README.split())
+    for claim in re.finditer(r"1\.08 %", text):
+        assert "rank quantile" in text[claim.start() : claim.start() + 120], claim
+    assert "quantile_cont" in text
+
+
 def test_every_runbook_task_maps_to_a_gravix_command() -> None:
     table = README.split("## The runbook, task by task", 1)[1].split("\n## ", 1)[0]
     rows = [line for line in table.splitlines() if line.startswith("| ")]

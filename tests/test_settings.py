@@ -150,3 +150,13 @@ def test_fault_plan_comes_from_the_environment_only() -> None:
     plan = '[{"op": "fsync", "action": "eio"}]'
     assert load_settings(environ={"GRAVIX_FAULT_PLAN": plan}).fault_plan == plan
     assert plan not in repr(load_settings(environ={"GRAVIX_FAULT_PLAN": plan}))
+
+
+def test_warehouse_retention_follows_raw_retention_when_not_given() -> None:
+    """`cleanup --days 60` alone must not fail on a default warehouse retention of 30."""
+    assert load_settings(retention_days=60, environ={}).warehouse_retention_days == 60
+    env = {"GRAVIX_RETENTION_DAYS": "45"}
+    assert load_settings(environ=env).warehouse_retention_days == 45
+    assert (
+        load_settings(retention_days=60, warehouse_retention_days=90, environ={})
+    ).warehouse_retention_days == 90

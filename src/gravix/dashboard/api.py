@@ -150,6 +150,8 @@ class Data:
             )
 
         files = table_files(self.root, schema.SERVICE_EVENTS, start=start, end=end)
+        if not files:
+            return {"from": stamp(start), "to": stamp(end), "rows": []}
         frame = self._cached(("events", start, end, service), files, lambda: collect_stable(plan))
         rows = [
             {**row, "event_time": stamp_ms(row["event_time"])}

@@ -86,7 +86,8 @@ class Dashboard:
     def foreign_host(self, request: Request) -> bool:
         """An open dashboard answers only to loopback names, so a web page that rebinds
         its own name to 127.0.0.1 cannot read it."""
-        if not self.check_host or not is_loopback(request.url.hostname or "127.0.0.1"):
+        server = request.scope.get("server") or ("", 0)
+        if not self.check_host or not is_loopback(str(server[0])):
             return False
         return not is_loopback(host_name(request.headers.get("host", "127.0.0.1")))
 

@@ -138,19 +138,19 @@ DEMO_SERVICE, DEMO_METHOD, DEMO_PATH = "frontend", "POST", "/checkout"
 
 
 def demo_like(
-    root: Path, *, end: datetime, hours: float = 2.0, facts: int = 40_000
+    root: Path, *, end: datetime, hours: float = 2.0, facts: int = 40_000, previous_day: bool = True
 ) -> dict[str, Any]:
-    """The demo's traffic (its model and incident) written straight into raw, rolled up."""
+    """The demo's traffic (its model and incident) written straight into raw and rolled up;
+    with ``previous_day``, the same hours a day earlier too, calm, for the comparison."""
     start = end - timedelta(hours=hours)
     span = hours * 3600
     incident = Incident(DEMO_SERVICE, DEMO_PATH, span * 2 / 3, 20 * 60)
     traffic = Traffic(["frontend", "checkout", "catalog"], [incident], seed=7, span=span)
-    base_ms = int(start.timestamp() * 1000)
-    rows = []
-    for n in range(facts):
-        offset = span * n / facts
-        rows.append(traffic.fact(base_ms + int(offset * 1000), offset))
-    events = [traffic.event(e, base_ms + int(e.offset * 1000)) for e in traffic.events]
+    rows = _traffic_rows(traffic, start, span, facts)
+    events = [traffic.event(e, _ms(start) + int(e.offset * 1000)) for e in traffic.events]
+    if previous_day:
+        calm = Traffic(["frontend", "checkout", "catalog"], [], seed=8, deploys=False)
+        rows += _traffic_rows(calm, start - timedelta(days=1), span, facts)
     write_raw(root, schema.REQUEST_FACTS, rows)
     write_raw(root, schema.SERVICE_EVENTS, events)
     run_rollup(root=root)
@@ -160,6 +160,19 @@ def demo_like(
         "incident_from": start + timedelta(seconds=incident.start),
         "events": events,
     }
+
+
+def _ms(moment: datetime) -> int:
+    return int(moment.timestamp() * 1000)
+
+
+def _traffic_rows(
+    traffic: Traffic, start: datetime, span: float, facts: int
+) -> list[dict[str, Any]]:
+    base = _ms(start)
+    return [
+        traffic.fact(base + int(span * n / facts * 1000), span * n / facts) for n in range(facts)
+    ]
 
 
 # --- DuckDB references ------------------------------------------------------------------------

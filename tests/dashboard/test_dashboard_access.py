@@ -61,9 +61,11 @@ def test_another_address_without_a_key_is_refused(tmp_path: Path) -> None:
     settings = load_settings(
         data_dir=tmp_path, dashboard_host="0.0.0.0", dashboard_port=0, environ={}
     )
-    with pytest.raises(ConfigError, match="refusing to serve the dashboard on 0.0.0.0"):
-        with running(settings=settings):
-            pass
+    with (
+        pytest.raises(ConfigError, match=r"refusing to serve the dashboard on 0\.0\.0\.0"),
+        running(settings=settings),
+    ):
+        pass
     with running(settings=settings, insecure_no_auth=True) as url:
         assert httpx.get(f"{url}api/v1/services").status_code == 200
 

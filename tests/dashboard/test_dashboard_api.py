@@ -5,6 +5,7 @@ spike, an hour and a day boundary, and a gap with no traffic at all."""
 
 from __future__ import annotations
 
+import itertools
 import math
 from collections import defaultdict
 from collections.abc import Iterator
@@ -328,7 +329,7 @@ def test_heatmap_counts_equal_the_raw_latencies_bucketed(
         service=service,
     )
     bounds = answer["bucket_bounds_ms"]
-    assert bounds[0] == 0.0 and all(a < b for a, b in zip(bounds, bounds[1:], strict=False))
+    assert bounds[0] == 0.0 and all(a < b for a, b in itertools.pairwise(bounds))
     low = round(2 * math.log2(bounds[1]))  # display buckets are √2 wide: bound k is 2^(j/2)
     assert all(b == pytest.approx(2 ** ((low + k) / 2)) for k, b in enumerate(bounds[1:]))
     seconds = int(step)
@@ -337,7 +338,8 @@ def test_heatmap_counts_equal_the_raw_latencies_bucketed(
     rows = (
         duck()
         .execute(
-            f"SELECT to_timestamp({o} + floor((epoch(event_time) - {o}) / {seconds}) * {seconds}) AS t, "
+            f"SELECT to_timestamp({o} + floor((epoch(event_time) - {o}) / {seconds}) * {seconds})"
+            " AS t, "
             "CASE WHEN latency_ms = 0 THEN NULL "
             "ELSE floor((ceil(log2(latency_ms) * 32) - 1) / 16)::BIGINT END AS j, count(*) "
             f"FROM {facts_sql(root)} WHERE event_time >= {ts(START)} AND event_time < {ts(END)}"

@@ -149,6 +149,7 @@
     } finally {
       if (gen === generation) {
         setLoading(false);
+        document.body.dataset.loads = String(Number(document.body.dataset.loads || 0) + 1);
         timer = setTimeout(load, REFRESH_MS);
       }
     }
@@ -229,8 +230,9 @@
   function curlExample() {
     const url = document.body.dataset.ingestUrl || "http://127.0.0.1:8090";
     return [
-      "# 1. start an ingest server (keys in a file keep them out of ps)",
-      "gravix ingest-server --api-key-file api-keys.txt &",
+      "# 1. start an ingest server with a key",
+      "export API_KEY=$(openssl rand -hex 16)",
+      "gravix ingest-server &",
       "# 2. send one fact",
       `curl -X POST ${url}/api/v1/facts \\`,
       '  -H "X-API-Key: $API_KEY" -H "Content-Type: application/json" \\',
@@ -269,7 +271,7 @@
       ["5xx error rate", pct(s.error_rate), `${int(s.errors)} server errors`, s.error_rate > 0.01],
       ["4xx rate", pct(s.client_error_rate), `${int(s.client_errors)} client errors`, false],
       ["p95 latency", ms(s.p95_ms), `p50 ${ms(s.p50_ms)} · ±${(series.error_bound * 100).toFixed(2)}%`, false],
-      ["p99 latency", ms(s.p99_ms), `merged from histograms, ±${(series.error_bound * 100).toFixed(2)}%`, false],
+      ["p99 latency", ms(s.p99_ms), `merged, ±${(series.error_bound * 100).toFixed(2)}%`, false],
       ["Apdex", s.apdex == null ? "—" : s.apdex.toFixed(3), `T = ${series.apdex_t_ms} ms`, s.apdex != null && s.apdex < 0.85],
     ];
     $("kpis").innerHTML = tiles.map(([label, value, sub, bad]) =>
@@ -346,14 +348,16 @@
   }
 
   function charts(series, heat, events) {
-    const pts = series.points;
+    // a step the warehouse does not cover yet is unknown, not zero: no line drops to 0 at "now"
+    const through = series.data_through;
+    const pts = series.points.map((p) => (!through || p.t < through ? p : { t: p.t }));
     const perMinute = 60 / series.step_seconds;
     const step = stepText(series.step_seconds);
     const mark = events.length ? [markers(events)] : [];
     const pctPoints = pts.map((p) => ({
       ...p, e: p.error_rate == null ? null : p.error_rate * 100,
       c: p.client_error_rate == null ? null : p.client_error_rate * 100,
-      rpm: p.requests * perMinute,
+      rpm: p.requests == null ? null : p.requests * perMinute,
     }));
     const rateHover = (label) => `${label} %{y:.2f}% (%{customdata[0]} of %{customdata[1]})<extra></extra>`;
     draw("errors", [
@@ -470,7 +474,7 @@
       `<span class="badge${type.startsWith("deploy") ? " deploy" : ""}">${esc(type)} × ${n}</span>`).join("");
     const shown = [...rows].reverse().slice(0, 100);
     $("events").querySelector("tbody").innerHTML = shown.map((e) =>
-      `<tr><td>${esc(plotTime(e.event_time).slice(0, 19))}</td><td>${esc(e.service)}</td>` +
+      `<tr><td title="${esc(e.event_time)}">${esc(plotTime(e.event_time).slice(5, 19))}</td><td>${esc(e.service)}</td>` +
       `<td><span class="badge${isDeploy(e) ? " deploy" : ""}">${esc(e.event_type)}</span></td>` +
       `<td>${esc(e.entity_id || "")}</td><td class="wrap">${esc(e.message || "")}</td></tr>`).join("") ||
       '<tr><td class="none" colspan="5">No service events in this window.</td></tr>';

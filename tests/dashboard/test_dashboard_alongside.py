@@ -37,8 +37,8 @@ def hourly_reference(root: Path) -> dict[str, int]:
     rows = (
         duck()
         .execute(
-            f"SELECT strftime(date_trunc('hour', event_time), '{Z}'), count(*) FROM {facts_sql(root)} "
-            "GROUP BY 1"
+            f"SELECT strftime(date_trunc('hour', event_time), '{Z}'), count(*) "
+            f"FROM {facts_sql(root)} GROUP BY 1"
         )
         .fetchall()
     )

@@ -76,7 +76,9 @@ def dashboard_command(
         from gravix.cli.render import err_console
 
         err_console().print(
-            f"Dashboard on {address} (data in {settings.data_dir}); Ctrl-C stops it."
+            f"Dashboard on {address} (data in {settings.data_dir}); Ctrl-C stops it.",
+            highlight=False,
+            soft_wrap=True,
         )
 
     with boundary():

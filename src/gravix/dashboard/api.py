@@ -2,19 +2,19 @@
 answered from the warehouse's minute rows (and the raw service events, for exact times).
 
 Every percentile is merged from the minute rows' histograms (:mod:`gravix.query.merge`),
-never a max or mean of per-minute values. Answers are plain JSON types. A :class:`Data`
-keeps recent answers keyed by the identity (path, inode, size, mtime) of the files they
-were read from, so the page's panels, its 60-second refresh and a second viewer share one
-read, and an hour that a rollup replaced is read again.
+never a max or mean of per-minute values. Answers are plain JSON types. Reads go through
+:mod:`gravix.dashboard.pieces`, which keeps each day's and hour's merged aggregates keyed by
+the identity (path, inode, size, mtime) of its files: the page's panels, its 60-second
+refresh and a second viewer share them, and an hour that a rollup replaced is read again.
 """
 
 from __future__ import annotations
 
-import os
 import threading
 from collections import OrderedDict
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -22,7 +22,8 @@ import polars as pl
 
 from gravix import schema
 from gravix.dashboard.params import Filters, Query, aligned_start, series_step
-from gravix.query.merge import MS, merged, metrics, with_quantiles
+from gravix.dashboard.pieces import Pieces, identity, metric_rows, remerge, with_estimates
+from gravix.query.merge import MS
 from gravix.query.tables import collect_stable, scan_table, table_files
 from gravix.schema import sketch
 from gravix.storage import layout
@@ -55,50 +56,53 @@ class Data:
         self.cache_size = cache_size
         self._cache: OrderedDict[tuple[Any, ...], Any] = OrderedDict()
         self._lock = threading.Lock()
+        self.pieces = Pieces(self.root, size=64 * cache_size)
 
     # --- the routes ---------------------------------------------------------------------------
 
     def services(self) -> dict[str, Any]:
         files = table_files(self.root, METRICS)
-        names: list[str] = self._cached(
-            ("services",),
-            files,
-            lambda: (
-                sorted(
-                    collect_stable(
-                        lambda: scan_table(self.root, METRICS).select("service").unique()
-                    )["service"].to_list()
-                )
-                if files
-                else []
-            ),
-        )
-        return {"services": names, "data_through": self._through(files)}
+        by_day: dict[str, list[str]] = {}
+        for path in files:
+            by_day.setdefault(str(Path(path).parent), []).append(path)
+        names: set[str] = set()
+        for day_files in by_day.values():
+            found = self._cached(("services",), day_files, partial(_names, day_files))
+            names.update(found)
+        return {"services": sorted(names), "data_through": self._through(files)}
 
     def series(self, query: Query) -> dict[str, Any]:
         step = series_step(query)
         origin = aligned_start(query, step)
         count = _count(origin, query.end, step)
-        files = self._files(origin, query.end)
-        groups = self._steps(origin, query.end, step, query.filters)
+        listing = self.pieces.listing()
+        files = [path for path, lo, hi in listing if lo < query.end and hi > origin]
+        groups = with_estimates(
+            self._steps(origin, query.end, step, query.filters, listing), query.apdex_t_ms
+        )
         points = _points(groups, origin, step, count)
         answer: dict[str, Any] = {
             "from": stamp(origin),
             "to": stamp(query.end),
             "step_seconds": step,
             "error_bound": ERROR_BOUND,
-            "data_through": self._through(table_files(self.root, METRICS)) if files else None,
+            "data_through": self._through([p for p, _, _ in listing]) if files else None,
             "points": [],
         }
         if query.compare is not None:
             delta = query.compare
-            before = self._steps(origin - delta, query.end - delta, step, query.filters)
+            before = with_estimates(
+                self._steps(origin - delta, query.end - delta, step, query.filters, listing),
+                query.apdex_t_ms,
+            )
             previous = _points(before, origin - delta, step, count)
             answer["previous"] = [_shift(p, delta, query.apdex_t_ms) for p in previous]
             answer["compare"] = "7d" if delta.days == 7 else "1d"
         answer["points"] = [_point(p, query.apdex_t_ms) for p in points]
+        total = with_estimates(_total(groups), query.apdex_t_ms)
+        summary = total.row(0, named=True) if groups.height else {}
         answer["summary"] = {
-            k: v for k, v in _point(_total(groups, origin), query.apdex_t_ms).items() if k != "t"
+            k: v for k, v in _point({**summary, "t": origin}, query.apdex_t_ms).items() if k != "t"
         }
         if query.apdex_t_ms is not None:
             answer["apdex_t_ms"] = query.apdex_t_ms
@@ -106,12 +110,13 @@ class Data:
 
     def endpoints(self, query: Query) -> dict[str, Any]:
         keys = ["service", "method", "path_template"]
-        frame = self._read(
-            ("endpoints", query.start, query.end, query.filters),
-            query.start,
-            query.end,
-            lambda: merged(self._metrics(query.start, query.end, query.filters), keys),
-        )
+        filters = query.filters
+
+        def plan(lo: datetime, hi: datetime) -> pl.LazyFrame:
+            return metric_rows(self.root, lo, hi, filters.service, filters.method, filters.path)
+
+        found = self.pieces.aggregate(query.start, query.end, keys, plan, ("endpoints", filters))
+        frame = _EMPTY.drop("t") if found is None else found
         frame = frame.with_columns(
             error_rate=pl.col("errors") / pl.col("requests"),
             client_error_rate=pl.col("client_errors") / pl.col("requests"),
@@ -120,10 +125,10 @@ class Data:
         descending = [query.descending] + [k not in keys for k in order[1:]]
         by_percentile = query.sort in _PERCENTILES
         if by_percentile:
-            frame = with_quantiles(frame)
+            frame = with_estimates(frame)
         frame = frame.sort(order, descending=descending, nulls_last=True).head(query.limit)
         if not by_percentile:
-            frame = with_quantiles(frame)
+            frame = with_estimates(frame)
         columns = [*keys, *_SUMS, "error_rate", "client_error_rate", *_PERCENTILES]
         rows = [{k: _number(v) for k, v in row.items()} for row in frame.select(columns).to_dicts()]
         return {
@@ -181,38 +186,27 @@ class Data:
 
     # --- reading --------------------------------------------------------------------------------
 
-    def _metrics(self, start: datetime, end: datetime, filters: Filters) -> pl.LazyFrame:
-        return metrics(
-            self.root,
-            [(start, end)],
-            service=filters.service,
-            method=filters.method,
-            path_template=filters.path,
-        )
-
-    def _steps(self, origin: datetime, end: datetime, step: int, filters: Filters) -> pl.DataFrame:
+    def _steps(
+        self,
+        origin: datetime,
+        end: datetime,
+        step: int,
+        filters: Filters,
+        listing: list[tuple[str, datetime, datetime]] | None = None,
+    ) -> pl.DataFrame:
         """Per step from ``origin``: sums, exact extremes and the merged histogram."""
         step_ms = step * 1000
         origin_ms = int(origin.timestamp() * 1000)
 
-        def plan() -> pl.LazyFrame:
+        def plan(lo: datetime, hi: datetime) -> pl.LazyFrame:
             offset = (pl.col("bucket_start").dt.epoch("ms") - origin_ms) // step_ms * step_ms
             t = (pl.lit(origin_ms, dtype=pl.Int64) + offset).cast(MS).alias("t")
-            return merged(self._metrics(origin, end, filters).with_columns(t), ["t"])
+            rows = metric_rows(self.root, lo, hi, filters.service, filters.method, filters.path)
+            return rows.with_columns(t)
 
-        return self._read(("steps", origin, end, step, filters), origin, end, plan)
-
-    def _read(
-        self,
-        key: tuple[Any, ...],
-        start: datetime,
-        end: datetime,
-        plan: Callable[[], pl.LazyFrame],
-    ) -> pl.DataFrame:
-        files = self._files(start, end)
-        if not files:
-            return _EMPTY.clear()
-        return self._cached(key, files, lambda: collect_stable(plan))  # type: ignore[no-any-return]
+        tag = ("steps", step, origin_ms % step_ms, filters)
+        frame = self.pieces.aggregate(origin, end, ["t"], plan, tag, listing)
+        return _EMPTY.select("t", *_MERGED) if frame is None else frame
 
     def _files(self, start: datetime, end: datetime) -> list[str]:
         return table_files(self.root, METRICS, start=start, end=end)
@@ -236,7 +230,7 @@ class Data:
     def _cached(self, key: tuple[Any, ...], files: list[str], compute: Callable[[], Any]) -> Any:
         if self.cache_size <= 0:
             return compute()
-        full = (*key, _identity(files))
+        full = (*key, identity(files))
         with self._lock:
             if full in self._cache:
                 self._cache.move_to_end(full)
@@ -249,6 +243,16 @@ class Data:
         return value
 
 
+_MERGED = (
+    "requests",
+    "errors",
+    "client_errors",
+    "latency_min_ms",
+    "latency_max_ms",
+    "zero_count",
+    "idx",
+    "cnt",
+)
 _EMPTY = pl.DataFrame(
     schema={
         "t": MS,
@@ -267,25 +271,14 @@ _EMPTY = pl.DataFrame(
 )
 
 
-def _identity(files: list[str]) -> tuple[tuple[str, int, int, int], ...]:
-    """What changes when a file is replaced: its inode, size and modification time."""
-    out = []
-    for path in files:
-        try:
-            info = os.stat(path, follow_symlinks=False)
-        except FileNotFoundError:
-            continue
-        out.append((path, info.st_ino, info.st_size, info.st_mtime_ns))
-    return tuple(out)
-
-
 def _count(origin: datetime, end: datetime, step: int) -> int:
     return -(-int((end - origin).total_seconds()) // step)
 
 
 def _points(groups: pl.DataFrame, origin: datetime, step: int, count: int) -> list[dict[str, Any]]:
-    """One row per step from ``origin`` (empty steps included), with merged histograms."""
-    by_t = {row["t"]: row for row in groups.iter_rows(named=True)} if groups.height else {}
+    """One row per step from ``origin`` (empty steps included)."""
+    rows = groups.drop("idx", "cnt", strict=False).iter_rows(named=True)
+    by_t = {row["t"]: row for row in rows} if groups.height else {}
     delta = timedelta(seconds=step)
     return [by_t.get(origin + k * delta) or {"t": origin + k * delta} for k in range(count)]
 
@@ -300,32 +293,21 @@ def _point(row: dict[str, Any], apdex_t_ms: float | None) -> dict[str, Any]:
         "error_rate": (row["errors"] / requests) if requests else None,
         "client_error_rate": (row["client_errors"] / requests) if requests else None,
     }
-    zero, idx, cnt = row.get("zero_count") or 0, row.get("idx") or [], row.get("cnt") or []
-    lo = float(row.get("latency_min_ms") or 0.0)
-    hi = float(row.get("latency_max_ms") or 0.0)
-    for name, q in zip(_PERCENTILES, (0.5, 0.95, 0.99), strict=True):
-        point[name] = sketch.quantile_from_arrays(zero, idx, cnt, q, lo, hi) if requests else None
+    for name in _PERCENTILES:
+        point[name] = _number(row.get(name)) if requests else None
     if apdex_t_ms is not None:
-        point["apdex"] = (
-            sketch.apdex_from_arrays(zero, idx, cnt, apdex_t_ms, lo, hi) if requests else None
-        )
+        point["apdex"] = _number(row.get("apdex")) if requests else None
     return point
 
 
-def _total(groups: pl.DataFrame, origin: datetime) -> dict[str, Any]:
-    """All steps as one: sums, extremes and the merged histogram."""
-    if not groups.height:
-        return {"t": origin}
-    zero, idx, cnt = sketch.merge_arrays(groups.select("zero_count", "idx", "cnt").iter_rows())
-    return {
-        "t": origin,
-        **{k: groups[k].sum() for k in _SUMS},
-        "zero_count": zero,
-        "idx": idx,
-        "cnt": cnt,
-        "latency_min_ms": groups["latency_min_ms"].min(),
-        "latency_max_ms": groups["latency_max_ms"].max(),
-    }
+def _total(groups: pl.DataFrame) -> pl.DataFrame:
+    """All steps merged into one row."""
+    return remerge(groups.select(*_MERGED).with_columns(k=pl.lit(0)), ["k"]).drop("k")
+
+
+def _names(files: list[str]) -> list[str]:
+    frame = collect_stable(lambda: pl.scan_parquet(files).select("service").unique())
+    return [str(name) for name in frame["service"].to_list()]
 
 
 def _heat_cells(groups: pl.DataFrame) -> tuple[list[float], dict[datetime, list[int]]]:

@@ -112,8 +112,8 @@ class Data:
         keys = ["service", "method", "path_template"]
         filters = query.filters
 
-        def plan(lo: datetime, hi: datetime) -> pl.LazyFrame:
-            return metric_rows(self.root, lo, hi, filters.service, filters.method, filters.path)
+        def plan(windows: list[tuple[datetime, datetime]]) -> pl.LazyFrame:
+            return metric_rows(self.root, windows, filters.service, filters.method, filters.path)
 
         found = self.pieces.aggregate(query.start, query.end, keys, plan, ("endpoints", filters))
         frame = _EMPTY.drop("t") if found is None else found
@@ -198,10 +198,11 @@ class Data:
         step_ms = step * 1000
         origin_ms = int(origin.timestamp() * 1000)
 
-        def plan(lo: datetime, hi: datetime) -> pl.LazyFrame:
+        def plan(windows: list[tuple[datetime, datetime]]) -> pl.LazyFrame:
             offset = (pl.col("bucket_start").dt.epoch("ms") - origin_ms) // step_ms * step_ms
             t = (pl.lit(origin_ms, dtype=pl.Int64) + offset).cast(MS).alias("t")
-            rows = metric_rows(self.root, lo, hi, filters.service, filters.method, filters.path)
+            f = filters
+            rows = metric_rows(self.root, windows, f.service, f.method, f.path)
             return rows.with_columns(t)
 
         tag = ("steps", step, origin_ms % step_ms, filters)

@@ -15,12 +15,12 @@ rank rule of :mod:`gravix.schema.sketch`, in polars rather than row by row.
 
 from __future__ import annotations
 
+import logging
 import os
 import threading
 from collections import OrderedDict
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
-from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -32,6 +32,7 @@ from gravix.query.tables import collect_stable, table_files
 from gravix.schema import sketch
 from gravix.storage import layout
 
+log = logging.getLogger("gravix.dashboard")
 METRICS = schema.REQUEST_METRICS_MINUTE
 HOUR = timedelta(hours=1)
 DAY = timedelta(days=1)
@@ -92,24 +93,35 @@ class Pieces:
         start: datetime,
         end: datetime,
         keys: list[str],
-        plan: Callable[[datetime, datetime], pl.LazyFrame],
+        plan: Callable[[list[tuple[datetime, datetime]]], pl.LazyFrame],
         tag: tuple[Any, ...],
         listing: list[tuple[str, datetime, datetime]] | None = None,
     ) -> pl.DataFrame | None:
         """The window's rows merged by ``keys`` (None when no file covers it); ``plan``
-        gives one piece's rows with the key columns, ``tag`` says what makes it differ."""
+        gives the rows of some windows with the key columns, ``tag`` says what makes a
+        question's rows differ (its filters, its step)."""
         every_file = self.listing() if listing is None else listing
-        frames = []
-        covered = False
+        wanted: dict[tuple[Any, ...], tuple[datetime, datetime]] = {}
         for lo, hi in cut(start, end):
             files = [path for path, a, b in every_file if a < hi and b > lo]
             if files:
-                covered = True
-                key = (lo, hi, tuple(keys), tag, identity(files))
-                frames.append(self._piece(key, partial(_merge_piece, plan, lo, hi, keys)))
-        frames = [f for f in frames if f.height]
+                wanted[(lo, hi, tuple(keys), tag, identity(files))] = (lo, hi)
+        if not wanted:
+            return None
+        found = self._cached(list(wanted))
+        missing = {key: span for key, span in wanted.items() if key not in found}
+        if len(missing) > 1 and self.size > 0:
+            # Cold: answer from one read of the window now, and cut it into pieces for the
+            # next question in the background (a second read, off the caller's time).
+            answer = collect_stable(lambda: merged(plan([(start, end)]), keys))
+            fill = threading.Thread(target=self._fill, args=(missing, keys, plan), daemon=True)
+            fill.start()
+            return answer
+        if missing:
+            found.update(self._read(missing, keys, plan))
+        frames = [found[key] for key in wanted if found[key].height]
         if not frames:
-            return _empty(keys) if covered else None
+            return _empty(keys)
         if len(frames) == 1:
             return frames[0]
         every = pl.concat(frames, how="vertical_relaxed")
@@ -117,43 +129,77 @@ class Pieces:
             return every
         return remerge(every, keys)
 
-    def _piece(self, key: tuple[Any, ...], compute: Callable[[], pl.LazyFrame]) -> pl.DataFrame:
-        """A piece from the cache, or read once: panels asking for the same piece at the same
-        moment (series and heatmap do) wait for the first reader instead of reading too."""
+    def _cached(self, keys: list[tuple[Any, ...]]) -> dict[tuple[Any, ...], pl.DataFrame]:
         with self._lock:
-            if key in self._cache:
+            found = {key: self._cache[key] for key in keys if key in self._cache}
+            for key in found:
                 self._cache.move_to_end(key)
-                return self._cache[key]
-            reading = self._reading.setdefault(key, threading.Lock())
+        return found
+
+    def _fill(
+        self,
+        missing: dict[tuple[Any, ...], tuple[datetime, datetime]],
+        keys: list[str],
+        plan: Callable[[list[tuple[datetime, datetime]]], pl.LazyFrame],
+    ) -> None:
+        try:
+            self._read(missing, keys, plan)
+        except Exception as exc:  # the next question reads the pieces itself
+            log.warning("reading the dashboard's pieces in the background failed: %r", exc)
+
+    def _read(
+        self,
+        missing: dict[tuple[Any, ...], tuple[datetime, datetime]],
+        keys: list[str],
+        plan: Callable[[list[tuple[datetime, datetime]]], pl.LazyFrame],
+    ) -> dict[tuple[Any, ...], pl.DataFrame]:
+        """Every missing piece in one read: rows grouped by piece and keys, then split.
+        Panels that need the same pieces at the same moment (series and heatmap do) wait
+        for the first reader instead of reading too."""
+        lock_key = tuple(missing)
+        with self._lock:
+            reading = self._reading.setdefault(lock_key, threading.Lock())
         with reading:
+            found = self._cached(list(missing))
+            if len(found) == len(missing):
+                return found
+            spans = sorted(missing.values())
+            starts = pl.Series([int(lo.timestamp() * 1000) for lo, _ in spans], dtype=pl.Int64)
+
+            def read() -> pl.LazyFrame:
+                rows = plan(spans).with_columns(
+                    _piece=pl.lit(starts).search_sorted(
+                        pl.col("bucket_start").dt.epoch("ms"), side="right"
+                    )
+                    - 1
+                )
+                return merged(rows, ["_piece", *keys])
+
+            try:
+                frame = collect_stable(read)
+            finally:
+                with self._lock:
+                    self._reading.pop(lock_key, None)
+            parts = frame.partition_by("_piece", as_dict=True, include_key=False)
+            index = {span: n for n, span in enumerate(spans)}
+            empty = frame.clear().drop("_piece")
+            out = {key: parts.get((index[span],), empty) for key, span in missing.items()}
             with self._lock:
-                if key in self._cache:
-                    return self._cache[key]
-            frame = collect_stable(compute)
-            with self._lock:
-                self._reading.pop(key, None)
                 if self.size > 0:
-                    self._cache[key] = frame
+                    self._cache.update(out)
                     while len(self._cache) > self.size:
                         self._cache.popitem(last=False)
-        return frame
-
-
-def _merge_piece(
-    plan: Callable[[datetime, datetime], pl.LazyFrame], lo: datetime, hi: datetime, keys: list[str]
-) -> pl.LazyFrame:
-    return merged(plan(lo, hi), keys)
+        return out
 
 
 def metric_rows(
     root: Path,
-    start: datetime,
-    end: datetime,
+    windows: list[tuple[datetime, datetime]],
     service: str | None,
     method: str | None,
     path: str | None,
 ) -> pl.LazyFrame:
-    return metrics(root, [(start, end)], service=service, method=method, path_template=path)
+    return metrics(root, windows, service=service, method=method, path_template=path)
 
 
 def _empty(keys: list[str]) -> pl.DataFrame:

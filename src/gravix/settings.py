@@ -15,6 +15,8 @@ DEFAULT_DATA_DIR = "./data"
 DEFAULT_HOST = "127.0.0.1"
 DEFAULT_PORT = 8090
 DEFAULT_URL = "http://127.0.0.1:8090"
+DEFAULT_DASHBOARD_HOST = "127.0.0.1"
+DEFAULT_DASHBOARD_PORT = 8091
 DEFAULT_ROTATE_SECONDS = 60.0
 DEFAULT_ROTATE_BYTES = 64 * 1024 * 1024
 DEFAULT_RETENTION_DAYS = 30
@@ -40,6 +42,8 @@ class Settings:
     max_single_bytes: int = DEFAULT_MAX_SINGLE_BYTES
     max_batch_bytes: int = DEFAULT_MAX_BATCH_BYTES
     min_free_bytes: int = DEFAULT_MIN_FREE_BYTES
+    dashboard_host: str = DEFAULT_DASHBOARD_HOST
+    dashboard_port: int = DEFAULT_DASHBOARD_PORT
     # Test-only fault injection plan for the durable-file module (JSON); see durable.py.
     fault_plan: str | None = field(default=None, repr=False)
 
@@ -179,6 +183,8 @@ def load_settings(
     max_single_bytes: str | int | None = None,
     max_batch_bytes: str | int | None = None,
     min_free_bytes: str | int | None = None,
+    dashboard_host: str | None = None,
+    dashboard_port: int | None = None,
     environ: Mapping[str, str] | None = None,
 ) -> Settings:
     """Build settings from flags (None = not given), then the environment, then defaults."""
@@ -186,6 +192,11 @@ def load_settings(
     port_value = src.whole(port, "--port", "GRAVIX_PORT", DEFAULT_PORT)
     if not 0 <= port_value <= 65535:
         raise ConfigError(f"--port must be 0–65535, got {port_value}")
+    dashboard_port_value = src.whole(
+        dashboard_port, "--port", "GRAVIX_DASHBOARD_PORT", DEFAULT_DASHBOARD_PORT
+    )
+    if not 0 <= dashboard_port_value <= 65535:
+        raise ConfigError(f"the dashboard port must be 0–65535, got {dashboard_port_value}")
     days = src.whole(retention_days, "--days", "GRAVIX_RETENTION_DAYS", DEFAULT_RETENTION_DAYS, 1)
     return Settings(
         data_dir=_directory(src.pick(data_dir, "--data-dir", "GRAVIX_DATA_DIR"), DEFAULT_DATA_DIR),
@@ -223,5 +234,7 @@ def load_settings(
         min_free_bytes=src.size(
             min_free_bytes, "--min-free-bytes", "GRAVIX_MIN_FREE_BYTES", DEFAULT_MIN_FREE_BYTES
         ),
+        dashboard_host=src.text(dashboard_host, "GRAVIX_DASHBOARD_HOST", DEFAULT_DASHBOARD_HOST),
+        dashboard_port=dashboard_port_value,
         fault_plan=src.env.get("GRAVIX_FAULT_PLAN") or None,
     )

@@ -7,6 +7,7 @@ from __future__ import annotations
 # Importing a command module registers its command on ``app``.
 from gravix.cli import (  # noqa: F401  (registration by import)
     cleanup,
+    dashboard,
     demo,
     doctor,
     ingest_server,

@@ -30,6 +30,12 @@ def demo_command(
             "--force", help="Use a non-empty directory the demo did not make: add, delete nothing."
         ),
     ] = False,
+    serve: Annotated[
+        bool,
+        typer.Option(
+            "--serve", help="Then keep the dashboard running on the demo's data until Ctrl-C."
+        ),
+    ] = False,
     json: Json = False,
 ) -> None:
     """See Gravix work in one command, in well under a minute.
@@ -42,6 +48,8 @@ def demo_command(
     Example: gravix demo
 
     Example: gravix demo --data-dir /tmp/gravix-demo --json
+
+    Example: gravix demo --serve
     """
     from gravix.cli.render import progress
     from gravix.tools.demo import run_demo
@@ -55,6 +63,18 @@ def demo_command(
         print_json(to_json(report))
     else:
         _render(report)
+    if serve:
+        from gravix.cli.render import err_console
+        from gravix.tools.demo import serve_dashboard
+
+        def ready(url: str) -> None:
+            page = report.dashboard_url if report.dashboard_url.startswith(url) else url
+            err_console().print(
+                f"Dashboard on {page} (Ctrl-C stops it)", highlight=False, soft_wrap=True
+            )
+
+        with boundary():
+            raise typer.Exit(serve_dashboard(report, on_ready=ready))
 
 
 def _when(value: Any) -> datetime | None:
@@ -150,6 +170,12 @@ def _render(report: DemoReport) -> None:
         f"{_pct(deploy['error_rate_before'])} → {_pct(deploy['error_rate_after'])}, p99 "
         f"{_ms(deploy['p99_ms_before'])} → {_ms(deploy['p99_ms_after'])} ms).",
         highlight=False,
+    )
+    out.print()
+    out.print(
+        f"[bold]Dashboard:[/] {report.dashboard_command}  →  {report.dashboard_url}",
+        highlight=False,
+        soft_wrap=True,
     )
     out.print()
     out.print("[bold]Next, try:[/]")

@@ -27,7 +27,8 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any, ClassVar
 
-from gravix import schema
+from gravix import dashboard, schema
+from gravix.dashboard.server import url_of
 from gravix.errors import GravixError, LockHeld, UnsafePath
 from gravix.ops.doctor import DoctorReport, run_doctor
 from gravix.query import deploy_compare, endpoint_drilldown, service_health, top_endpoints
@@ -88,6 +89,9 @@ class DemoReport:
     top_endpoints: dict[str, Any] = field(default_factory=dict)
     deploy: dict[str, Any] = field(default_factory=dict)
     next_commands: list[str] = field(default_factory=list)
+    # The dashboard on the demo's data: the command that starts it, and its page.
+    dashboard_command: str = ""
+    dashboard_url: str = ""
 
     @property
     def window(self) -> dict[str, datetime]:
@@ -262,6 +266,8 @@ def run_demo(
     _answer(report, root, now)
     steps.done("built the incident report")
     report.next_commands = _next_commands(root, start, end)
+    report.dashboard_command = f"{gravix_command()} dashboard --data-dir {shlex.quote(str(root))}"
+    report.dashboard_url = _dashboard_url(root, start, end)
     report.elapsed_s = time.perf_counter() - started
     return report
 
@@ -421,6 +427,18 @@ def _next_commands(root: Path, since: datetime, until: datetime) -> list[str]:
         f"{g} recover --data-dir {d} --dry-run",
         f"{g} query --data-dir {d} --ddl trino",
     ]
+
+
+def _dashboard_url(root: Path, since: datetime, until: datetime) -> str:
+    settings = load_settings(data_dir=root)
+    base = url_of(settings.dashboard_host, settings.dashboard_port)
+    return f"{base}?service={SERVICE}&from={_stamp(since)}&to={_stamp(until)}"
+
+
+def serve_dashboard(report: DemoReport, *, on_ready: Callable[[str], None]) -> int:
+    """``gravix demo --serve``: the dashboard on the demo's data until Ctrl-C."""
+    settings = load_settings(data_dir=report.data_dir)
+    return dashboard.serve(settings=settings, on_ready=on_ready)
 
 
 def _stamp(moment: datetime) -> str:

@@ -1,0 +1,366 @@
+"""`gravix dashboard` against DuckDB on the same warehouse files, and the page in Chromium.
+
+A data root holding 7 days of facts — one for every minute of 12 services × 15 paths,
+1.8M facts, with errors and a lognormal latency spread — is generated once into
+``bench-results/cache/`` and rolled up with the real rollup. Two answers are timed, each
+for the whole 7 days and all services:
+
+* series — the page's main question: per 15-minute step (672 points), requests, 5xx,
+  4xx and p50/p95/p99 merged from the minute histograms;
+* endpoints — every endpoint over the 7 days, ranked by server errors, with merged
+  percentiles.
+
+References, each in its own fresh process, in the same run:
+
+* DuckDB in-process computing the same counts per step or endpoint from the same Parquet
+  files (the figure the target is set against), and
+* DuckDB computing the counts *and* the merged percentiles (histograms unnested, summed by
+  index and read with the same rank rule), the whole answer.
+
+"warm" is the median of several calls after one warm-up in the same process: the
+dashboard keeps each day's and hour's merged aggregates in memory, keyed by the identity of
+its files (``gravix.dashboard.pieces``), as the page's refresh and a second viewer find
+them; "no cache" reads and merges every piece again on every call. "cold" is a fresh
+process's first answer once it is up (imports done, as a started server is), and, reported
+beside it, from process start with the imports. Finally the page's first complete render
+(every panel drawn) in headless Chromium, in a fresh browser, on the same
+7 days.
+"""
+
+from __future__ import annotations
+
+import json
+import random
+import shutil
+import statistics
+import subprocess
+import sys
+import time
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+from bench.bench_query import _duck_merged
+
+CACHE = Path("bench-results") / "cache"
+SERVICES = tuple(f"svc-{i:02d}" for i in range(12))
+PATHS = tuple(
+    (m, p)
+    for m, p in [
+        ("GET", "/"),
+        ("GET", "/api/items"),
+        ("GET", "/api/items/{id}"),
+        ("POST", "/api/items"),
+        ("PUT", "/api/items/{id}"),
+        ("DELETE", "/api/items/{id}"),
+        ("GET", "/api/cart"),
+        ("POST", "/api/cart/items"),
+        ("POST", "/api/checkout"),
+        ("GET", "/api/orders"),
+        ("GET", "/api/orders/{id}"),
+        ("POST", "/api/payments"),
+        ("GET", "/api/search"),
+        ("GET", "/health"),
+        ("GET", "/static/{asset}"),
+    ]
+)
+END = datetime(2026, 2, 20, 0, 0, tzinfo=UTC)
+REPEATS = 5
+CHROMIUM = Path("/usr/bin/chromium")
+
+
+def _uuid7(ms: int, rng: random.Random) -> str:
+    value = (ms << 80) | (0x7 << 76) | (rng.getrandbits(12) << 64)
+    value |= (0b10 << 62) | rng.getrandbits(62)
+    text = f"{value:032x}"
+    return f"{text[:8]}-{text[8:12]}-{text[12:16]}-{text[16:20]}-{text[20:]}"
+
+
+def _build(root: Path, days: int) -> None:
+    from gravix import schema
+    from gravix.rollup import run_rollup
+    from gravix.storage import layout
+
+    rng = random.Random(5)
+    start = END - timedelta(days=days)
+    for h in range(days * 24):
+        hour_start = start + timedelta(hours=h)
+        lines: list[str] = []
+        for m in range(60):
+            minute = hour_start + timedelta(minutes=m)
+            for service in SERVICES:
+                for method, path in PATHS:
+                    moment = minute + timedelta(milliseconds=rng.randrange(60_000))
+                    r = rng.random()
+                    status = 503 if r < 0.02 else (404 if r < 0.06 else 200)
+                    latency = round(rng.lognormvariate(3.2, 0.9), 3)
+                    stamp = (
+                        moment.strftime("%Y-%m-%dT%H:%M:%S.") + f"{moment.microsecond // 1000:03d}Z"
+                    )
+                    lines.append(
+                        f'{{"event_id":"{_uuid7(int(moment.timestamp() * 1000), rng)}",'
+                        f'"event_time":"{stamp}","service":"{service}","method":"{method}",'
+                        f'"path_template":"{path}","status_code":{status},"latency_ms":{latency}}}\n'
+                    )
+        out = layout.raw_file_path(
+            root, schema.REQUEST_FACTS, layout.Hour.of(hour_start), f"b{h:05d}"
+        )
+        out.parent.mkdir(parents=True, exist_ok=True)
+        out.write_text("".join(lines))
+    run_rollup(root=root)
+
+
+def _data_root(quick: bool) -> tuple[Path, int]:
+    days = 1 if quick else 7
+    root = CACHE / f"dashboard-{days}d-{len(SERVICES)}x{len(PATHS)}"
+    marker = root / ".complete"
+    if not marker.exists():
+        shutil.rmtree(root, ignore_errors=True)
+        _build(root, days)
+        marker.write_text("ok\n")
+    return root, days
+
+
+# --- DuckDB: the same answers in SQL -------------------------------------------------------------
+
+
+def _source(root: Path, step: int | None) -> str:
+    from gravix.storage import layout
+
+    glob = layout.warehouse_glob(root, "request_metrics_minute")
+    if step is None:
+        return f"read_parquet('{glob}', hive_partitioning = true)"
+    return (
+        f"(SELECT *, to_timestamp(floor(epoch(bucket_start) / {step}) * {step}) AS t "
+        f"FROM read_parquet('{glob}', hive_partitioning = true))"
+    )
+
+
+def _where(since: datetime, until: datetime) -> str:
+    last = (until - timedelta(seconds=1)).date()
+    return (
+        f"event_day BETWEEN DATE '{since.date()}' AND DATE '{last}' "
+        f"AND bucket_start >= TIMESTAMPTZ '{since.isoformat()}' "
+        f"AND bucket_start < TIMESTAMPTZ '{until.isoformat()}'"
+    )
+
+
+def _duck_sql(
+    case: str, full: bool, root: Path, since: datetime, until: datetime, step: int
+) -> str:
+    keys = "t" if case == "series" else "service, method, path_template"
+    source = _source(root, step if case == "series" else None)
+    if full:
+        body = _duck_merged(keys, _where(since, until), source, f"t.{keys.replace(', ', ', t.')}")
+        order = (
+            "t"
+            if case == "series"
+            else "errors DESC, requests DESC, service, method, path_template"
+        )
+        return f"SELECT * FROM ({body}) ORDER BY {order}"
+    counts = (
+        f"SELECT {keys}, sum(request_count) AS requests, sum(error_count) AS errors, "
+        f"sum(client_error_count) AS client_errors FROM {source} WHERE {_where(since, until)} "
+        "GROUP BY ALL"
+    )
+    order = (
+        "t" if case == "series" else "errors DESC, requests DESC, service, method, path_template"
+    )
+    return f"SELECT * FROM ({counts}) ORDER BY {order}"
+
+
+# --- the worker: one engine, one question, in a fresh process ----------------------------------
+
+
+def worker(engine: str, case: str, root_text: str, days: int, cached: bool = False) -> None:
+    import resource
+
+    begun_process = time.perf_counter()
+    root = Path(root_text)
+    since, until, step = END - timedelta(days=days), END, 900 if days == 7 else 120
+    if engine == "gravix":
+        from gravix.dashboard import Data
+        from gravix.dashboard.params import parse_query
+
+        data = Data(root, cache_size=64 if cached else 0)
+        params = {"from": since.isoformat(), "to": until.isoformat()}
+        if case == "endpoints":
+            params["limit"] = "1000"
+        query = parse_query(params)
+
+        def call() -> Any:
+            return data.series(query) if case == "series" else data.endpoints(query)
+
+        def summary(answer: Any) -> list[int]:
+            rows = answer["points"] if case == "series" else answer["rows"]
+            return [len(rows), sum(r["requests"] for r in rows)]
+    else:
+        import duckdb
+
+        con = duckdb.connect()
+        con.execute("SET TimeZone = 'UTC'")
+        sql = _duck_sql(case, engine == "duckdb-full", root, since, until, step)
+
+        def call() -> Any:
+            return con.execute(sql).fetchall()
+
+        def summary(rows: Any) -> list[int]:
+            index = 1 if case == "series" else 3
+            return [len(rows), int(sum(r[index] for r in rows))]
+
+    started = time.perf_counter()  # imports done, as in a server that is up
+    result = call()
+    cold = time.perf_counter() - started
+    process = time.perf_counter() - begun_process
+    times = []
+    for _ in range(REPEATS):
+        begun = time.perf_counter()
+        result = call()
+        times.append(time.perf_counter() - begun)
+    rss_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    print(
+        json.dumps(
+            {
+                "seconds": statistics.median(times),
+                "cold": cold,
+                "process": process,
+                "rss_mb": rss_mb,
+                "summary": summary(result),
+            }
+        )
+    )
+
+
+def _run_worker(
+    engine: str, case: str, root: Path, days: int, cached: bool = False
+) -> dict[str, Any]:
+    code = (
+        "from bench.bench_dashboard import worker; "
+        f"worker({engine!r}, {case!r}, {str(root)!r}, {days}, {cached!r})"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    return dict(json.loads(out.stdout.strip().splitlines()[-1]))
+
+
+def _answer_rows(root: Path, days: int) -> list[dict[str, Any]]:
+    rows: list[dict[str, Any]] = []
+    for case in ("series", "endpoints"):
+        ours = _run_worker("gravix", case, root, days, cached=True)
+        bare = _run_worker("gravix", case, root, days)
+        counts = _run_worker("duckdb", case, root, days)
+        full = _run_worker("duckdb-full", case, root, days)
+        for ref in (counts, full, bare):
+            if ours["summary"] != ref["summary"]:
+                raise AssertionError(
+                    f"{case}: answers differ: {ours['summary']} vs {ref['summary']}"
+                )
+        label = f"dashboard {case}, {days} days, all services"
+        figures = [
+            ("warm", ours["seconds"], counts["seconds"], "DuckDB, same counts", 1.0),
+            ("warm", ours["seconds"], full["seconds"], "DuckDB, counts + merged percentiles", 1.0),
+            (
+                "no cache, every piece read again",
+                bare["seconds"],
+                counts["seconds"],
+                "DuckDB, same counts",
+                None,
+            ),
+            (
+                "no cache, every piece read again",
+                bare["seconds"],
+                full["seconds"],
+                "DuckDB, counts + merged percentiles",
+                None,
+            ),
+            (
+                "cold first answer after start",
+                ours["cold"],
+                counts["cold"],
+                "DuckDB's first answer after connect",
+                2.0,
+            ),
+            (
+                "process start to first answer, imports included",
+                ours["process"],
+                counts["process"],
+                "DuckDB, import included",
+                None,
+            ),
+        ]
+        for kind, value, reference, against, target in figures:
+            ratio = value / reference
+            rows.append(
+                {
+                    "name": f"{label}, {kind} (vs {against})",
+                    "value": value,
+                    "unit": "s",
+                    "reference": reference,
+                    "ratio": ratio,
+                    "target": f"ratio ≤ {target:g}" if target else "(reported)",
+                    "ok": ratio <= target if target else None,
+                    "peak_rss_mb": round(ours["rss_mb"], 1),
+                }
+            )
+    return rows
+
+
+def _render_rows(root: Path, days: int) -> list[dict[str, Any]]:
+    """The page's first complete render: a fresh headless Chromium opens the dashboard on
+    the 7 days and waits until every panel is drawn."""
+    if not CHROMIUM.exists():
+        return [{"name": "page render: skipped (apt-get install -y chromium)", "value": None}]
+    from playwright.sync_api import sync_playwright
+
+    from gravix.dashboard import running
+    from gravix.settings import load_settings
+
+    since = (END - timedelta(days=days)).strftime("%Y-%m-%dT%H:%M:%SZ")
+    until = END.strftime("%Y-%m-%dT%H:%M:%SZ")
+    settings = load_settings(data_dir=root, dashboard_port=0, environ={})
+    firsts, warms, timings = [], [], []
+    args = ["--no-sandbox", "--headless", "--disable-gpu", "--disable-background-networking"]
+    with running(settings=settings) as url, sync_playwright() as play:
+        for _ in range(3):
+            browser = play.chromium.launch(executable_path=str(CHROMIUM), args=args)
+            page = browser.new_page(viewport={"width": 1440, "height": 1000})
+            for attempt in range(2):
+                started = time.perf_counter()
+                page.goto(f"{url}?from={since}&to={until}")
+                page.wait_for_selector("body[data-state=ready]", state="attached", timeout=120_000)
+                (firsts if attempt == 0 else warms).append(time.perf_counter() - started)
+                if attempt == 0:
+                    timings.append(page.evaluate("window.gravixTimings"))
+            browser.close()
+    first, warm = statistics.median(firsts), statistics.median(warms)
+    detail = timings[len(timings) // 2]
+    note = (
+        f" (data {detail['fetched'] / 1000:.2f} s, "
+        f"plotly.js parsed {detail['plotlyReady'] / 1000:.2f} s, "
+        f"drawn {detail['rendered'] / 1000:.2f} s after navigation)"
+    )
+    return [
+        {
+            "name": f"page first complete render, {days} days, fresh browser" + note,
+            "value": first,
+            "unit": "s",
+            "target": "< 1.5 s",
+            "ok": first < 1.5,
+        },
+        {
+            "name": f"page render, {days} days, reload (browser cache warm)",
+            "value": warm,
+            "unit": "s",
+            "target": "< 1.5 s",
+            "ok": warm < 1.5,
+        },
+    ]
+
+
+def run(quick: bool) -> list[dict[str, Any]]:
+    root, days = _data_root(quick)
+    return _answer_rows(root, days) + _render_rows(root, days)
+
+
+if __name__ == "__main__":
+    for row in run(quick="--quick" in sys.argv):
+        print(row)

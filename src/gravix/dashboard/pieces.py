@@ -1,0 +1,296 @@
+"""Merged aggregates of a window, assembled from pieces that are each cached by the identity
+of the files they were read from.
+
+A window ``[start, end)`` is cut into whole UTC days, whole hours and the minutes at its
+edges. Each piece is read once (``query.merge``: sums, extremes and the merged histogram
+per group) and kept, keyed by its bounds, the grouping and the (path, inode, size, mtime)
+of its files: a rollup that replaces an hour's file changes its identity, so that piece is
+read again and the others are not. The pieces are then merged once more — summing
+histograms is exact, so the answer is the one a single read of the window gives. The
+dashboard's 60-second refresh and a 7-day view so read a few hundred rows, not millions.
+
+Percentiles and Apdex are read from the merged histograms for every row at once, by the
+rank rule of :mod:`gravix.schema.sketch`, in polars rather than row by row.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import threading
+from collections import OrderedDict
+from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import polars as pl
+
+from gravix import schema
+from gravix.query.merge import MS, merged, metrics
+from gravix.query.tables import collect_stable, table_files
+from gravix.schema import sketch
+from gravix.storage import layout
+
+log = logging.getLogger("gravix.dashboard")
+METRICS = schema.REQUEST_METRICS_MINUTE
+HOUR = timedelta(hours=1)
+DAY = timedelta(days=1)
+SUMS = ("requests", "errors", "client_errors", "zero_count")
+Identity = tuple[tuple[str, int, int, int], ...]
+
+
+def identity(files: list[str]) -> Identity:
+    """What changes when a file is replaced: its inode, size and modification time."""
+    out = []
+    for path in files:
+        try:
+            info = os.stat(path, follow_symlinks=False)
+        except FileNotFoundError:
+            continue
+        out.append((path, info.st_ino, info.st_size, info.st_mtime_ns))
+    return tuple(out)
+
+
+def cut(start: datetime, end: datetime) -> list[tuple[datetime, datetime]]:
+    """``[start, end)`` as edge minutes, whole hours and whole UTC days, in order."""
+    pieces: list[tuple[datetime, datetime]] = []
+    at = start
+    while at < end:
+        day = at.astimezone(UTC).replace(hour=0, minute=0, second=0, microsecond=0)
+        hour = at.replace(minute=0, second=0, microsecond=0)
+        if at == day and at + DAY <= end:
+            nxt = at + DAY
+        elif at == hour and at + HOUR <= end:
+            nxt = at + HOUR
+        else:
+            nxt = min(hour + HOUR, end)
+        pieces.append((at, nxt))
+        at = nxt
+    return pieces
+
+
+class Pieces:
+    """Per-piece merged aggregates of one data root, most recently used kept."""
+
+    def __init__(self, root: Path, *, size: int = 4096) -> None:
+        self.root = root
+        self.size = size
+        self._cache: OrderedDict[tuple[Any, ...], pl.DataFrame] = OrderedDict()
+        self._lock = threading.Lock()
+        self._reading: dict[tuple[Any, ...], threading.Lock] = {}
+
+    def listing(self) -> list[tuple[str, datetime, datetime]]:
+        """Every warehouse file with the span of event time its name says it holds."""
+        out = []
+        for path in table_files(self.root, METRICS):
+            hours = layout.parse_warehouse_file(METRICS, Path(path))
+            out.append((path, min(hours).start, max(hours).start + HOUR))
+        return out
+
+    def aggregate(
+        self,
+        start: datetime,
+        end: datetime,
+        keys: list[str],
+        plan: Callable[[list[tuple[datetime, datetime]]], pl.LazyFrame],
+        tag: tuple[Any, ...],
+        listing: list[tuple[str, datetime, datetime]] | None = None,
+    ) -> pl.DataFrame | None:
+        """The window's rows merged by ``keys`` (None when no file covers it); ``plan``
+        gives the rows of some windows with the key columns, ``tag`` says what makes a
+        question's rows differ (its filters, its step)."""
+        every_file = self.listing() if listing is None else listing
+        wanted: dict[tuple[Any, ...], tuple[datetime, datetime]] = {}
+        for lo, hi in cut(start, end):
+            files = [path for path, a, b in every_file if a < hi and b > lo]
+            if files:
+                wanted[(lo, hi, tuple(keys), tag, identity(files))] = (lo, hi)
+        if not wanted:
+            return None
+        found = self._cached(list(wanted))
+        missing = {key: span for key, span in wanted.items() if key not in found}
+        if len(missing) > 1 and self.size > 0:
+            # Cold: answer from one read of the window now, and cut it into pieces for the
+            # next question in the background (a second read, off the caller's time).
+            answer = collect_stable(lambda: merged(plan([(start, end)]), keys))
+            fill = threading.Thread(target=self._fill, args=(missing, keys, plan), daemon=True)
+            fill.start()
+            return answer
+        if missing:
+            found.update(self._read(missing, keys, plan))
+        frames = [found[key] for key in wanted if found[key].height]
+        if not frames:
+            return _empty(keys)
+        if len(frames) == 1:
+            return frames[0]
+        every = pl.concat(frames, how="vertical_relaxed")
+        if every.select(keys).is_unique().all():
+            return every
+        return remerge(every, keys)
+
+    def _cached(self, keys: list[tuple[Any, ...]]) -> dict[tuple[Any, ...], pl.DataFrame]:
+        with self._lock:
+            found = {key: self._cache[key] for key in keys if key in self._cache}
+            for key in found:
+                self._cache.move_to_end(key)
+        return found
+
+    def _fill(
+        self,
+        missing: dict[tuple[Any, ...], tuple[datetime, datetime]],
+        keys: list[str],
+        plan: Callable[[list[tuple[datetime, datetime]]], pl.LazyFrame],
+    ) -> None:
+        try:
+            self._read(missing, keys, plan)
+        except Exception as exc:  # the next question reads the pieces itself
+            log.warning("reading the dashboard's pieces in the background failed: %r", exc)
+
+    def _read(
+        self,
+        missing: dict[tuple[Any, ...], tuple[datetime, datetime]],
+        keys: list[str],
+        plan: Callable[[list[tuple[datetime, datetime]]], pl.LazyFrame],
+    ) -> dict[tuple[Any, ...], pl.DataFrame]:
+        """Every missing piece in one read: rows grouped by piece and keys, then split.
+        Panels that need the same pieces at the same moment (series and heatmap do) wait
+        for the first reader instead of reading too."""
+        lock_key = tuple(missing)
+        with self._lock:
+            reading = self._reading.setdefault(lock_key, threading.Lock())
+        with reading:
+            found = self._cached(list(missing))
+            if len(found) == len(missing):
+                return found
+            spans = sorted(missing.values())
+            starts = pl.Series([int(lo.timestamp() * 1000) for lo, _ in spans], dtype=pl.Int64)
+
+            def read() -> pl.LazyFrame:
+                rows = plan(spans).with_columns(
+                    _piece=pl.lit(starts).search_sorted(
+                        pl.col("bucket_start").dt.epoch("ms"), side="right"
+                    )
+                    - 1
+                )
+                return merged(rows, ["_piece", *keys])
+
+            try:
+                frame = collect_stable(read)
+            finally:
+                with self._lock:
+                    self._reading.pop(lock_key, None)
+            parts = frame.partition_by("_piece", as_dict=True, include_key=False)
+            index = {span: n for n, span in enumerate(spans)}
+            empty = frame.clear().drop("_piece")
+            out = {key: parts.get((index[span],), empty) for key, span in missing.items()}
+            with self._lock:
+                if self.size > 0:
+                    self._cache.update(out)
+                    while len(self._cache) > self.size:
+                        self._cache.popitem(last=False)
+        return out
+
+
+def metric_rows(
+    root: Path,
+    windows: list[tuple[datetime, datetime]],
+    service: str | None,
+    method: str | None,
+    path: str | None,
+) -> pl.LazyFrame:
+    return metrics(root, windows, service=service, method=method, path_template=path)
+
+
+def _empty(keys: list[str]) -> pl.DataFrame:
+    types: dict[str, Any] = {"t": MS}
+    return pl.DataFrame(
+        schema={
+            **{k: types.get(k, pl.String) for k in keys},
+            **{k: pl.Int64 for k in SUMS},
+            "latency_min_ms": pl.Float64,
+            "latency_max_ms": pl.Float64,
+            "idx": pl.List(pl.Int32),
+            "cnt": pl.List(pl.Int64),
+        }
+    )
+
+
+def remerge(frame: pl.DataFrame, keys: list[str]) -> pl.DataFrame:
+    """Rows that share keys merged again: sums, extremes, histograms added by index."""
+    totals = frame.group_by(keys).agg(
+        *(pl.col(k).sum() for k in SUMS),
+        pl.col("latency_min_ms").min(),
+        pl.col("latency_max_ms").max(),
+    )
+    hist = (
+        frame.select(*keys, "idx", "cnt")
+        .explode(["idx", "cnt"])
+        .drop_nulls("idx")
+        .group_by(*keys, "idx")
+        .agg(pl.col("cnt").sum())
+        .group_by(keys)
+        .agg(idx=pl.col("idx").sort(), cnt=pl.col("cnt").sort_by("idx"))
+    )
+    return totals.join(hist, on=keys, how="left", nulls_equal=True)
+
+
+# --- percentiles and Apdex for every row at once -------------------------------------------------
+
+
+def _values(indexes: pl.Series) -> pl.Series:
+    """The representative value of each bucket index, as :func:`sketch.bucket_value`."""
+    unique = indexes.drop_nulls().unique().to_list()
+    table = {int(i): sketch.bucket_value(int(i)) for i in unique}
+    return indexes.replace_strict(table, return_dtype=pl.Float64, default=None)
+
+
+def with_estimates(frame: pl.DataFrame, apdex_t_ms: float | None = None) -> pl.DataFrame:
+    """Add p50_ms, p95_ms, p99_ms (and ``apdex`` for a threshold) read from each row's
+    merged histogram by the rank rule: the first bucket where the running count, zeros
+    first, reaches ⌈q·n⌉, its representative value clamped to the row's [min, max]."""
+    qs = {"p50_ms": 0.5, "p95_ms": 0.95, "p99_ms": 0.99}
+    rows = frame.with_row_index("_row")
+    n = pl.col("requests")
+    lo, hi = pl.col("latency_min_ms"), pl.col("latency_max_ms")
+    long = (
+        rows.select(
+            "_row", "zero_count", "requests", "latency_min_ms", "latency_max_ms", "idx", "cnt"
+        )
+        .explode(["idx", "cnt"])
+        .drop_nulls("idx")
+        .with_columns(running=pl.col("zero_count") + pl.col("cnt").cum_sum().over("_row"))
+    )
+    long = long.with_columns(value=_values(long["idx"])).with_columns(pl.col("value").clip(lo, hi))
+    picks = long.group_by("_row").agg(
+        *(
+            pl.col("value").filter(pl.col("running") >= (n * q).ceil().clip(1)).first().alias(name)
+            for name, q in qs.items()
+        ),
+        *(_apdex_parts(apdex_t_ms) if apdex_t_ms is not None else ()),
+    )
+    out = rows.join(picks, on="_row", how="left")
+    zero_value = pl.lit(0.0).clip(lo, hi)
+    out = out.with_columns(
+        pl.when(n <= 0)
+        .then(None)
+        .when(pl.col("zero_count") >= (n * q).ceil().clip(1))
+        .then(zero_value)
+        .otherwise(pl.col(name))
+        .alias(name)
+        for name, q in qs.items()
+    )
+    if apdex_t_ms is not None:
+        satisfied = pl.col("zero_count") + pl.col("_satisfied").fill_null(0)
+        out = out.with_columns(
+            apdex=pl.when(n > 0).then((satisfied + pl.col("_tolerating").fill_null(0) / 2) / n)
+        )
+    return out.drop("_row", "_satisfied", "_tolerating", strict=False)
+
+
+def _apdex_parts(t: float) -> tuple[pl.Expr, pl.Expr]:
+    value, count = pl.col("value"), pl.col("cnt")
+    return (
+        count.filter(value <= t).sum().alias("_satisfied"),
+        count.filter((value > t) & (value <= 4 * t)).sum().alias("_tolerating"),
+    )

@@ -1,0 +1,67 @@
+"""Browser set-up for the dashboard tests: pytest-playwright drives the distribution's
+Chromium (playwright's own browser download does not work on these machines).
+
+Without Chromium the browser tests skip with the command that installs it, unless
+GRAVIX_REQUIRE_BROWSER=1 (CI sets it), where a missing browser fails the run."""
+
+from __future__ import annotations
+
+import os
+import shutil
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+CHROMIUM = Path("/usr/bin/chromium")
+CHROMIUM_ARGS = [
+    "--no-sandbox",
+    "--headless",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+]
+ARTIFACTS = Path(__file__).resolve().parent / "artifacts"
+
+
+def chromium_or_skip() -> Path:
+    found = CHROMIUM if CHROMIUM.exists() else None
+    if found is None and shutil.which("chromium"):
+        found = Path(str(shutil.which("chromium")))
+    if found is not None:
+        return found
+    message = "headless Chromium not found at /usr/bin/chromium: apt-get install -y chromium"
+    if os.environ.get("GRAVIX_REQUIRE_BROWSER") == "1":
+        pytest.fail(f"{message} (GRAVIX_REQUIRE_BROWSER=1 makes this a failure)")
+    pytest.skip(message)
+
+
+@pytest.fixture(scope="session")
+def browser_type_launch_args(browser_type_launch_args: dict[str, Any]) -> dict[str, Any]:
+    return {
+        **browser_type_launch_args,
+        "executable_path": str(chromium_or_skip()),
+        "args": CHROMIUM_ARGS,
+        "headless": True,
+    }
+
+
+@pytest.fixture(scope="session")
+def browser_context_args(browser_context_args: dict[str, Any]) -> dict[str, Any]:
+    return {**browser_context_args, "viewport": {"width": 1440, "height": 1000}}
+
+
+@pytest.fixture(scope="session")
+def artifacts() -> Path:
+    """Screenshots of each state the browser tests reach (git ignores the directory)."""
+    ARTIFACTS.mkdir(exist_ok=True)
+    return ARTIFACTS
+
+
+@pytest.fixture(scope="session")
+def base_url() -> None:
+    """Tests give full URLs (each server has its own port); this also replaces the
+    plugin's own fixture, which pytest deprecates (and warnings fail the run)."""
+    return None

@@ -8,10 +8,12 @@ from __future__ import annotations
 
 import os
 import shutil
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
+from playwright.sync_api import Browser, BrowserType, Playwright, sync_playwright
 
 CHROMIUM = Path("/usr/bin/chromium")
 CHROMIUM_ARGS = [
@@ -48,9 +50,9 @@ def browser_type_launch_args(browser_type_launch_args: dict[str, Any]) -> dict[s
     }
 
 
-@pytest.fixture(scope="session")
-def browser_context_args(browser_context_args: dict[str, Any]) -> dict[str, Any]:
-    return {**browser_context_args, "viewport": {"width": 1440, "height": 1000}}
+@pytest.fixture(scope="module")
+def browser_context_args() -> dict[str, Any]:
+    return {"viewport": {"width": 1440, "height": 1000}}
 
 
 @pytest.fixture(scope="session")
@@ -65,3 +67,36 @@ def base_url() -> None:
     """Tests give full URLs (each server has its own port); this also replaces the
     plugin's own fixture, which pytest deprecates (and warnings fail the run)."""
     return None
+
+
+# pytest-playwright keeps its sync API's event loop running for the whole session; every
+# later test that calls asyncio.run() would then fail. Module scope stops it after the
+# browser tests.
+@pytest.fixture(scope="module")
+def playwright() -> Iterator[Playwright]:
+    chromium_or_skip()
+    with sync_playwright() as pw:
+        yield pw
+
+
+@pytest.fixture(scope="module")
+def browser_type(playwright: Playwright, browser_name: str | None) -> BrowserType:
+    browser_type: BrowserType = getattr(playwright, browser_name or "chromium")
+    return browser_type
+
+
+@pytest.fixture(scope="module")
+def launch_browser(
+    browser_type_launch_args: dict[str, Any], browser_type: BrowserType
+) -> Callable[..., Browser]:
+    def launch(**kwargs: Any) -> Browser:
+        return browser_type.launch(**{**browser_type_launch_args, **kwargs})
+
+    return launch
+
+
+@pytest.fixture(scope="module")
+def browser(launch_browser: Callable[..., Browser]) -> Iterator[Browser]:
+    browser = launch_browser()
+    yield browser
+    browser.close()

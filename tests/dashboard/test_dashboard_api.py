@@ -30,8 +30,11 @@ from dashboard_support import (
     parse_z,
     rank_value,
     ts,
+    write_raw,
 )
+from gravix import schema
 from gravix.dashboard import running
+from gravix.rollup import run_rollup
 from gravix.schema import sketch
 from gravix.settings import load_settings
 
@@ -388,3 +391,31 @@ def check_empty(client: httpx.Client) -> None:
 def test_default_window_is_the_last_three_hours(client: httpx.Client) -> None:
     answer = get(client, "series", step="60")
     assert parse_z(answer["to"]) == NOW and parse_z(answer["from"]) == NOW - timedelta(hours=3)
+
+
+def test_an_hour_rebuilt_with_a_late_fact_is_read_again(tmp_path: Path) -> None:
+    """Answers are assembled from per-day and per-hour pieces kept in memory: a rollup that
+    replaces an hour's file (here: one late fact) must show in the next answer."""
+    root = incident_night(tmp_path / "data")
+    window = {"from": START.strftime(Z), "to": END.strftime(Z), "step": "3600"}
+    with serving(root) as client:
+        before = {p["t"]: p["requests"] for p in get(client, "series", **window)["points"]}
+        again = {p["t"]: p["requests"] for p in get(client, "series", **window)["points"]}
+        assert again == before
+        late = {
+            "event_id": "019cab8e-3a00-7000-8000-000000000001",
+            "event_time": "2026-03-02T00:30:00.000Z",
+            "service": "frontend",
+            "method": "GET",
+            "path_template": "/",
+            "status_code": 500,
+            "latency_ms": 12.5,
+        }
+        write_raw(root, schema.REQUEST_FACTS, [late])
+        run_rollup(root=root)
+        after = {p["t"]: p["requests"] for p in get(client, "series", **window)["points"]}
+        changed = {t for t in after if after[t] != before[t]}
+        assert changed == {"2026-03-02T00:00:00Z"}
+        assert after["2026-03-02T00:00:00Z"] == before["2026-03-02T00:00:00Z"] + 1
+        rows = get(client, "endpoints", **{k: v for k, v in window.items() if k != "step"})
+        assert sum(r["requests"] for r in rows["rows"]) == sum(after.values())

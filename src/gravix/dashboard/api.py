@@ -56,7 +56,7 @@ class Data:
         self.cache_size = cache_size
         self._cache: OrderedDict[tuple[Any, ...], Any] = OrderedDict()
         self._lock = threading.Lock()
-        self.pieces = Pieces(self.root, size=64 * cache_size)
+        self.pieces = Pieces(self.root, size=16 * cache_size)
 
     # --- the routes ---------------------------------------------------------------------------
 

@@ -282,7 +282,7 @@
   // --- charts -----------------------------------------------------------------------------------
 
   const PLOT_CONFIG = {
-    displaylogo: false, responsive: true, doubleClick: false, displayModeBar: "hover",
+    displaylogo: false, responsive: true, doubleClick: false, displayModeBar: "hover", showTips: false,
     modeBarButtonsToRemove: ["select2d", "lasso2d", "autoScale2d", "resetScale2d", "pan2d",
       "zoomIn2d", "zoomOut2d", "toggleSpikelines", "hoverClosestCartesian", "hoverCompareCartesian"],
   };

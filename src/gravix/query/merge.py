@@ -26,7 +26,7 @@ MS = pl.Datetime("ms", "UTC")
 def percentile_note() -> str:
     return (
         f"percentiles are merged from latency histograms: each is within "
-        f"±{sketch.RELATIVE_ERROR:.2%} of the exact value"
+        f"±{sketch.RELATIVE_ERROR:.2%} of the exact rank quantile (the ⌈q·n⌉-th smallest latency)"
     )
 
 

@@ -54,6 +54,8 @@ def test_times_share_one_spelling(text: str, moment: datetime) -> None:
         (lambda: units.parse_time("2026-02-16T10:00:00", "--since"), "has no time zone"),
         (lambda: units.parse_time("yesterday", "--until"), "--until 'yesterday' is not a time"),
         (lambda: units.parse_time("2026-13-01T00:00:00Z", "--since"), "not an RFC 3339 time"),
+        (lambda: units.parse_time("100000000000", "--since"), "reaches before the year 1"),
+        (lambda: units.parse_time("99999999999999w", "--since"), "reaches before the year 1"),
     ],
 )
 def test_bad_values_name_the_flag_and_the_problem(call: object, words: str) -> None:

@@ -111,7 +111,12 @@ def parse_time(value: str | datetime, flag: str = "", *, now: datetime | None = 
     if text.lower() == "now":
         return current
     if _DURATION.match(text):
-        return current - timedelta(seconds=parse_duration(text, flag))
+        try:
+            return current - timedelta(seconds=parse_duration(text, flag))
+        except OverflowError:
+            raise ConfigError(
+                f"{_flag(flag)}{value!r} reaches before the year 1", hint=f"use {TIME_EXAMPLES}"
+            ) from None
     if not text[:4].isdigit():
         raise ConfigError(f"{_flag(flag)}{value!r} is not a time", hint=f"use {TIME_EXAMPLES}")
     return parse_rfc3339(text, flag)

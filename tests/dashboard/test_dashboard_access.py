@@ -153,6 +153,14 @@ def test_logout_ends_the_session(keyed_board: str) -> None:
         assert http.get("/api/v1/services").status_code == 401
 
 
+def test_a_forged_cookie_of_any_spelling_is_a_401(keyed_board: str) -> None:
+    for token in ["²³.abc", "١٢٣.x", "9" * 127 + ".", ".", "abc"]:
+        cookie = f"gravix_session={token}".encode()  # raw UTF-8 bytes, as a hostile client sends
+        answer = httpx.get(f"{keyed_board}api/v1/services", headers={"cookie": cookie})
+        assert answer.status_code == 401, (token, answer.text)
+        assert not Gate([KEY]).session_ok(token)  # and the gate itself says no, never raises
+
+
 def test_sessions_expire_and_die_with_the_process() -> None:
     gate = Gate([KEY])
     token = gate.new_session(now=1_000_000)
@@ -221,6 +229,10 @@ HOSTILE = [
     {"limit": "0"},
     {"limit": "100000"},
     {"limit": "ten"},
+    {"limit": "²"},
+    {"step": "٣٠٠"},
+    {"from": "100000000000"},
+    {"to": "99999999999999w"},
     {"service": "../../etc/passwd"},
     {"service": "a" * 200},
     {"service": "front end"},

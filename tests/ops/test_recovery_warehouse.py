@@ -254,3 +254,14 @@ def test_an_unreadable_daily_file_is_rebuilt_from_every_hour_of_its_day(data_roo
     assert [p.path for p in report.parquet_problems] == [target]
     assert len(report.rebuild_hours["service_events_daily"]) == 20  # the hours with raw events
     assert rows(target) == good
+
+
+def test_a_temporary_named_with_foreign_digits_is_stray_not_a_crash(data_root: Path) -> None:
+    hour = data_root / "raw" / "request_facts" / "event_day=2026-02-16" / "hour=10"
+    hour.mkdir(parents=True)
+    odd = hour / ".x1.jsonl.²³.tmp"  # str.isdigit() says yes to these; int() says no
+    odd.write_bytes(b"partial")
+
+    report = recovery.run_recover(root=data_root)
+
+    assert report.temporaries == [odd] and not odd.exists()

@@ -80,7 +80,7 @@ class Gate:
         if not token or "." not in token or len(token) > 128:
             return False
         expires, _, signature = token.partition(".")
-        if not expires.isdigit():
+        if not (expires.isascii() and expires.isdigit()):
             return False
         if not hmac.compare_digest(self._sign(int(expires)), signature):
             return False

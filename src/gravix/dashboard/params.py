@@ -179,7 +179,7 @@ def _choice(value: str | None, name: str, allowed: tuple[str, ...], default: str
 def _whole(value: str | None, name: str, default: int, low: int, high: int) -> int:
     if value in (None, ""):
         return default
-    if len(value) > 12 or not value.isdigit():
+    if len(value) > 12 or not (value.isascii() and value.isdigit()):
         raise ConfigError(f"{name} must be a whole number, got {value[:40]!r}")
     number = int(value)
     if not low <= number <= high:

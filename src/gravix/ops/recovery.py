@@ -31,7 +31,7 @@ def _writer_alive(path: Path) -> bool:
     see :func:`layout.tmp_path`) is still running."""
     stem = path.name[: -len(layout.TMP_SUFFIX)]
     pid_text = stem.rsplit(".", 1)[-1]
-    if not pid_text.isdigit():
+    if not (pid_text.isascii() and pid_text.isdigit()):
         return False
     pid = int(pid_text)
     if pid == os.getpid():

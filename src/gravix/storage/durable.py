@@ -145,6 +145,30 @@ def atomic_write(path: Path, data: bytes, *, make_parents: bool = True) -> None:
     replace(tmp, path)
 
 
+def create_new(path: Path, data: bytes) -> bool:
+    """Create ``path`` with ``data`` only if no file has that name (False if one has),
+    atomically: readers never see it empty. The content is written and fsynced under a
+    temporary name first, then hard-linked to ``path`` (which fails if it exists)."""
+    makedirs(path.parent)
+    tmp = tmp_path(path, unique=True)
+    fd = open_for_write(tmp, os.O_CREAT | os.O_EXCL)
+    try:
+        write_all(fd, data, tmp)
+        fsync_fd(fd, tmp)
+    finally:
+        os.close(fd)
+    try:
+        _check("create", path)
+        os.link(tmp, path, follow_symlinks=False)
+    except FileExistsError:
+        return False
+    finally:
+        with suppress(OSError):
+            os.unlink(tmp)
+    fsync_dir(path.parent)
+    return True
+
+
 @contextmanager
 def atomic_output(path: Path) -> Iterator[Path]:
     """Yield a temporary path to write (e.g. by pyarrow); on success fsync it and

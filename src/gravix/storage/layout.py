@@ -13,6 +13,12 @@ look at the clock and the file system); every other module builds paths here.
     <root>/quarantine/<kind>/<stamp>-<name>
     <root>/state/locks/<name>.lock
     <root>/state/rollup/<table>/event_day=YYYY-MM-DD/hour=HH.json
+
+Object names in a store (DESIGN §11) are the same paths relative to the store's root,
+``/``-separated; an ingest node's raw objects carry its node id::
+
+    raw/<topic>/event_day=YYYY-MM-DD/hour=HH/<node-id>-<id>.jsonl
+    quarantine/<kind>/<node-id>-<name>
 """
 
 from __future__ import annotations
@@ -319,13 +325,65 @@ def quarantine_path(root: Path, kind: str, original: Path) -> Path:
     return quarantine_root(root) / check_file_id(kind) / f"{stamp}-{original.name}"
 
 
-def tmp_path(final: Path) -> Path:
-    """Temporary sibling of ``final``: hidden and not matching ``*.jsonl`` / ``*.parquet``."""
-    return final.with_name(f".{final.name}.{os.getpid()}{TMP_SUFFIX}")
+def tmp_path(final: Path, *, unique: bool = False) -> Path:
+    """Temporary sibling of ``final``: hidden and not matching ``*.jsonl`` / ``*.parquet``;
+    ``unique`` adds a random part, for writers racing in one process."""
+    token = f"-{secrets.token_hex(4)}" if unique else ""
+    return final.with_name(f".{final.name}.{os.getpid()}{token}{TMP_SUFFIX}")
 
 
 def is_tmp(path: Path) -> bool:
     return path.name.startswith(".") and path.name.endswith(TMP_SUFFIX)
+
+
+# --- object names in a store ----------------------------------------------------------------
+
+STORE_AREAS = ("raw", "warehouse", "quarantine", "state")
+_KEY_PART = re.compile(r"^[A-Za-z0-9_=-][A-Za-z0-9_.=-]*$")
+
+
+def check_object_key(key: str) -> str:
+    """``key`` if it is a safe object name: an area, then parts of letters, digits and
+    ``_ . = -`` (none hidden, none ``..``) joined by single slashes; else UnsafePath."""
+    parts = key.split("/")
+    if parts[0] not in STORE_AREAS or len(parts) < 2 or not all(map(_KEY_PART.match, parts)):
+        raise UnsafePath(f"not a valid object name: {key!r}")
+    return key
+
+
+def check_key_prefix(prefix: str) -> str:
+    """A listing prefix: an area, or a complete object-name directory ending in ``/``."""
+    if prefix.rstrip("/") not in STORE_AREAS:
+        check_object_key(prefix.rstrip("/"))
+    return prefix
+
+
+def raw_object_prefix(topic: str) -> str:
+    return f"raw/{_topic(topic)}/"
+
+
+def raw_object_key(topic: str, hour: Hour, node_id: str, file_id: str) -> str:
+    """The raw object that node ``node_id``'s buffer file ``file_id`` contributes to
+    ``hour``: deterministic (an upload redone after a crash rewrites the same name) and
+    unique to the node (nodes never overwrite each other's objects)."""
+    return (
+        f"{raw_object_prefix(topic)}{day_dir_name(hour.day)}/{hour_dir_name(hour.hour)}/"
+        f"{check_file_id(node_id)}-{check_file_id(file_id)}{JSONL}"
+    )
+
+
+def quarantine_object_key(kind: str, node_id: str, name: str) -> str:
+    return check_object_key(f"quarantine/{check_file_id(kind)}/{check_file_id(node_id)}-{name}")
+
+
+def object_path(root: Path, key: str) -> Path:
+    """The file under the data root that holds object ``key`` in the local store."""
+    return root.joinpath(*check_object_key(key).split("/"))
+
+
+def object_key(root: Path, path: Path) -> str:
+    """The object name of a file under the data root (inverse of :func:`object_path`)."""
+    return "/".join(path.relative_to(root).parts)
 
 
 # --- safety -------------------------------------------------------------------------------------

@@ -8,6 +8,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+
 from s3util import MotoServer, moto_server
 
 # Stable rich output in tests: fixed width, no colour.

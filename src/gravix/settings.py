@@ -81,7 +81,6 @@ class Settings:
             f"node_id={self.node_id!r})"
         )
 
-
     @property
     def store_url(self) -> str:
         """The store as the user named it, or the data root."""
@@ -215,7 +214,8 @@ def _store_config(picked: tuple[object, str], env: Mapping[str, str]) -> StoreCo
     if not _BUCKET.match(parts.netloc or ""):
         raise ConfigError(f"{source} {url!r}: {parts.netloc!r} is not a bucket name", hint=hint)
     prefix = parts.path.strip("/")
-    if prefix and not all(_PREFIX_PART.match(p) and p not in (".", "..") for p in prefix.split("/")):
+    parts_ok = all(_PREFIX_PART.match(p) and p not in (".", "..") for p in prefix.split("/"))
+    if prefix and not parts_ok:
         raise ConfigError(
             f"{source} {url!r}: the prefix {prefix!r} may hold only letters, digits and "
             "_ . = - between slashes",

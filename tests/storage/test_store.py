@@ -9,12 +9,12 @@ import threading
 from pathlib import Path
 
 import pytest
-from s3util import MotoServer
 
 from gravix.errors import ConfigError, StoreError, UnsafePath
 from gravix.settings import load_settings
 from gravix.storage import durable, layout
 from gravix.storage.store import LocalStore, ObjectInfo, Store, open_store, write_confirmed
+from s3util import MotoServer
 
 KEY = "raw/request_facts/event_day=2026-01-02/hour=03/node-1-abc.jsonl"
 

@@ -71,6 +71,17 @@ DataDir = Annotated[
         "--data-dir", help="Data root (env GRAVIX_DATA_DIR; default ./data).", show_default=False
     ),
 ]
+StoreUrl = Annotated[
+    str | None,
+    typer.Option(
+        "--store",
+        metavar="URL",
+        help="Object store for raw/, warehouse/ and quarantine/: s3://BUCKET/PREFIX, with "
+        "AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY, AWS_REGION, AWS_ENDPOINT_URL (env "
+        "GRAVIX_STORE; default the data root).",
+        show_default=False,
+    ),
+]
 Json = Annotated[bool, typer.Option("--json", help="Print one JSON document on stdout.")]
 
 

@@ -6,7 +6,7 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from gravix.cli.app import DataDir, Json, app, boundary
+from gravix.cli.app import DataDir, Json, StoreUrl, app, boundary
 
 if TYPE_CHECKING:
     from gravix.ops.retention import CleanupReport
@@ -15,6 +15,7 @@ if TYPE_CHECKING:
 @app.command("cleanup")
 def cleanup_command(
     data_dir: DataDir = None,
+    store: StoreUrl = None,
     days: Annotated[
         int | None,
         typer.Option(
@@ -50,7 +51,11 @@ def cleanup_command(
 
     with boundary(json=json):
         settings = load_settings(
-            data_dir=data_dir, retention_days=days, warehouse_retention_days=warehouse_days
+            store=store,
+            local_only="gravix cleanup",
+            data_dir=data_dir,
+            retention_days=days,
+            warehouse_retention_days=warehouse_days,
         )
         with progress(not json, "deleting partitions") as bar:
             report = run_cleanup(

@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from gravix.cli.app import TIME, DataDir, Json, app, boundary
+from gravix.cli.app import TIME, DataDir, Json, StoreUrl, app, boundary
 
 if TYPE_CHECKING:
     from gravix.rollup import RollupSummary
@@ -39,6 +39,7 @@ def rollup_command(
         typer.Option("--table", help="request_metrics_minute, service_events_daily or all."),
     ] = "all",
     data_dir: DataDir = None,
+    store: StoreUrl = None,
     json: Json = False,
 ) -> None:
     """Roll raw facts up into the warehouse tables, one hour of event time at a time.
@@ -62,7 +63,7 @@ def rollup_command(
     from gravix.storage import durable
 
     with boundary(json=json):
-        settings = load_settings(data_dir=data_dir)
+        settings = load_settings(data_dir=data_dir, store=store, local_only="gravix rollup")
         durable.install_fault_plan(settings.fault_plan)
         with progress(not json, "rollup") as bar:
             summary = run_rollup(

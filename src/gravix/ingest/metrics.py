@@ -3,12 +3,13 @@ when /metrics is scraped."""
 
 from __future__ import annotations
 
-import bisect
 from collections.abc import Callable, Iterator
 from typing import Any
 
 from gravix import schema
 from gravix.ingest.buffer import BufferObserver, CommitStats, TopicBuffer
+from gravix.ingest.metrics_plain import PlainHistogram
+from gravix.ingest.upload import Uploader
 
 
 class HotCounters:
@@ -41,28 +42,6 @@ class HotCounters:
             for topic, count in values.items():
                 family.add_metric([topic], count)
             yield family
-
-
-class PlainHistogram:
-    """A histogram kept as plain numbers and rendered at scrape time, like HotCounters."""
-
-    def __init__(self, bounds: tuple[float, ...]) -> None:
-        self.bounds = bounds
-        self.counts = [0] * (len(bounds) + 1)  # per bucket, not cumulative; the last is +Inf
-        self.sum = 0.0
-
-    def observe(self, value: float) -> None:
-        self.counts[bisect.bisect_left(self.bounds, value)] += 1
-        self.sum += value
-
-    def buckets(self) -> list[tuple[str, float]]:
-        running = 0
-        out: list[tuple[str, float]] = []
-        labels = (*(repr(float(b)) for b in self.bounds), "+Inf")
-        for bound, count in zip(labels, self.counts, strict=True):
-            running += count
-            out.append((bound, running))
-        return out
 
 
 class CommitMetrics:
@@ -110,6 +89,45 @@ class CommitMetrics:
             yield family
 
 
+class UploadMetrics:
+    """The uploads of a node with a store (DESIGN §11): the backlog on the local disk (read
+    at scrape time, for every process of the node) and what this process uploaded."""
+
+    def __init__(self, uploader: Uploader) -> None:
+        self.uploader = uploader
+
+    def collect(self) -> Iterator[Any]:
+        from prometheus_client.core import (
+            CounterMetricFamily,
+            GaugeMetricFamily,
+            HistogramMetricFamily,
+        )
+
+        backlog = self.uploader.backlog()
+        stats = self.uploader.stats
+        for name, doc, value in (
+            ("gravix_upload_backlog_files", "Sealed buffer files waiting for the store",
+             backlog.files),
+            ("gravix_upload_backlog_bytes", "Bytes of sealed buffer files waiting for the store",
+             backlog.bytes),
+            ("gravix_upload_backlog_oldest_seconds", "Age of the oldest file waiting for the store",
+             backlog.oldest_seconds),
+        ):  # fmt: skip
+            yield GaugeMetricFamily(name, doc, value=value)
+        for name, doc, count in (
+            ("gravix_uploaded_files", "Sealed buffer files confirmed by the store", stats.files),
+            ("gravix_uploaded_objects", "Objects written and confirmed", stats.objects),
+            ("gravix_uploaded_bytes", "Line bytes uploaded", stats.bytes),
+            ("gravix_upload_failures", "Upload attempts that failed (retried)", stats.failures),
+        ):
+            yield CounterMetricFamily(name, doc, value=count)
+        latency = HistogramMetricFamily(
+            "gravix_upload_seconds", "Time to upload and confirm one sealed buffer file"
+        )
+        latency.add_metric([], stats.seconds.buckets(), stats.seconds.sum)
+        yield latency
+
+
 class Metrics:
     """Prometheus metrics of one process, in their own registry (never a key in a label)."""
 
@@ -150,6 +168,9 @@ class Metrics:
         self.rate_limited = Counter(
             "gravix_rate_limited", "Requests refused by the rate limit", registry=r
         )
+
+    def watch_uploads(self, uploader: Uploader) -> None:
+        self.registry.register(UploadMetrics(uploader))
 
     def count_request(self, route: str, status: int) -> None:
         requests = self.hot.requests

@@ -130,8 +130,8 @@ def _run_worker(app_factory: Callable[[], ServedApp], sock: socket.socket) -> in
     return app.exit_code
 
 
-def _recover_at_start(root: Path) -> None:
-    report = recover_buffers(root)
+def _recover_at_start(root: Path, *, seal_only: bool) -> None:
+    report = recover_buffers(root, seal_only=seal_only)
     if report.published or report.activated:
         log.info(
             "start-up recovery: %d orphaned buffer file(s), %d line(s) moved into raw, "
@@ -171,15 +171,19 @@ def serve(
     # The port first: a port in use fails before anything under the data root is made.
     sock = _listener(settings.host, settings.port, workers)
     try:
-        _prepare_root(settings.data_dir)
+        # With a store, orphaned files are only sealed here: each worker's uploader takes
+        # them to the store in the background, so an unreachable store never stops a start.
+        _prepare_root(settings.data_dir, seal_only=settings.store is not None)
         host = f"[{settings.host}]" if ":" in settings.host else settings.host
         log.info(
-            "listening on http://%s:%d (%d worker%s, data in %s)",
+            "listening on http://%s:%d (%d worker%s, data in %s, raw to %s as node %s)",
             host,
             sock.getsockname()[1],
             workers,
             "" if workers == 1 else "s",
             settings.data_dir,
+            settings.store_url,
+            settings.node_id,
         )
         # Made before the workers are forked, so that they share its buckets: the limit is
         # per key for the server, whatever the number of workers.
@@ -199,12 +203,12 @@ def serve(
         sock.close()
 
 
-def _prepare_root(root: Path) -> None:
+def _prepare_root(root: Path, *, seal_only: bool) -> None:
     check_root(root, create=True)
     try:
         durable.makedirs(root)
         layout.ensure_inside(root, layout.buffer_root(root))
-        _recover_at_start(root)
+        _recover_at_start(root, seal_only=seal_only)
     except OSError as exc:
         if exc.errno in (errno.EACCES, errno.EPERM):
             raise permission_error(root, exc.filename or root) from exc

@@ -85,6 +85,12 @@ def new_file_id() -> str:
     return f"{time.time_ns():020d}-{os.getpid()}-{secrets.token_hex(4)}"
 
 
+def file_id_time(file_id: str) -> float | None:
+    """When a buffer file id was made (Unix seconds), from its leading clock part."""
+    head = file_id.split("-", 1)[0]
+    return int(head) / 1e9 if head.isascii() and head.isdigit() else None
+
+
 def check_file_id(file_id: str) -> str:
     if not _FILE_ID.match(file_id):
         raise UnsafePath(f"not a valid file id: {file_id!r}")

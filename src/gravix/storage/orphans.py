@@ -110,9 +110,11 @@ def _seal_orphan(root: Path, topic: str, file_id: str, active: Path) -> Path | N
 
 
 def recover_buffers(
-    root: Path, *, dry_run: bool = False, progress: Progress | None = None
+    root: Path, *, dry_run: bool = False, progress: Progress | None = None, seal_only: bool = False
 ) -> BufferRecoveryReport:
-    """Move every orphaned buffer file into raw (see :func:`find_orphans`)."""
+    """Move every orphaned buffer file into raw (see :func:`find_orphans`). With
+    ``seal_only`` (an ingest node with a store), orphaned active files are only sealed: the
+    node's uploader takes every sealed file to the store."""
     report = BufferRecoveryReport(dry_run=dry_run)
     if dry_run:
         _recover_preview(root, report, progress)
@@ -137,6 +139,8 @@ def recover_buffers(
                     report.skipped_live.append(path)
                     continue
                 report.activated.append(path)
+            if seal_only:
+                continue
             assert sealed is not None
             published = publish_sealed(root, topic, sealed)
             if published is None:

@@ -180,7 +180,7 @@ def try_lock(path: Path) -> int | None:
     return fd
 
 
-def _read_fd(fd: int) -> bytes:
+def read_fd(fd: int) -> bytes:
     chunks: list[bytes] = []
     while True:
         chunk = os.read(fd, 1 << 22)
@@ -236,7 +236,7 @@ def publish_sealed(
         if whole is not None:
             return _publish_whole(root, topic, sealed, *whole)
         # The file's bytes are dropped once split, so the peak is about twice the file.
-        report, split = _plan_publish(root, topic, sealed, _read_fd(fd))
+        report, split = _plan_publish(root, topic, sealed, read_fd(fd))
         try:
             for (_hour, lines), target in zip(split.by_hour.items(), report.raw_files, strict=True):
                 layout.ensure_inside(root, target.parent)
@@ -298,7 +298,7 @@ def preview(root: Path, topic: str, sealed: Path) -> PublishReport | None:
     except FileNotFoundError:
         return None
     try:
-        report, split = _plan_publish(root, topic, sealed, _read_fd(fd))
+        report, split = _plan_publish(root, topic, sealed, read_fd(fd))
     finally:
         os.close(fd)
     if split.bad:

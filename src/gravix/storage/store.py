@@ -10,6 +10,7 @@ leases.
 
 from __future__ import annotations
 
+import builtins
 import hashlib
 import os
 from dataclasses import dataclass
@@ -72,7 +73,7 @@ class LocalStore:
         self._walk(layout.ensure_inside(self.root, base), found)
         return sorted(info for info in found if info.key.startswith(prefix))
 
-    def _walk(self, directory: Path, found: list[ObjectInfo]) -> None:
+    def _walk(self, directory: Path, found: builtins.list[ObjectInfo]) -> None:
         try:
             entries = list(os.scandir(directory))
         except (FileNotFoundError, NotADirectoryError):

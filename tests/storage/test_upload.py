@@ -9,13 +9,13 @@ import os
 from pathlib import Path
 
 import pytest
-from publish_facts import fact_lines, hour_key, write_buffer
 
 from gravix.errors import StoreError
 from gravix.settings import load_settings
 from gravix.storage import durable, layout
 from gravix.storage.store import Store, open_store
 from gravix.storage.upload import backlog, upload_sealed
+from publish_facts import fact_lines, hour_key, write_buffer
 
 TOPICS = ("request_facts", "service_events")
 

@@ -247,3 +247,33 @@ def test_a_store_outage_grows_the_backlog_without_failing_ingestion_and_drains_a
         stored = _by_node(_store_lines(moto, bucket))["node-0"]
         assert set(clients.acked[0]) <= set(stored)
         assert all(stored[k] == v for k, v in clients.acked[0].items())
+
+
+def test_a_node_stopped_while_the_store_hangs_uploads_its_leftovers_at_the_next_start(
+    tmp_path: Path,
+) -> None:
+    with moto_server(tmp_path) as moto:
+        bucket = moto.create_bucket("leftovers")
+        url = f"s3://{bucket}/prefix"
+        root = tmp_path / "node-0"
+        node = _node(root, moto, url, "node-0")
+        clients = Clients([node])
+        moto.pause()
+        try:
+            clients.run(clients=2, batches=10, size=10, pause=0.05)
+            assert node.stop() == 0  # a clean stop, though uploads could not finish
+        finally:
+            moto.resume()
+        left = _sealed(root)
+        assert left and all(p.name.startswith("sealed") for p in left)
+        node = _node(root, moto, url, "node-0")
+        try:
+            deadline = time.monotonic() + 60
+            while _metric(node, "gravix_upload_backlog_files") > 0:
+                assert time.monotonic() < deadline, "the leftovers were not uploaded"
+                time.sleep(0.2)
+        finally:
+            node.stop()
+        assert _sealed(root) == []
+        stored = _by_node(_store_lines(moto, bucket))["node-0"]
+        assert clients.acked[0] == {k: stored[k] for k in clients.acked[0]}

@@ -20,7 +20,9 @@ from gravix.storage import layout
 from gravix.storage.store import ObjectInfo
 
 CONNECT_TIMEOUT_SECONDS = 5.0
-REQUEST_TIMEOUT_SECONDS = 30.0
+# A request that makes no progress for this long fails (a slow but moving upload does not);
+# it also bounds how long a process that stops waits for a request to a store that hangs.
+REQUEST_TIMEOUT_SECONDS = 10.0
 # pyarrow's own retries of one request; callers retry with their own back-off beyond that.
 ATTEMPTS = 2
 

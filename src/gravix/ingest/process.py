@@ -132,6 +132,13 @@ def _run_worker(app_factory: Callable[[], ServedApp], sock: socket.socket) -> in
 
 def _recover_at_start(root: Path, *, seal_only: bool) -> None:
     report = recover_buffers(root, seal_only=seal_only)
+    if seal_only:
+        if report.activated:
+            log.info(
+                "start-up recovery: %d orphaned active buffer file(s) sealed for upload",
+                len(report.activated),
+            )
+        return
     if report.published or report.activated:
         log.info(
             "start-up recovery: %d orphaned buffer file(s), %d line(s) moved into raw, "

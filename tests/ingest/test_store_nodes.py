@@ -272,6 +272,11 @@ def test_a_node_stopped_while_the_store_hangs_uploads_its_leftovers_at_the_next_
             while _metric(node, "gravix_upload_backlog_files") > 0:
                 assert time.monotonic() < deadline, "the leftovers were not uploaded"
                 time.sleep(0.2)
+            uploaded = _metric(node, "gravix_uploaded_files_total")
+            assert uploaded == len(left)
+            assert _metric(node, "gravix_upload_seconds_count") == uploaded  # the latency
+            assert _metric(node, "gravix_upload_seconds_sum") > 0
+            assert _metric(node, "gravix_upload_backlog_bytes") == 0
         finally:
             node.stop()
         assert _sealed(root) == []

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import os
 import threading
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -84,10 +85,31 @@ def test_conditional_create_has_one_winner_among_racers(store: Store) -> None:
     assert store.read(lease) == str(wins[0]).encode()
 
 
-def test_write_confirmed_checks_size_and_checksum(store: Store) -> None:
+class _LyingStore:
+    """A store that keeps something other than what it was given."""
+
+    def __init__(self, inner: Store, damage: Callable[[bytes], bytes]) -> None:
+        self.inner = inner
+        self.damage = damage
+        self.url = inner.url
+
+    def __getattr__(self, name: str) -> object:
+        return getattr(self.inner, name)
+
+    def write(self, key: str, data: bytes) -> None:
+        self.inner.write(key, self.damage(data))
+
+
+def test_write_confirmed_checks_size_and_content(store: Store) -> None:
     data = os.urandom(3 * 1024 * 1024)
     assert write_confirmed(store, KEY, data) == ObjectInfo(KEY, len(data))
     assert store.read(KEY) == data
+    truncated = _LyingStore(store, lambda d: d[:-1])
+    with pytest.raises(StoreError, match="bytes after writing"):
+        write_confirmed(truncated, KEY, data)  # type: ignore[arg-type]
+    flipped = _LyingStore(store, lambda d: d[:100] + bytes([d[100] ^ 1]) + d[101:])
+    with pytest.raises(StoreError, match="other bytes"):
+        write_confirmed(flipped, KEY, data)  # type: ignore[arg-type]
 
 
 @pytest.mark.parametrize(

@@ -140,3 +140,24 @@ def test_raw_object_names_come_from_the_layout() -> None:
     assert key == "raw/request_facts/event_day=1970-01-01/hour=00/n-1-0001-2-ab.jsonl"
     with pytest.raises(Exception, match="file id"):
         layout.raw_object_key("request_facts", hour, "n/1", "x")
+
+
+def test_a_node_root_is_not_published_into_local_raw_by_mistake(data_root: Path) -> None:
+    """Once a node with a store has used a data root, publishing its sealed files into the
+    local raw (a start without --store, `gravix recover`) is refused: they would never
+    reach the store."""
+    from gravix.errors import ConfigError
+    from gravix.storage.orphans import recover_buffers
+
+    sealed = write_buffer(data_root, "sealed-mode1.jsonl", b"".join(fact_lines(3)))
+    report = recover_buffers(data_root, store_url="s3://bucket/p")
+    assert report.published == [] and sealed.exists()  # left for the uploader
+    with pytest.raises(ConfigError) as info:
+        recover_buffers(data_root)
+    assert "s3://bucket/p" in info.value.message and info.value.hint
+    assert "--store s3://bucket/p" in info.value.hint
+    with pytest.raises(ConfigError):
+        recover_buffers(data_root, dry_run=True)
+    assert sealed.exists() and not (data_root / "raw").exists()
+    layout.store_marker_path(data_root).unlink()  # the operator's way back to a local root
+    assert recover_buffers(data_root).files == 1

@@ -130,9 +130,9 @@ def _run_worker(app_factory: Callable[[], ServedApp], sock: socket.socket) -> in
     return app.exit_code
 
 
-def _recover_at_start(root: Path, *, seal_only: bool) -> None:
-    report = recover_buffers(root, seal_only=seal_only)
-    if seal_only:
+def _recover_at_start(root: Path, *, store_url: str | None) -> None:
+    report = recover_buffers(root, store_url=store_url)
+    if store_url is not None:
         if report.activated:
             log.info(
                 "start-up recovery: %d orphaned active buffer file(s) sealed for upload",
@@ -180,7 +180,7 @@ def serve(
     try:
         # With a store, orphaned files are only sealed here: each worker's uploader takes
         # them to the store in the background, so an unreachable store never stops a start.
-        _prepare_root(settings.data_dir, seal_only=settings.store is not None)
+        _prepare_root(settings.data_dir, None if settings.store is None else settings.store_url)
         host = f"[{settings.host}]" if ":" in settings.host else settings.host
         log.info(
             "listening on http://%s:%d (%d worker%s, data in %s, raw to %s as node %s)",
@@ -210,12 +210,12 @@ def serve(
         sock.close()
 
 
-def _prepare_root(root: Path, *, seal_only: bool) -> None:
+def _prepare_root(root: Path, store_url: str | None) -> None:
     check_root(root, create=True)
     try:
         durable.makedirs(root)
         layout.ensure_inside(root, layout.buffer_root(root))
-        _recover_at_start(root, seal_only=seal_only)
+        _recover_at_start(root, store_url=store_url)
     except OSError as exc:
         if exc.errno in (errno.EACCES, errno.EPERM):
             raise permission_error(root, exc.filename or root) from exc

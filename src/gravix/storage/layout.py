@@ -321,6 +321,11 @@ def rollup_runs_path(root: Path) -> Path:
     return state_root(root) / "rollup" / "runs.jsonl"
 
 
+def store_marker_path(root: Path) -> Path:
+    """Written by an ingest node with a store: its sealed buffer files go to that store."""
+    return state_root(root) / "store.json"
+
+
 def demo_marker_path(root: Path) -> Path:
     """Written by ``gravix demo``: this data root holds demo data it may replace."""
     return state_root(root) / "demo.json"

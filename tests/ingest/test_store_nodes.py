@@ -282,3 +282,27 @@ def test_a_node_stopped_while_the_store_hangs_uploads_its_leftovers_at_the_next_
         assert _sealed(root) == []
         stored = _by_node(_store_lines(moto, bucket))["node-0"]
         assert clients.acked[0] == {k: stored[k] for k in clients.acked[0]}
+
+
+def test_a_node_with_two_workers_stores_every_acknowledged_event_once(
+    moto: MotoServer, bucket: str, tmp_path: Path
+) -> None:
+    """Each worker process has its own uploader; they share the node's buffer/ and take
+    each sealed file under its lock, so every file becomes its objects once."""
+    url = f"s3://{bucket}/prefix"
+    root = tmp_path / "node-0"
+    node = start_server(
+        root, "--store", url, "--node-id", "node-0", "--rotate-seconds", "0.3", "--workers", "2",
+        api_key=KEY, env=moto.env(), log_path=tmp_path / "node-0.log",
+    )  # fmt: skip
+    clients = Clients([node])
+    try:
+        clients.run(clients=4, batches=10, size=20)
+    finally:
+        assert node.stop() == 0
+    assert _sealed(root) == []
+    objects = _store_lines(moto, bucket)
+    every = [str(line["event_id"]) for lines in objects.values() for line in lines]
+    assert sorted(every) == sorted(clients.acked[0])  # each acknowledged event in one object
+    stored = _by_node(objects)["node-0"]
+    assert all(stored[k] == v for k, v in clients.acked[0].items())

@@ -80,8 +80,8 @@ class MotoServer:
 
 
 @contextmanager
-def moto_server(log_dir: Path | None = None) -> Iterator[MotoServer]:
-    port = free_port()
+def moto_server(log_dir: Path | None = None, port: int | None = None) -> Iterator[MotoServer]:
+    port = port or free_port()
     log = open(log_dir / f"moto-{port}.log", "wb") if log_dir else subprocess.DEVNULL  # noqa: SIM115
     proc = subprocess.Popen(
         [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)],

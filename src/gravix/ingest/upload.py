@@ -127,4 +127,9 @@ class Uploader:
             self._hints.pop(path, None)
             if report is not None:
                 self.stats.record(report)
+        # Files another worker took: their hints would stay forever (a file without one is
+        # split, into the same objects with the same bytes, so a dropped hint costs only CPU).
+        listed = {path for _topic, path, _size in files}
+        for path in [p for p in self._hints if p not in listed and not p.exists()]:
+            self._hints.pop(path, None)
         return False, bool(files)

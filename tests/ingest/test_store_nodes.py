@@ -132,6 +132,17 @@ def _by_node(objects: dict[str, list[dict[str, object]]]) -> dict[str, dict[str,
     return ids  # type: ignore[return-value]
 
 
+def _files(objects: dict[str, list[dict[str, object]]], node: str) -> dict[str, set[str]]:
+    """A node's buffer file ids and the objects (names) each has in the store."""
+    out: dict[str, set[str]] = {}
+    for key in objects:
+        m = OBJECT.match(key)
+        assert m
+        if m.group(3) == node:
+            out.setdefault(m.group(4), set()).add(key)
+    return out
+
+
 def _sealed(root: Path) -> list[Path]:
     return sorted((root / "buffer").rglob("*.jsonl"))
 
@@ -160,7 +171,8 @@ def test_three_nodes_share_a_store_and_a_node_killed_mid_upload_loses_nothing(
         assert nodes[1].proc.wait(30) == -9  # killed by the fault plan mid-upload
         left = _sealed(roots[1])
         assert left, "the killed node left nothing to upload: the kill came too late"
-        killed_objects = _by_node(_store_lines(moto, bucket)).get("node-1", {})
+        before = _store_lines(moto, bucket)
+        killed_objects = _by_node(before).get("node-1", {})
         assert not set(clients.acked[1]) <= set(killed_objects)  # some acked events wait
         nodes[1] = _node(roots[1], moto, url, "node-1")  # restart: uploads the leftovers
         clients.run(clients=2, batches=5, size=20)
@@ -171,6 +183,11 @@ def test_three_nodes_share_a_store_and_a_node_killed_mid_upload_loses_nothing(
     for root in roots:
         assert _sealed(root) == []  # every sealed file confirmed by the store, then deleted
     objects = _store_lines(moto, bucket)
+    # The kill came in the middle of one file's upload: a file of node-1 had some of its
+    # objects in the store before the restart and the rest only after it.
+    files_before = _files(before, "node-1")
+    files_after = _files(objects, "node-1")
+    assert any(files_before[f] < files_after[f] for f in files_before), "no file was cut"
     stored = _by_node(objects)
     for i, acked in clients.acked.items():
         mine = stored.get(f"node-{i}", {})

@@ -8,13 +8,14 @@ import json
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
 import pytest
 from watch_support import Exported, parse_exposition
 
-from serverutil import fact, ndjson, running_server, service_event
+from serverutil import RunningServer, fact, ndjson, running_server, service_event
 
 
 def _wait_for_raw(root: Path, count: int) -> None:
@@ -28,7 +29,7 @@ def _wait_for_raw(root: Path, count: int) -> None:
 
 
 @pytest.fixture(scope="session")
-def live_metrics_text(tmp_path_factory: pytest.TempPathFactory) -> str:
+def live_node(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningServer]:
     root = tmp_path_factory.mktemp("live-node") / "data"
     root.mkdir()
     # The fourth append to an active buffer file fails (a full disk for a moment).
@@ -50,7 +51,12 @@ def live_metrics_text(tmp_path_factory: pytest.TempPathFactory) -> str:
             capture_output=True,
             timeout=120,
         )
-        return httpx.get(f"{server.url}/metrics", timeout=10).text
+        yield server
+
+
+@pytest.fixture(scope="session")
+def live_metrics_text(live_node: RunningServer) -> str:
+    return httpx.get(f"{live_node.url}/metrics", timeout=10).text
 
 
 @pytest.fixture(scope="session")

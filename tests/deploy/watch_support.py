@@ -39,15 +39,21 @@ TARGET_LABELS = {"instance", "job"}
 PROMTOOL_HINT = "promtool not found: apt-get install -y prometheus"
 
 
-def promtool() -> str:
-    """The promtool binary; a skip with the install hint where it is missing, a failure
-    when GRAVIX_REQUIRE_PROMTOOL=1 (CI sets it, and installs the package)."""
-    found = shutil.which("promtool")
+def prometheus_tool(name: str = "promtool") -> str:
+    """A binary of Debian's prometheus package (promtool, prometheus); a skip with the
+    install hint where it is missing, a failure when GRAVIX_REQUIRE_PROMTOOL=1 (CI sets it,
+    and installs the package)."""
+    found = shutil.which(name)
     if found is not None:
         return found
+    hint = PROMTOOL_HINT.replace("promtool", name, 1)
     if os.environ.get("GRAVIX_REQUIRE_PROMTOOL") == "1":
-        pytest.fail(f"{PROMTOOL_HINT} (GRAVIX_REQUIRE_PROMTOOL=1 makes this a failure)")
-    pytest.skip(PROMTOOL_HINT)
+        pytest.fail(f"{hint} (GRAVIX_REQUIRE_PROMTOOL=1 makes this a failure)")
+    pytest.skip(hint)
+
+
+def promtool() -> str:
+    return prometheus_tool("promtool")
 
 
 def run_promtool(*args: str) -> subprocess.CompletedProcess[str]:

@@ -4,7 +4,9 @@ runbook asks for, and every `gravix …` command line in them is one the CLI acc
 from __future__ import annotations
 
 import configparser
+import functools
 import json
+import os
 import re
 import shlex
 import subprocess
@@ -220,6 +222,20 @@ def _known_flags(name: str) -> set[str]:
     return {opt for param in command.params for opt in (*param.opts, *param.secondary_opts)}
 
 
+@functools.cache
+def _help_text(name: str) -> str:
+    proc = subprocess.run(
+        [sys.executable, "-m", "gravix", name, "--help"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+        env={**os.environ, "COLUMNS": "200"},
+    )
+    assert proc.returncode == 0, proc.stderr
+    return proc.stdout
+
+
 def test_nodes_file_has_every_part_of_the_set_up() -> None:
     services = _nodes()
     assert {*NODES, "minio", "minio-init", "dask-scheduler", "rollup"} <= set(services)
@@ -316,6 +332,7 @@ def test_each_nodes_command_line_is_accepted_but_for_the_coming_flags(line: list
     for word in args:
         if word.startswith("--"):
             assert word.split("=")[0] in known, f"`gravix {name}` has no flag {word}"
+            assert re.search(rf"{word}\b", _help_text(name)), f"`gravix {name} --help`: {word}"
     _click_command(name).make_context(f"gravix {name}", args)
 
 

@@ -21,7 +21,7 @@ from gravix.query.presets import (
 )
 from gravix.query.tables import TABLES, scan_table, table_names
 from gravix.query.times import resolve_window
-from gravix.query.trino import trino_ddl
+from gravix.query.trino import store_location, trino_ddl, trino_store_ddl
 
 __all__ = [
     "FORMATS",
@@ -44,8 +44,10 @@ __all__ = [
     "scan_table",
     "service_health",
     "show_tables",
+    "store_location",
     "table_names",
     "top_endpoints",
     "trino_ddl",
+    "trino_store_ddl",
     "write_result",
 ]

@@ -105,7 +105,7 @@ def test_write_confirmed_checks_size_and_content(store: Store) -> None:
     assert write_confirmed(store, KEY, data) == ObjectInfo(KEY, len(data))
     assert store.read(KEY) == data
     truncated = _LyingStore(store, lambda d: d[:-1])
-    with pytest.raises(StoreError, match="bytes after writing"):
+    with pytest.raises(StoreError, match="reads back as"):
         write_confirmed(truncated, KEY, data)  # type: ignore[arg-type]
     flipped = _LyingStore(store, lambda d: d[:100] + bytes([d[100] ^ 1]) + d[101:])
     with pytest.raises(StoreError, match="other bytes"):

@@ -121,21 +121,20 @@ def open_store(settings: Settings) -> Store:
 
 
 def write_confirmed(store: Store, key: str, data: bytes) -> ObjectInfo:
-    """Write an object, then have the store confirm it: the size it lists and the bytes it
-    gives back must be those written (a byte-for-byte comparison, which costs less CPU than
-    hashing both sides and misses nothing a checksum would catch); else StoreError."""
+    """Write an object, then have the store confirm it: the bytes it gives back must be
+    those written, size and content (a byte-for-byte comparison costs less CPU than hashing
+    both sides and misses nothing a checksum would catch); else StoreError."""
     faults.check("upload", key)
     store.write(key, data)
-    info = store.stat(key)
-    if info is None or info.size != len(data):
+    back = store.read(key)
+    if len(back) != len(data):
         raise StoreError(
-            f"{store.url}: {key} reads back as {info.size if info else 'missing'} bytes "
-            f"after writing {len(data)}",
+            f"{store.url}: {key} reads back as {len(back)} bytes after writing {len(data)}",
             hint="the object is written again at the next try",
         )
-    if store.read(key) != data:
+    if back != data:
         raise StoreError(
             f"{store.url}: {key} reads back with other bytes than were written",
             hint="the object is written again at the next try",
         )
-    return info
+    return ObjectInfo(key, len(back))

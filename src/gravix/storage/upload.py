@@ -7,8 +7,8 @@ becomes the object ``raw/<topic>/event_day=…/hour=…/<node-id>-<id>.jsonl``: 
 derived from the node and the buffer file, so an upload redone after a crash rewrites the
 same objects with the same bytes, and no node overwrites another's. Damaged segments go to
 ``quarantine/buffer/`` in the store. The sealed file is deleted only after the store has
-confirmed every object (the size it lists, and the bytes it gives back compared with those
-written).
+confirmed every object (the bytes it gives back, compared with those written: size and
+content).
 """
 
 from __future__ import annotations

@@ -96,13 +96,14 @@ def _listing(root: Path, table: str) -> list[tuple[str, list[layout.Hour]]]:
         ]
     files: list[tuple[str, list[layout.Hour]]] = []
     for day_dir in layout.warehouse_days(root, table).values():
-        files.extend(
-            (entry.path, layout.parse_warehouse_file(table, Path(entry.path)))
-            for entry in sorted(os.scandir(day_dir), key=lambda e: e.name)
-            if entry.name.endswith(layout.PARQUET)
-            and not entry.name.startswith(".")
-            and entry.is_file(follow_symlinks=False)
-        )
+        try:
+            with os.scandir(day_dir) as entries:
+                names = [e.name for e in entries if e.is_file(follow_symlinks=False)]
+        except FileNotFoundError:  # removed by cleanup since it was listed
+            continue
+        for name in layout.readable_files(table, names):
+            path = day_dir / name
+            files.append((str(path), layout.parse_warehouse_file(table, path)))
     return files
 
 

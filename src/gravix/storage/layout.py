@@ -9,10 +9,13 @@ look at the clock and the file system); every other module builds paths here.
     <root>/buffer/<topic>/sealed-<id>.jsonl
     <root>/raw/<topic>/event_day=YYYY-MM-DD/hour=HH/<id>.jsonl
     <root>/warehouse/<table>/event_day=YYYY-MM-DD/part-HH.parquet   (hourly tables)
-    <root>/warehouse/<table>/event_day=YYYY-MM-DD/part-day.parquet  (daily tables)
+    <root>/warehouse/<table>/event_day=YYYY-MM-DD/part-day.parquet  (daily tables, and a
+                                                                     compacted day of an
+                                                                     hourly table)
     <root>/quarantine/<kind>/<stamp>-<name>
     <root>/state/locks/<name>.lock
     <root>/state/rollup/<table>/event_day=YYYY-MM-DD/hour=HH.json
+    <root>/state/compact/<table>/event_day=YYYY-MM-DD/             (a day being compacted)
 """
 
 from __future__ import annotations
@@ -40,6 +43,7 @@ _HOUR_DIR = re.compile(r"^hour=(\d{2})$")
 _BUFFER_NAME = re.compile(r"^(active|sealed)-([A-Za-z0-9_-]+)\.jsonl$")
 _FILE_ID = re.compile(r"^[A-Za-z0-9_-]+$")
 _HOUR_FILE = re.compile(r"^part-(\d{2})\.parquet$")
+DAY_FILE = f"part-day{PARQUET}"
 BUFFER_NAMES = "active-<id>.jsonl or sealed-<id>.jsonl"
 
 
@@ -239,15 +243,26 @@ def warehouse_hour_file(root: Path, table: str, hour: Hour) -> Path:
 
 
 def warehouse_day_file(root: Path, table: str, day: date) -> Path:
-    return warehouse_day_dir(root, table, day) / f"part-day{PARQUET}"
+    """The file of a whole day: the daily table's, or an hourly table's compacted day."""
+    return warehouse_day_dir(root, table, day) / DAY_FILE
 
 
-def warehouse_output(root: Path, table: str, hour: Hour) -> Path:
-    """The file that holds ``hour`` of ``table``: its hour file, or its day's file for the
-    daily table."""
+def warehouse_outputs(root: Path, table: str, hour: Hour) -> tuple[Path, ...]:
+    """The files that may hold ``hour`` of ``table``: for an hourly table its hour file and
+    its day's compacted file (which, once there, is the one readers use)."""
     if table == SERVICE_EVENTS_DAILY:
-        return warehouse_day_file(root, table, hour.day)
-    return warehouse_hour_file(root, table, hour)
+        return (warehouse_day_file(root, table, hour.day),)
+    return (warehouse_hour_file(root, table, hour), warehouse_day_file(root, table, hour.day))
+
+
+def readable_files(table: str, names: list[str]) -> list[str]:
+    """Of the data file names in one day directory, those a reader uses: a compacted day
+    file stands for the whole day, so hour files beside it (left by a compaction that
+    stopped before removing them) are never read as well."""
+    data = sorted(n for n in names if n.endswith(PARQUET) and not n.startswith("."))
+    if table != SERVICE_EVENTS_DAILY and DAY_FILE in data:
+        return [DAY_FILE]
+    return data
 
 
 def parse_warehouse_file(table: str, path: Path) -> list[Hour]:
@@ -255,8 +270,10 @@ def parse_warehouse_file(table: str, path: Path) -> list[Hour]:
     day = parse_day_dir(path.parent.name)
     if day is None or not path.name.endswith(PARQUET):
         return []
+    if path.name == DAY_FILE:
+        return [Hour(day, h) for h in range(24)]
     if table == SERVICE_EVENTS_DAILY:
-        return [Hour(day, h) for h in range(24)] if path.name == f"part-day{PARQUET}" else []
+        return []
     m = _HOUR_FILE.match(path.name)
     return [Hour(day, int(m.group(1)))] if m and int(m.group(1)) < 24 else []
 
@@ -301,6 +318,25 @@ def rollup_state_dir(root: Path, table: str) -> Path:
 def rollup_manifest_path(root: Path, table: str, hour: Hour) -> Path:
     return (
         rollup_state_dir(root, table) / day_dir_name(hour.day) / f"{hour_dir_name(hour.hour)}.json"
+    )
+
+
+def compact_staging_dir(root: Path, table: str, day: date) -> Path:
+    """Where a day's compacted directory is assembled before it is swapped in."""
+    return state_root(root) / "compact" / _table(table) / day_dir_name(day)
+
+
+def compact_staging_days(root: Path) -> list[Path]:
+    """Every day directory left in the compaction staging area."""
+    base = state_root(root) / "compact"
+    if not base.is_dir():
+        return []
+    return sorted(
+        Path(day.path)
+        for table in os.scandir(base)
+        if table.is_dir(follow_symlinks=False)
+        for day in os.scandir(table.path)
+        if parse_day_dir(day.name) is not None and day.is_dir(follow_symlinks=False)
     )
 
 

@@ -36,9 +36,9 @@ from gravix.ops.checks import (
     check_raw,
     check_retention,
     check_rollup,
-    check_warehouse,
 )
 from gravix.ops.probe import UNAUTHORIZED_HINT, check_ingestion
+from gravix.ops.warehouse import check_warehouse
 from gravix.settings import Settings
 from gravix.storage import guard
 

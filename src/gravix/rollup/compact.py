@@ -132,6 +132,10 @@ def compact_day(root: Path, table: str, day: date) -> CompactedDay | None:
         hours = _hour_names(names)
         if not hours:
             return None
+        if layout.DAY_FILE in names:  # joined already: the day file stands for these
+            for name in hours:
+                durable.unlink(live / name)
+            return None
         if sorted(names) != hours:
             others = sorted(set(names) - set(hours))
             raise CannotCompact(f"it holds other files than hour files ({', '.join(others[:3])})")

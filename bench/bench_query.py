@@ -87,12 +87,17 @@ def _build(root: Path, days: int, per_minute: int) -> None:
 
 
 def _data_root(days: int, per_minute: int) -> Path:
+    """The cached root, as an operator's routine leaves it: rolled up, and cleaned up (which
+    joins each closed day into one file; a no-op once done)."""
+    from gravix.ops.retention import run_cleanup
+
     root = CACHE / f"query-{days}d-{per_minute}pm"
     marker = root / ".complete"
     if not marker.exists():
         shutil.rmtree(root, ignore_errors=True)
         _build(root, days, per_minute)
         marker.write_text("ok\n")
+    run_cleanup(root=root, days=days + 1, warehouse_days=days + 1, today=END.date())
     return root
 
 

@@ -393,9 +393,9 @@ def _scan(path: Path, depth: int) -> Path | None:
     except (FileNotFoundError, NotADirectoryError):
         return None
     for entry in entries:
-        if entry.is_symlink():
+        if entry.is_symlink():  # from the directory listing itself: no system call
             return Path(entry.path)
-        if entry.is_dir(follow_symlinks=False):
+        if depth < _SCAN_DEPTH and entry.is_dir(follow_symlinks=False):
             found = _scan(Path(entry.path), depth + 1)
             if found is not None:
                 return found

@@ -7,7 +7,6 @@ faults (EIO, ENOSPC, death) at any of them; see that module.
 from __future__ import annotations
 
 import contextlib
-import ctypes
 import errno as errno_mod
 import fcntl
 import json
@@ -113,14 +112,21 @@ def exchange(a: Path, b: Path) -> bool:
     """Swap two directories (or files) in one step, as Linux's ``renameat2`` with
     ``RENAME_EXCHANGE`` does: every reader that resolves either path sees the old entry or
     the new, never neither. False (and nothing changed) where the system cannot."""
+    import ctypes  # only compaction swaps: not a cost of every command's start
+
     _check("replace", b)
     try:
         libc = ctypes.CDLL(None, use_errno=True)
         renameat2 = libc.renameat2
     except (AttributeError, OSError):
         return False
-    renameat2.argtypes = [ctypes.c_int, ctypes.c_char_p, ctypes.c_int, ctypes.c_char_p]
-    renameat2.argtypes += [ctypes.c_uint]
+    renameat2.argtypes = [
+        ctypes.c_int,
+        ctypes.c_char_p,
+        ctypes.c_int,
+        ctypes.c_char_p,
+        ctypes.c_uint,
+    ]
     renameat2.restype = ctypes.c_int
     if renameat2(_AT_FDCWD, os.fsencode(a), _AT_FDCWD, os.fsencode(b), _RENAME_EXCHANGE):
         code = ctypes.get_errno()

@@ -405,6 +405,7 @@ def _whole_process(case: str, root: Path, days: int) -> dict[str, Any]:
         "ok": ratio <= 1.5,
         "cpu_s": round(cpu, 3),
         "reference_cpu_s": round(ref_cpu, 3),
+        "cpu_ratio": round(cpu / ref_cpu, 3) if ref_cpu else None,
     }
 
 

@@ -74,10 +74,10 @@ def table_files(
     (None: unbounded), judged by the hour or day each file's path names. Temporaries
     (hidden) never match, and no symlink is followed, so a query never reads outside the
     data root."""
-    return _matching(_listing(root, table), [Span(start, end)])
+    return matching_files(_listing(root, table), [Span(start, end)])
 
 
-def _matching(listing: list[tuple[str, list[layout.Hour]]], spans: list[Span]) -> list[str]:
+def matching_files(listing: list[tuple[str, list[layout.Hour]]], spans: list[Span]) -> list[str]:
     """The files of ``listing`` that may hold a moment of any of ``spans`` (a file's hours
     are one hour, or a whole day: contiguous, so its first and last hour bound it)."""
     return [
@@ -159,7 +159,7 @@ def scan_for_sql(root: Path, table: str, spans: list[Span]) -> Scan:
     no files at all is an empty frame with its columns (and says so in ``empty``)."""
     info = _info(table)
     every = _listing(root, table)
-    wanted = sorted(_matching(every, spans))
+    wanted = sorted(matching_files(every, spans))
     listing = dict(every)
     empty = ""
     if not listing:

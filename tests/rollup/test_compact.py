@@ -18,7 +18,7 @@ import pytest
 from test_rollup import assert_matches_duckdb, connect, raw_facts
 
 from gravix import schema
-from gravix.ops import retention
+from gravix.ops import recovery, retention
 from gravix.query import run_sql, service_health
 from gravix.rollup import compact, run_rollup
 from gravix.storage import durable, layout
@@ -196,3 +196,24 @@ def test_hour_files_beside_a_day_file_are_not_read_twice(data_root: Path) -> Non
     cleanup(data_root)  # and the next compaction removes the leftover
     assert day_files(data_root, DAY1) == [layout.DAY_FILE]
     assert gravix_hourly(data_root) == expected
+
+
+def test_a_damaged_day_file_is_quarantined_and_its_hours_rebuilt_from_raw(
+    data_root: Path,
+) -> None:
+    build(data_root, [DAY1], per_hour=20)
+    expected = raw_hourly(data_root)
+    cleanup(data_root)
+    day_file = layout.warehouse_day_file(data_root, TABLE, DAY1)
+    damaged = day_file.read_bytes()
+    day_file.write_bytes(damaged[: len(damaged) // 2])
+
+    report = recovery.run_recover(root=data_root)
+
+    assert [p.path for p in report.parquet_problems] == [day_file]
+    assert report.rebuild_hours == {TABLE: [Hour(DAY1, h) for h in range(24)]}
+    assert len(day_files(data_root, DAY1)) == 24  # rebuilt as hours, until the next cleanup
+    assert gravix_hourly(data_root) == expected
+    cleanup(data_root)
+    assert day_files(data_root, DAY1) == [layout.DAY_FILE]
+    assert_matches_duckdb(data_root)

@@ -26,6 +26,7 @@ import secrets
 import time
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
+from functools import lru_cache
 from pathlib import Path
 from typing import ClassVar
 
@@ -265,13 +266,18 @@ def readable_files(table: str, names: list[str]) -> list[str]:
     return data
 
 
+@lru_cache(maxsize=1024)
+def _day_hours(day: date) -> tuple[Hour, ...]:
+    return tuple(Hour(day, h) for h in range(24))
+
+
 def parse_warehouse_file(table: str, path: Path) -> list[Hour]:
     """The hours a warehouse file holds, judged by its path (``part-HH`` or ``part-day``)."""
     day = parse_day_dir(path.parent.name)
     if day is None or not path.name.endswith(PARQUET):
         return []
     if path.name == DAY_FILE:
-        return [Hour(day, h) for h in range(24)]
+        return list(_day_hours(day))
     if table == SERVICE_EVENTS_DAILY:
         return []
     m = _HOUR_FILE.match(path.name)
@@ -377,26 +383,29 @@ def find_link(root: Path) -> Path | None:
     a day or hour directory, or a file beside them. The root itself may be a link."""
     real = root.resolve()
     for area in AREAS:
-        found = _scan(area(real), 1)
+        path = area(real)
+        if path.is_symlink():
+            return path
+        found = _scan(str(path), 1) if path.is_dir() else None
         if found is not None:
-            return found
+            return Path(found)
     return None
 
 
-def _scan(path: Path, depth: int) -> Path | None:
-    if path.is_symlink():
-        return path
-    if depth > _SCAN_DEPTH or not path.is_dir():
-        return None
+def _scan(path: str, depth: int) -> str | None:
+    """The first link in directory ``path`` or below it (to ``_SCAN_DEPTH``), by name
+    order. Every answer comes from the directory listings (no ``stat`` per entry): every
+    query checks the whole root this way."""
     try:
-        entries = sorted(os.scandir(path), key=lambda e: e.name)
+        with os.scandir(path) as listing:
+            entries = sorted(listing, key=lambda e: e.name)
     except (FileNotFoundError, NotADirectoryError):
         return None
     for entry in entries:
-        if entry.is_symlink():  # from the directory listing itself: no system call
-            return Path(entry.path)
+        if entry.is_symlink():
+            return entry.path
         if depth < _SCAN_DEPTH and entry.is_dir(follow_symlinks=False):
-            found = _scan(Path(entry.path), depth + 1)
+            found = _scan(entry.path, depth + 1)
             if found is not None:
                 return found
     return None

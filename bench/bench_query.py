@@ -252,6 +252,7 @@ def worker(engine: str, case: str, root_text: str, days: int) -> None:
 
         con = duckdb.connect()
         con.execute("SET TimeZone = 'UTC'")
+        con.execute("SET enable_progress_bar = false")  # a bar on stdout breaks the result
         sql = _duck_sql(case, root, days)
 
         def call() -> Any:
@@ -281,6 +282,7 @@ def duck_process(case: str, root_text: str, days: int) -> None:
 
     con = duckdb.connect()
     con.execute("SET TimeZone = 'UTC'")
+    con.execute("SET enable_progress_bar = false")
     rows = con.execute(_duck_sql(case, Path(root_text), days)).fetchall()
     print(json.dumps(rows, default=str))
 

@@ -110,8 +110,9 @@ def _unchanged_since(root: Path, table: str, hour: Hour, hour_dir: Path, since: 
 
 
 def _output_exists(root: Path, table: str, hour: Hour) -> bool:
-    """Whether a file holds ``hour``: its own, or its day's (daily table, compacted day)."""
-    return any(path.exists() for path in layout.warehouse_outputs(root, table, hour))
+    """Whether a file holds ``hour``: its own, or its day's (daily table, compacted day).
+    The day's is asked first: all but the last day of a month are compacted."""
+    return any(path.exists() for path in reversed(layout.warehouse_outputs(root, table, hour)))
 
 
 def plan_table(

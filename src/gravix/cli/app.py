@@ -23,7 +23,7 @@ app = typer.Typer(
     add_completion=False,
     pretty_exceptions_enable=False,
     # Plain help: typer's rich help imports rich.markdown and markdown_it (~0.2 s), which
-    # would put `gravix --help` over its 0.25 s budget.
+    # would put `gravix --help` over its 0.2 s budget.
     rich_markup_mode=None,
     context_settings={"help_option_names": ["-h", "--help"]},
 )

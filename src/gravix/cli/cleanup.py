@@ -111,6 +111,7 @@ def _render(report: CleanupReport) -> None:
         out.print(table)
     for path, reason in plan.skipped:
         out.print(f"[yellow]skipped[/] {path}: {reason}", highlight=False)
+    _render_compaction(report)
     if report.dry_run:
         out.print(
             f"Would delete {len(plan.partitions)} partitions, {plan.files} files, "
@@ -126,3 +127,22 @@ def _render(report: CleanupReport) -> None:
             f"{_size(report.deleted_bytes)}; removed {report.removed_dirs} directories.",
             highlight=False,
         )
+
+
+def _render_compaction(report: CleanupReport) -> None:
+    from gravix.cli.render import console
+
+    out = console()
+    if report.dry_run:
+        if report.plan.compact:
+            out.print(f"Would compact {len(report.plan.compact)} closed day(s) into one file each.")
+        return
+    done = report.compacted.days
+    if done:
+        files = sum(day.hour_files for day in done)
+        out.print(
+            f"Compacted {len(done)} closed day(s): {files} hour files into {len(done)}.",
+            highlight=False,
+        )
+    for where, reason in report.compacted.skipped:
+        out.print(f"[yellow]not compacted[/] {where}: {reason}", highlight=False)

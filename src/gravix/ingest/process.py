@@ -24,7 +24,7 @@ from gravix.ingest.logs import configure_logging
 from gravix.ingest.protocol import HEADER_TIMEOUT_SECONDS
 from gravix.ingest.routes import MAX_HEADER_BYTES, Receive, Scope, Send
 from gravix.settings import Settings
-from gravix.storage import durable, layout
+from gravix.storage import durable, layout, links
 from gravix.storage.guard import check_root, permission_error
 from gravix.storage.orphans import recover_buffers
 
@@ -214,7 +214,7 @@ def _prepare_root(root: Path, store_url: str | None) -> None:
     check_root(root, create=True)
     try:
         durable.makedirs(root)
-        layout.ensure_inside(root, layout.buffer_root(root))
+        links.ensure_inside(root, layout.buffer_root(root))
         _recover_at_start(root, store_url=store_url)
     except OSError as exc:
         if exc.errno in (errno.EACCES, errno.EPERM):

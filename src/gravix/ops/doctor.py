@@ -36,10 +36,10 @@ from gravix.ops.checks import (
     check_raw,
     check_retention,
     check_rollup,
-    check_warehouse,
 )
 from gravix.ops.probe import UNAUTHORIZED_HINT, check_ingestion
 from gravix.ops.uploads import check_node_buffer, check_not_on_store, check_uploads
+from gravix.ops.warehouse import check_warehouse
 from gravix.settings import Settings
 from gravix.storage import guard
 

@@ -9,10 +9,13 @@ look at the clock and the file system); every other module builds paths here.
     <root>/buffer/<topic>/sealed-<id>.jsonl
     <root>/raw/<topic>/event_day=YYYY-MM-DD/hour=HH/<id>.jsonl
     <root>/warehouse/<table>/event_day=YYYY-MM-DD/part-HH.parquet   (hourly tables)
-    <root>/warehouse/<table>/event_day=YYYY-MM-DD/part-day.parquet  (daily tables)
+    <root>/warehouse/<table>/event_day=YYYY-MM-DD/part-day.parquet  (daily tables, and a
+                                                                     compacted day of an
+                                                                     hourly table)
     <root>/quarantine/<kind>/<stamp>-<name>
     <root>/state/locks/<name>.lock
     <root>/state/rollup/<table>/event_day=YYYY-MM-DD/hour=HH.json
+    <root>/state/compact/<table>/event_day=YYYY-MM-DD/             (a day being compacted)
 
 Object names in a store (DESIGN §11) are the same paths relative to the store's root,
 ``/``-separated; an ingest node's raw objects carry its node id::
@@ -29,11 +32,13 @@ import secrets
 import time
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
+from functools import lru_cache
 from pathlib import Path
 from typing import ClassVar
 
 from gravix.errors import UnsafePath
 from gravix.schema.contract import SERVICE_EVENTS_DAILY, TABLES, TOPICS
+from gravix.storage import links
 
 TMP_SUFFIX = ".tmp"
 ACTIVE_PREFIX = "active-"
@@ -46,6 +51,7 @@ _HOUR_DIR = re.compile(r"^hour=(\d{2})$")
 _BUFFER_NAME = re.compile(r"^(active|sealed)-([A-Za-z0-9_-]+)\.jsonl$")
 _FILE_ID = re.compile(r"^[A-Za-z0-9_-]+$")
 _HOUR_FILE = re.compile(r"^part-(\d{2})\.parquet$")
+DAY_FILE = f"part-day{PARQUET}"
 BUFFER_NAMES = "active-<id>.jsonl or sealed-<id>.jsonl"
 
 
@@ -251,15 +257,31 @@ def warehouse_hour_file(root: Path, table: str, hour: Hour) -> Path:
 
 
 def warehouse_day_file(root: Path, table: str, day: date) -> Path:
-    return warehouse_day_dir(root, table, day) / f"part-day{PARQUET}"
+    """The file of a whole day: the daily table's, or an hourly table's compacted day."""
+    return warehouse_day_dir(root, table, day) / DAY_FILE
 
 
-def warehouse_output(root: Path, table: str, hour: Hour) -> Path:
-    """The file that holds ``hour`` of ``table``: its hour file, or its day's file for the
-    daily table."""
+def warehouse_outputs(root: Path, table: str, hour: Hour) -> tuple[Path, ...]:
+    """The files that may hold ``hour`` of ``table``: for an hourly table its hour file and
+    its day's compacted file (which, once there, is the one readers use)."""
     if table == SERVICE_EVENTS_DAILY:
-        return warehouse_day_file(root, table, hour.day)
-    return warehouse_hour_file(root, table, hour)
+        return (warehouse_day_file(root, table, hour.day),)
+    return (warehouse_hour_file(root, table, hour), warehouse_day_file(root, table, hour.day))
+
+
+def readable_files(table: str, names: list[str]) -> list[str]:
+    """Of the data file names in one day directory, those a reader uses: a compacted day
+    file stands for the whole day, so hour files beside it (left by a compaction that
+    stopped before removing them) are never read as well."""
+    data = sorted(n for n in names if n.endswith(PARQUET) and not n.startswith("."))
+    if table != SERVICE_EVENTS_DAILY and DAY_FILE in data:
+        return [DAY_FILE]
+    return data
+
+
+@lru_cache(maxsize=1024)
+def _day_hours(day: date) -> tuple[Hour, ...]:
+    return tuple(Hour(day, h) for h in range(24))
 
 
 def parse_warehouse_file(table: str, path: Path) -> list[Hour]:
@@ -267,8 +289,10 @@ def parse_warehouse_file(table: str, path: Path) -> list[Hour]:
     day = parse_day_dir(path.parent.name)
     if day is None or not path.name.endswith(PARQUET):
         return []
+    if path.name == DAY_FILE:
+        return list(_day_hours(day))
     if table == SERVICE_EVENTS_DAILY:
-        return [Hour(day, h) for h in range(24)] if path.name == f"part-day{PARQUET}" else []
+        return []
     m = _HOUR_FILE.match(path.name)
     return [Hour(day, int(m.group(1)))] if m and int(m.group(1)) < 24 else []
 
@@ -313,6 +337,25 @@ def rollup_state_dir(root: Path, table: str) -> Path:
 def rollup_manifest_path(root: Path, table: str, hour: Hour) -> Path:
     return (
         rollup_state_dir(root, table) / day_dir_name(hour.day) / f"{hour_dir_name(hour.hour)}.json"
+    )
+
+
+def compact_staging_dir(root: Path, table: str, day: date) -> Path:
+    """Where a day's compacted directory is assembled before it is swapped in."""
+    return state_root(root) / "compact" / _table(table) / day_dir_name(day)
+
+
+def compact_staging_days(root: Path) -> list[Path]:
+    """Every day directory left in the compaction staging area."""
+    base = state_root(root) / "compact"
+    if not base.is_dir():
+        return []
+    return sorted(
+        Path(day.path)
+        for table in os.scandir(base)
+        if table.is_dir(follow_symlinks=False)
+        for day in os.scandir(table.path)
+        if parse_day_dir(day.name) is not None and day.is_dir(follow_symlinks=False)
     )
 
 
@@ -422,63 +465,14 @@ def object_key(root: Path, path: Path) -> str:
     return "/".join(path.relative_to(root).parts)
 
 
-# --- safety -------------------------------------------------------------------------------------
-
-
-AREAS = (buffer_root, raw_root, warehouse_root, quarantine_root, state_root)
-# How deep below the root directories are listed: <area>/<topic>/<day> lists its hours.
-_SCAN_DEPTH = 3
-
-
-def find_link(root: Path) -> Path | None:
-    """The first symlink under the data root's areas: an area, a topic or table directory,
-    a day or hour directory, or a file beside them. The root itself may be a link."""
+def data_areas(root: Path) -> list[Path]:
+    """The data root's top directories, resolved (the root itself may be a link)."""
     real = root.resolve()
-    for area in AREAS:
-        found = _scan(area(real), 1)
-        if found is not None:
-            return found
-    return None
-
-
-def _scan(path: Path, depth: int) -> Path | None:
-    if path.is_symlink():
-        return path
-    if depth > _SCAN_DEPTH or not path.is_dir():
-        return None
-    try:
-        entries = sorted(os.scandir(path), key=lambda e: e.name)
-    except (FileNotFoundError, NotADirectoryError):
-        return None
-    for entry in entries:
-        if entry.is_symlink():
-            return Path(entry.path)
-        if entry.is_dir(follow_symlinks=False):
-            found = _scan(Path(entry.path), depth + 1)
-            if found is not None:
-                return found
-    return None
+    return [
+        area(real) for area in (buffer_root, raw_root, warehouse_root, quarantine_root, state_root)
+    ]
 
 
 def refuse_links(root: Path) -> None:
-    """Raise :class:`UnsafePath` naming the first symlink under the data root and where it
-    leads: a listing never follows one, nor skips it silently."""
-    link = find_link(root)
-    if link is not None:
-        raise UnsafePath(
-            f"{link} is a symlink to {os.path.realpath(link)}; Gravix does not read or "
-            "write through links under the data root",
-            hint=f"remove the link (rm {link}) and move the data it held inside the data root",
-        )
-
-
-def ensure_inside(root: Path, path: Path) -> Path:
-    """Return ``path`` if it (after resolving symlinks) stays inside ``root``; else raise."""
-    real_root = root.resolve()
-    real = path.resolve()
-    if real != real_root and real_root not in real.parents:
-        raise UnsafePath(
-            f"{path} resolves to {real}, outside the data root {real_root}",
-            hint="remove the symlink or move the data inside the data root",
-        )
-    return path
+    """Raise UnsafePath naming the first symlink under the data root and where it leads."""
+    links.refuse_links(data_areas(root))

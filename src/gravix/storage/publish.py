@@ -22,7 +22,7 @@ import msgspec
 
 from gravix import schema
 from gravix.errors import GravixError, StorageError
-from gravix.storage import durable, layout
+from gravix.storage import durable, layout, links
 
 Progress = Callable[[str, int, int], None]
 QUARANTINE_BUFFER = "buffer"
@@ -239,12 +239,12 @@ def publish_sealed(
         report, split = _plan_publish(root, topic, sealed, read_fd(fd))
         try:
             for (_hour, lines), target in zip(split.by_hour.items(), report.raw_files, strict=True):
-                layout.ensure_inside(root, target.parent)
+                links.ensure_inside(root, target.parent)
                 durable.atomic_write(target, b"\n".join(lines) + b"\n")
             if split.bad:
                 target, existing = _quarantine_target(root, topic, sealed)
                 if existing is None:
-                    layout.ensure_inside(root, target.parent)
+                    links.ensure_inside(root, target.parent)
                     durable.atomic_write(target, b"".join(split.bad))
                     existing = target
                 report.quarantined = existing
@@ -275,7 +275,7 @@ def _publish_whole(
     target = layout.raw_file_path(root, topic, hour, file_id)
     try:
         size = os.stat(sealed, follow_symlinks=False).st_size
-        layout.ensure_inside(root, target.parent)
+        links.ensure_inside(root, target.parent)
         durable.makedirs(target.parent)
         durable.replace(sealed, target)
     except OSError as exc:

@@ -18,7 +18,7 @@ from typing import Protocol
 
 from gravix.errors import StoreError, UnsafePath
 from gravix.settings import Settings
-from gravix.storage import durable, faults, layout
+from gravix.storage import durable, faults, layout, links
 
 
 @dataclass(frozen=True, order=True)
@@ -63,13 +63,13 @@ class LocalStore:
         self.url = str(root)
 
     def _path(self, key: str) -> Path:
-        return layout.ensure_inside(self.root, layout.object_path(self.root, key))
+        return links.ensure_inside(self.root, layout.object_path(self.root, key))
 
     def list(self, prefix: str) -> list[ObjectInfo]:
         layout.check_key_prefix(prefix)
         base = self.root.joinpath(*prefix.rstrip("/").split("/"))
         found: list[ObjectInfo] = []
-        self._walk(layout.ensure_inside(self.root, base), found)
+        self._walk(links.ensure_inside(self.root, base), found)
         return sorted(info for info in found if info.key.startswith(prefix))
 
     def _walk(self, directory: Path, found: builtins.list[ObjectInfo]) -> None:

@@ -108,7 +108,7 @@ def test_with_keys_every_route_but_live_needs_one(keyed_board: str) -> None:
         assert page.status_code == 401 and 'action="/login"' in page.text
         assert 'id="chart-errors"' not in page.text
         assert http.get("/static/app.js").status_code == 401
-        assert http.get("/static/plotly.min.js").status_code == 401
+        assert http.get("/static/plotly-cartesian.min.js").status_code == 401
         assert http.get("/", headers={"X-API-Key": KEY}).status_code == 200
 
 
@@ -191,7 +191,7 @@ def test_every_byte_the_page_loads_comes_from_the_dashboard(open_board: str) -> 
         page = http.get("/")
         assert "default-src 'self'" in page.headers["content-security-policy"]
         assert "connect-src 'self'" in page.headers["content-security-policy"]
-        plotly = http.get("/static/plotly.min.js", headers={"Accept-Encoding": "gzip"})
+        plotly = http.get("/static/plotly-cartesian.min.js", headers={"Accept-Encoding": "gzip"})
         assert plotly.status_code == 200 and len(plotly.content) > 1_000_000
         assert plotly.headers["content-encoding"] == "gzip"
     for path in STATIC.iterdir():

@@ -22,9 +22,13 @@
   let timer = null;
   let generation = 0;
   let knownServices = [];
-  const plotlyReady = new Promise((resolve) => {
-    if (window.Plotly) resolve();
-    else document.addEventListener("DOMContentLoaded", resolve);
+  // plotly.js runs after this file (both deferred): only the charts wait for it
+  const plotlyReady = new Promise((resolve, reject) => {
+    const script = $("plotly-js");
+    if (window.Plotly) { resolve(); return; }
+    script.addEventListener("load", () => resolve());
+    script.addEventListener("error", () =>
+      reject(Object.assign(new Error("the chart library did not load"), { status: 503 })));
   });
 
   // --- state and URL ------------------------------------------------------------------------
@@ -135,11 +139,18 @@
         api("events", { from: f.from, to: f.to, service: state.service }),
       ]);
       const fetched = performance.now();
-      await plotlyReady;
-      const plotted = performance.now();
       if (gen !== generation) return;
       $("unreachable").hidden = true;
-      render(services, series, heat, endpoints, events);
+      // the numbers and tables show at once; only the charts wait for plotly.js
+      const withCharts = render(services, series, endpoints, events);
+      let plotted = fetched;
+      if (withCharts) {
+        await plotlyReady;
+        plotted = performance.now();
+        if (gen !== generation) return;
+        charts(series, heat, events.rows);
+        document.body.dataset.state = "ready";
+      }
       $("updated").textContent = new Date().toISOString().slice(11, 19) + " UTC";
       window.gravixTimings = { fetched, plotlyReady: plotted, rendered: performance.now() };
     } catch (err) {
@@ -173,7 +184,8 @@
     document.body.dataset.state = "error";
   }
 
-  function render(services, series, heat, endpoints, events) {
+  // Everything but the charts; true when the charts are to be drawn.
+  function render(services, series, endpoints, events) {
     fillServices(services.services);
     const empty = !services.services.length && !services.data_through;
     $("firstrun").hidden = !empty;
@@ -184,7 +196,7 @@
       $("crumbs").innerHTML = "";
       $("curl").textContent = curlExample();
       document.body.dataset.state = "firstrun";
-      return;
+      return false;
     }
     crumbs(series);
     const none = !series.summary.requests;
@@ -192,13 +204,12 @@
     $("content").hidden = none;
     if (none) {
       document.body.dataset.state = "nodata";
-      return;
+      return false;
     }
     kpis(series);
-    charts(series, heat, events.rows);
     endpointTable(endpoints);
     eventTable(events.rows);
-    document.body.dataset.state = "ready";
+    return true;
   }
 
   function fillServices(names) {

@@ -7,6 +7,7 @@ served with an ETag."""
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import gzip
 import hashlib
@@ -69,11 +70,10 @@ class Assets:
             if path.is_file() and path.suffix in _TYPES and path.suffix != ".html":
                 self.files[path.name] = Asset.of(path.read_bytes(), path.name)
         # compressed now, before the server listens, not on a fresh browser's first request
+        # (a missing bundle is said on the request for it, with the command that installs it)
         self._plotly: Asset | None = None
-        try:
+        with contextlib.suppress(ConfigError):
             self._plotly = _bundle(plotly_path())
-        except ConfigError:
-            pass  # said on the request for it, with the command that installs it
         version = hashlib.sha256(
             b"".join(a.etag.encode() for a in self.files.values())
         ).hexdigest()[:12]

@@ -3,25 +3,53 @@
 ``run_sql`` answers SQL through polars' engine over lazy scans of the warehouse
 (``request_metrics_minute``, ``service_events_daily``) and raw (``request_facts``,
 ``service_events``) layouts; table names may be bare, ``raw.<t>`` or ``gravix.raw.<t>``.
+
+The names below are loaded on first use: a reader of the tables alone (the dashboard reads
+``gravix.query.merge`` and ``gravix.query.tables``) does not load the SQL parser.
 """
 
 from __future__ import annotations
 
-from gravix.query.answer import SqlAnswer, answer_sql, prepare_sql, run_sql, show_tables
+import importlib
+from typing import TYPE_CHECKING, Any
+
+# loaded now: the function shares its module's name, which a later import of the module
+# would otherwise bind here (and it needs no SQL)
 from gravix.query.apdex import apdex
-from gravix.query.deploy import DeployComparison, DeployEvent, deploy_compare, find_deploy
-from gravix.query.output import FORMATS, format_result, write_result
-from gravix.query.presets import (
-    PRESETS,
-    PresetResult,
-    endpoint_drilldown,
-    run_preset,
-    service_health,
-    top_endpoints,
-)
-from gravix.query.tables import TABLES, scan_table, table_names
-from gravix.query.times import resolve_window
-from gravix.query.trino import trino_ddl
+
+if TYPE_CHECKING:
+    from gravix.query.answer import SqlAnswer, answer_sql, prepare_sql, run_sql, show_tables
+    from gravix.query.deploy import DeployComparison, DeployEvent, deploy_compare, find_deploy
+    from gravix.query.output import FORMATS, format_result, write_result
+    from gravix.query.presets import (
+        PRESETS,
+        PresetResult,
+        endpoint_drilldown,
+        run_preset,
+        service_health,
+        top_endpoints,
+    )
+    from gravix.query.tables import TABLES, scan_table, table_names
+    from gravix.query.times import resolve_window
+    from gravix.query.trino import trino_ddl
+
+_HOMES = {
+    "answer": ("SqlAnswer", "answer_sql", "prepare_sql", "run_sql", "show_tables"),
+    "deploy": ("DeployComparison", "DeployEvent", "deploy_compare", "find_deploy"),
+    "output": ("FORMATS", "format_result", "write_result"),
+    "presets": (
+        "PRESETS",
+        "PresetResult",
+        "endpoint_drilldown",
+        "run_preset",
+        "service_health",
+        "top_endpoints",
+    ),
+    "tables": ("TABLES", "scan_table", "table_names"),
+    "times": ("resolve_window",),
+    "trino": ("trino_ddl",),
+}
+_HOME_OF = {name: module for module, names in _HOMES.items() for name in names}
 
 __all__ = [
     "FORMATS",
@@ -49,3 +77,16 @@ __all__ = [
     "trino_ddl",
     "write_result",
 ]
+
+
+def __getattr__(name: str) -> Any:
+    module = _HOME_OF.get(name)
+    if module is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(importlib.import_module(f"{__name__}.{module}"), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted({*globals(), *__all__})

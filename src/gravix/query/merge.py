@@ -14,7 +14,7 @@ from pathlib import Path
 import polars as pl
 
 from gravix import schema
-from gravix.query.prune import Span
+from gravix.query.span import Span
 from gravix.query.tables import scan_spans
 from gravix.schema import sketch
 

@@ -20,13 +20,10 @@ import polars as pl
 
 from gravix import schema
 from gravix.errors import QueryError
-from gravix.query import prune
-from gravix.query import sql as sql_guard
+from gravix.query.span import PARTITION_COLUMN, Span
 from gravix.schema import RAW_COLUMNS, REQUEST_METRICS_COLUMNS, SERVICE_EVENTS_DAILY_COLUMNS
 from gravix.schema.columns import polars_schema
 from gravix.storage import layout, raw
-
-PARTITION_COLUMN = prune.PARTITION_COLUMN
 
 
 @dataclass(frozen=True)
@@ -77,7 +74,7 @@ def table_files(
     (None: unbounded), judged by the hour or day each file's path names. Temporaries
     (hidden) never match, and no symlink is followed, so a query never reads outside the
     data root."""
-    span = prune.Span(start, end)
+    span = Span(start, end)
     return [
         path
         for path, hours in _listing(root, table)
@@ -121,10 +118,10 @@ def scan_table(
     """A lazy scan of one table over the files that may hold event time in ``[start, end)``
     (the rows are not filtered here); raises QueryError (with what to run) when the table
     has no files at all."""
-    return scan_spans(root, table, [prune.Span(start, end)])
+    return scan_spans(root, table, [Span(start, end)])
 
 
-def scan_spans(root: Path, table: str, spans: list[prune.Span]) -> pl.LazyFrame:
+def scan_spans(root: Path, table: str, spans: list[Span]) -> pl.LazyFrame:
     """A lazy scan of one table over the files that may hold event time in any of ``spans``;
     raises QueryError (with what to run) when the table has no files at all."""
     scan = scan_for_sql(root, table, spans)
@@ -151,7 +148,7 @@ _EMPTY_HINT = {
 }
 
 
-def scan_for_sql(root: Path, table: str, spans: list[prune.Span]) -> Scan:
+def scan_for_sql(root: Path, table: str, spans: list[Span]) -> Scan:
     """One table over the files that may hold event time in any of ``spans``; a table with
     no files at all is an empty frame with its columns (and says so in ``empty``)."""
     info = _info(table)
@@ -204,22 +201,6 @@ def _scan_parquet(table: str, files: list[str]) -> pl.LazyFrame:
         schema=schema,
         missing_columns="insert",
     )
-
-
-# --- SQL names -----------------------------------------------------------------------------------
-
-TABLES_HINT = sql_guard.hint(TABLES)
-
-
-def rewrite_names(sql: str) -> str:
-    """Drop the Trino-style ``gravix.raw.`` / ``raw.`` qualifiers from table names."""
-    return sql_guard.rewrite_names(sql, TABLES)
-
-
-def referenced_tables(sql: str) -> set[str]:
-    """The known tables a statement reads (outside literals and comments): only those are
-    scanned, so an alias or a literal that happens to spell a table's name costs nothing."""
-    return sql_guard.referenced_tables(sql, TABLES)
 
 
 # --- reading -------------------------------------------------------------------------------------

@@ -27,7 +27,7 @@ from typing import Any
 import polars as pl
 
 from gravix import schema
-from gravix.query.merge import MS, merged, metrics
+from gravix.query.merge import MS, merged, metrics, remerged
 from gravix.query.tables import collect_stable, table_files
 from gravix.schema import sketch
 from gravix.storage import layout
@@ -110,13 +110,6 @@ class Pieces:
             return None
         found = self._cached(list(wanted))
         missing = {key: span for key, span in wanted.items() if key not in found}
-        if len(missing) > 1 and self.size > 0:
-            # Cold: answer from one read of the window now, and cut it into pieces for the
-            # next question in the background (a second read, off the caller's time).
-            answer = collect_stable(lambda: merged(plan([(start, end)]), keys))
-            fill = threading.Thread(target=self._fill, args=(missing, keys, plan), daemon=True)
-            fill.start()
-            return answer
         if missing:
             found.update(self._read(missing, keys, plan))
         frames = [found[key] for key in wanted if found[key].height]
@@ -127,7 +120,7 @@ class Pieces:
         every = pl.concat(frames, how="vertical_relaxed")
         if every.select(keys).is_unique().all():
             return every
-        return remerge(every, keys)
+        return remerged(every.lazy(), keys).collect()
 
     def _cached(self, keys: list[tuple[Any, ...]]) -> dict[tuple[Any, ...], pl.DataFrame]:
         with self._lock:
@@ -135,17 +128,6 @@ class Pieces:
             for key in found:
                 self._cache.move_to_end(key)
         return found
-
-    def _fill(
-        self,
-        missing: dict[tuple[Any, ...], tuple[datetime, datetime]],
-        keys: list[str],
-        plan: Callable[[list[tuple[datetime, datetime]]], pl.LazyFrame],
-    ) -> None:
-        try:
-            self._read(missing, keys, plan)
-        except Exception as exc:  # the next question reads the pieces itself
-            log.warning("reading the dashboard's pieces in the background failed: %r", exc)
 
     def _read(
         self,
@@ -214,25 +196,6 @@ def _empty(keys: list[str]) -> pl.DataFrame:
             "cnt": pl.List(pl.Int64),
         }
     )
-
-
-def remerge(frame: pl.DataFrame, keys: list[str]) -> pl.DataFrame:
-    """Rows that share keys merged again: sums, extremes, histograms added by index."""
-    totals = frame.group_by(keys).agg(
-        *(pl.col(k).sum() for k in SUMS),
-        pl.col("latency_min_ms").min(),
-        pl.col("latency_max_ms").max(),
-    )
-    hist = (
-        frame.select(*keys, "idx", "cnt")
-        .explode(["idx", "cnt"])
-        .drop_nulls("idx")
-        .group_by(*keys, "idx")
-        .agg(pl.col("cnt").sum())
-        .group_by(keys)
-        .agg(idx=pl.col("idx").sort(), cnt=pl.col("cnt").sort_by("idx"))
-    )
-    return totals.join(hist, on=keys, how="left", nulls_equal=True)
 
 
 # --- percentiles and Apdex for every row at once -------------------------------------------------

@@ -57,24 +57,44 @@ def metrics(
     return lf
 
 
+# A minute row's columns under the names of a merged row: a minute is a merged row of one.
+_AS_MERGED = {
+    "requests": "request_count",
+    "errors": "error_count",
+    "client_errors": "client_error_count",
+    "zero_count": "lat_zero_count",
+    "latency_min_ms": "latency_min_ms",
+    "latency_max_ms": "latency_max_ms",
+    "idx": "lat_idx",
+    "cnt": "lat_cnt",
+}
+
+
 def merged(lf: pl.LazyFrame, keys: list[str]) -> pl.LazyFrame:
-    """Per group: exact sums and the merged histogram (``idx``/``cnt`` sorted by index)."""
+    """Per group of minute rows: exact sums and the merged histogram (``idx``/``cnt``
+    sorted by index)."""
+    rows = lf.select(*keys, *(pl.col(src).alias(name) for name, src in _AS_MERGED.items()))
+    return remerged(rows, keys)
+
+
+def remerged(lf: pl.LazyFrame, keys: list[str]) -> pl.LazyFrame:
+    """Merged rows (``requests`` … ``idx``/``cnt``) that share keys merged again: sums,
+    extremes, and histograms added by bucket index. Adding histograms is exact, so merging
+    in stages (minutes into hours, hours into a window) gives the one-stage answer."""
     totals = lf.group_by(keys).agg(
-        requests=pl.col("request_count").sum(),
-        errors=pl.col("error_count").sum(),
-        client_errors=pl.col("client_error_count").sum(),
-        latency_min_ms=pl.col("latency_min_ms").min(),
-        latency_max_ms=pl.col("latency_max_ms").max(),
-        zero_count=pl.col("lat_zero_count").sum(),
+        pl.col("requests", "errors", "client_errors").sum(),
+        pl.col("latency_min_ms").min(),
+        pl.col("latency_max_ms").max(),
+        pl.col("zero_count").sum(),
     )
     hist = (
-        lf.select(*keys, "lat_idx", "lat_cnt")
-        .explode(["lat_idx", "lat_cnt"])
-        .drop_nulls("lat_idx")
-        .group_by(*keys, "lat_idx")
-        .agg(pl.col("lat_cnt").sum())
+        lf.select(*keys, "idx", "cnt")
+        .explode(["idx", "cnt"])
+        .drop_nulls("idx")
+        .group_by(*keys, "idx")
+        .agg(pl.col("cnt").sum())
         .group_by(keys)
-        .agg(idx=pl.col("lat_idx").sort(), cnt=pl.col("lat_cnt").sort_by("lat_idx"))
+        .agg(pl.col("idx").sort(), pl.col("cnt").sort_by("idx"))
     )
     return totals.join(hist, on=keys, how="left", nulls_equal=True)
 

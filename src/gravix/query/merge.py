@@ -42,7 +42,7 @@ def metrics(
     spans = [Span(start, end) for start, end in windows]
     lf = scan_spans(root, schema.REQUEST_METRICS_MINUTE, spans)
     in_window = pl.lit(False)
-    for start, end in windows:
+    for start, end in _joined(windows):
         in_window = in_window | (
             (pl.col("bucket_start") >= pl.lit(start).cast(MS))
             & (pl.col("bucket_start") < pl.lit(end).cast(MS))
@@ -68,6 +68,18 @@ _AS_MERGED = {
     "idx": "lat_idx",
     "cnt": "lat_cnt",
 }
+
+
+def _joined(windows: list[tuple[datetime, datetime]]) -> list[tuple[datetime, datetime]]:
+    """The windows with those that touch or overlap joined: one test per row, not one per
+    piece of a window cut into days and hours."""
+    out: list[tuple[datetime, datetime]] = []
+    for start, end in sorted(windows):
+        if out and start <= out[-1][1]:
+            out[-1] = (out[-1][0], max(out[-1][1], end))
+        else:
+            out.append((start, end))
+    return out
 
 
 def merged(lf: pl.LazyFrame, keys: list[str]) -> pl.LazyFrame:

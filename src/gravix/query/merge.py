@@ -84,31 +84,48 @@ def _joined(windows: list[tuple[datetime, datetime]]) -> list[tuple[datetime, da
 
 def merged(lf: pl.LazyFrame, keys: list[str]) -> pl.LazyFrame:
     """Per group of minute rows: exact sums and the merged histogram (``idx``/``cnt``
-    sorted by index)."""
+    sorted by index). A minute row's histogram is short, so its buckets are added under
+    the group's keys directly."""
     rows = lf.select(*keys, *(pl.col(src).alias(name) for name, src in _AS_MERGED.items()))
-    return remerged(rows, keys)
+    buckets = rows.select(*keys, "idx", "cnt").explode(["idx", "cnt"]).drop_nulls("idx")
+    return _totals(rows, keys).join(_added(buckets, keys), on=keys, how="left", nulls_equal=True)
 
 
 def remerged(lf: pl.LazyFrame, keys: list[str]) -> pl.LazyFrame:
-    """Merged rows (``requests`` … ``idx``/``cnt``) that share keys merged again: sums,
-    extremes, and histograms added by bucket index. Adding histograms is exact, so merging
-    in stages (minutes into hours, hours into a window) gives the one-stage answer."""
-    totals = lf.group_by(keys).agg(
+    """Merged rows (``requests`` … ``idx``/``cnt``) that share keys merged again, as
+    :func:`merged` merges minutes: adding histograms is exact, so merging in stages
+    (minutes into hours, hours into a window) gives the one-stage answer. A merged row's
+    histogram is long, so its buckets are added under a group number, not under copies
+    of the (text) keys."""
+    totals = _totals(lf, keys).with_row_index("_group")
+    buckets = (
+        lf.select(*keys, "idx", "cnt")
+        .join(totals.select(*keys, "_group"), on=keys, nulls_equal=True)
+        .select("_group", "idx", "cnt")
+        .explode(["idx", "cnt"])
+        .drop_nulls("idx")
+    )
+    return totals.join(_added(buckets, ["_group"]), on="_group", how="left").drop("_group")
+
+
+def _totals(rows: pl.LazyFrame, keys: list[str]) -> pl.LazyFrame:
+    return rows.group_by(keys).agg(
         pl.col("requests", "errors", "client_errors").sum(),
         pl.col("latency_min_ms").min(),
         pl.col("latency_max_ms").max(),
         pl.col("zero_count").sum(),
     )
-    hist = (
-        lf.select(*keys, "idx", "cnt")
-        .explode(["idx", "cnt"])
-        .drop_nulls("idx")
-        .group_by(*keys, "idx")
+
+
+def _added(buckets: pl.LazyFrame, keys: list[str]) -> pl.LazyFrame:
+    """One bucket per row (``keys``, ``idx``, ``cnt``) → per group, the counts added by
+    bucket index, as lists sorted by index."""
+    return (
+        buckets.group_by(*keys, "idx")
         .agg(pl.col("cnt").sum())
         .group_by(keys)
         .agg(pl.col("idx").sort(), pl.col("cnt").sort_by("idx"))
     )
-    return totals.join(hist, on=keys, how="left", nulls_equal=True)
 
 
 def with_quantiles(frame: pl.DataFrame) -> pl.DataFrame:

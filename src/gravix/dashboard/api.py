@@ -115,7 +115,8 @@ class Data:
         def plan(windows: list[tuple[datetime, datetime]]) -> pl.LazyFrame:
             return metric_rows(self.root, windows, filters.service, filters.method, filters.path)
 
-        found = self.pieces.aggregate(query.start, query.end, keys, plan, ("endpoints", filters))
+        tag = ("endpoints", filters)
+        found = self.pieces.aggregate(query.start, query.end, keys, plan, tag, fill_later=True)
         frame = _EMPTY.drop("t") if found is None else found
         frame = frame.with_columns(
             error_rate=pl.col("errors") / pl.col("requests"),

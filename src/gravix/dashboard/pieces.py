@@ -96,10 +96,18 @@ class Pieces:
         plan: Callable[[list[tuple[datetime, datetime]]], pl.LazyFrame],
         tag: tuple[Any, ...],
         listing: list[tuple[str, datetime, datetime]] | None = None,
+        *,
+        fill_later: bool = False,
     ) -> pl.DataFrame | None:
         """The window's rows merged by ``keys`` (None when no file covers it); ``plan``
         gives the rows of some windows with the key columns, ``tag`` says what makes a
-        question's rows differ (its filters, its step)."""
+        question's rows differ (its filters, its step).
+
+        Missing pieces are read in one read grouped by piece as well, which costs nothing
+        more when each group lies in one piece (a time step). For a grouping that the cut
+        would multiply (endpoints: each in every piece), ``fill_later`` answers from one
+        read of the window instead and reads the pieces in the background, for the next
+        question."""
         every_file = self.listing() if listing is None else listing
         wanted: dict[tuple[Any, ...], tuple[datetime, datetime]] = {}
         for lo, hi in cut(start, end):
@@ -110,6 +118,11 @@ class Pieces:
             return None
         found = self._cached(list(wanted))
         missing = {key: span for key, span in wanted.items() if key not in found}
+        if fill_later and len(missing) > 1 and self.size > 0:
+            answer = collect_stable(lambda: merged(plan([(start, end)]), keys))
+            fill = threading.Thread(target=self._fill, args=(missing, keys, plan), daemon=True)
+            fill.start()
+            return answer
         if missing:
             found.update(self._read(missing, keys, plan))
         frames = [found[key] for key in wanted if found[key].height]
@@ -128,6 +141,17 @@ class Pieces:
             for key in found:
                 self._cache.move_to_end(key)
         return found
+
+    def _fill(
+        self,
+        missing: dict[tuple[Any, ...], tuple[datetime, datetime]],
+        keys: list[str],
+        plan: Callable[[list[tuple[datetime, datetime]]], pl.LazyFrame],
+    ) -> None:
+        try:
+            self._read(missing, keys, plan)
+        except Exception as exc:  # the next question reads the pieces itself
+            log.warning("reading the dashboard's pieces in the background failed: %r", exc)
 
     def _read(
         self,

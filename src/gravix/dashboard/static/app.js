@@ -300,14 +300,16 @@
 
   function layout(series, events, extra) {
     return {
-      height: 250, margin: { l: 56, r: 14, t: 26, b: 34 },
+      // fixed margins, wide enough for every axis label and a one-row legend: margins that
+      // grow to fit would draw each chart twice
+      height: 250, margin: { l: 72, r: 14, t: 40, b: 34, autoexpand: false },
       font: { family: getComputedStyle(document.body).fontFamily, size: 11, color: C.text },
       paper_bgcolor: "rgba(0,0,0,0)", plot_bgcolor: "rgba(0,0,0,0)",
       xaxis: {
         type: "date", range: [plotTime(series.from), plotTime(series.to)],
         gridcolor: C.grid, linecolor: C.line, showspikes: false,
       },
-      yaxis: { gridcolor: C.grid, zeroline: false, rangemode: "tozero", fixedrange: true, automargin: true },
+      yaxis: { gridcolor: C.grid, zeroline: false, rangemode: "tozero", fixedrange: true, automargin: false },
       yaxis2: { overlaying: "y", range: [0, 1], visible: false, fixedrange: true },
       legend: { orientation: "h", x: 0, y: 1.02, yanchor: "bottom", font: { size: 11 } },
       hovermode: "x unified", dragmode: "zoom", showlegend: true,
@@ -446,7 +448,7 @@
     };
     const lay = layout(series, events, {
       showlegend: false, hovermode: "closest",
-      yaxis: { type: "category", fixedrange: true, automargin: true, nticks: 8, gridcolor: C.grid },
+      yaxis: { type: "category", fixedrange: true, automargin: false, nticks: 8, gridcolor: C.grid },
     });
     draw("heatmap", rows ? [trace, ...mark] : [...mark], lay);
   }

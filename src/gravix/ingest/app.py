@@ -74,7 +74,7 @@ class IngestApp:
     ) -> None:
         self.settings = settings
         self.root = settings.data_dir
-        self.metrics = Metrics()
+        self.metrics = Metrics(self.root, settings.min_free_bytes)
         self.guard = Guard(
             settings.api_keys,
             insecure_no_auth=insecure_no_auth,

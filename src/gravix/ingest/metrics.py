@@ -4,11 +4,14 @@ when /metrics is scraped."""
 from __future__ import annotations
 
 import bisect
+import os
 from collections.abc import Callable, Iterator
+from pathlib import Path
 from typing import Any
 
 from gravix import schema
 from gravix.ingest.buffer import BufferObserver, CommitStats, TopicBuffer
+from gravix.storage import layout
 
 
 class HotCounters:
@@ -110,16 +113,61 @@ class CommitMetrics:
             yield family
 
 
+class DataRootGauges:
+    """What the alert rules watch beyond this process, read when /metrics is scraped: free
+    space of the data root's file system beside the floor under which /ready fails, and
+    the newest hour each table's rollup has built (from the manifests under ``state/``;
+    no sample before the first rollup, or where rollup keeps its state elsewhere)."""
+
+    def __init__(self, root: Path, min_free_bytes: int) -> None:
+        self.root = root
+        self.min_free_bytes = min_free_bytes
+
+    def collect(self) -> Iterator[Any]:
+        from prometheus_client.core import GaugeMetricFamily
+
+        free = GaugeMetricFamily(
+            "gravix_data_free_bytes", "Free bytes of the data root's file system (unprivileged)"
+        )
+        size = GaugeMetricFamily("gravix_data_size_bytes", "Size of the data root's file system")
+        try:
+            st = os.statvfs(self.root)
+        except OSError:
+            pass
+        else:
+            free.add_metric([], st.f_bavail * st.f_frsize)
+            size.add_metric([], st.f_blocks * st.f_frsize)
+        yield free
+        yield size
+        yield GaugeMetricFamily(
+            "gravix_data_min_free_bytes",
+            "Free-space floor of the data root: under it /ready answers 503",
+            value=self.min_free_bytes,
+        )
+        newest = GaugeMetricFamily(
+            "gravix_rollup_newest_hour_timestamp_seconds",
+            "Start (Unix time) of the newest hour the rollup has built, by table",
+            labels=["table"],
+        )
+        for table in schema.TABLES:
+            hour = layout.newest_manifest_hour(self.root, table)
+            if hour is not None:
+                newest.add_metric([table], hour.start.timestamp())
+        yield newest
+
+
 class Metrics:
     """Prometheus metrics of one process, in their own registry (never a key in a label)."""
 
-    def __init__(self) -> None:
+    def __init__(self, root: Path | None = None, min_free_bytes: int = 0) -> None:
         from prometheus_client import CollectorRegistry, Counter, Gauge
 
         self.registry = CollectorRegistry(auto_describe=True)
         r = self.registry
         self.hot = HotCounters()
         r.register(self.hot)
+        if root is not None:
+            r.register(DataRootGauges(root, min_free_bytes))
         self.commits = CommitMetrics()
         r.register(self.commits)
         self.rotations = Counter(

@@ -31,7 +31,7 @@ if TYPE_CHECKING:
     )
     from gravix.query.tables import TABLES, scan_table, table_names
     from gravix.query.times import resolve_window
-    from gravix.query.trino import trino_ddl
+    from gravix.query.trino import store_location, trino_ddl, trino_store_ddl
 
 _HOMES = {
     "answer": ("SqlAnswer", "answer_sql", "prepare_sql", "run_sql", "show_tables"),
@@ -47,7 +47,7 @@ _HOMES = {
     ),
     "tables": ("TABLES", "scan_table", "table_names"),
     "times": ("resolve_window",),
-    "trino": ("trino_ddl",),
+    "trino": ("store_location", "trino_ddl", "trino_store_ddl"),
 }
 _HOME_OF = {name: module for module, names in _HOMES.items() for name in names}
 
@@ -72,9 +72,11 @@ __all__ = [
     "scan_table",
     "service_health",
     "show_tables",
+    "store_location",
     "table_names",
     "top_endpoints",
     "trino_ddl",
+    "trino_store_ddl",
     "write_result",
 ]
 

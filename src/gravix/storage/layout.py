@@ -304,6 +304,31 @@ def rollup_manifest_path(root: Path, table: str, hour: Hour) -> Path:
     )
 
 
+def newest_manifest_hour(root: Path, table: str) -> Hour | None:
+    """The newest hour of ``table`` with a rollup manifest (None before the first rollup):
+    the newest day directory that holds one, then its newest hour. A few directory reads."""
+    base = rollup_state_dir(root, table)
+    try:
+        days = sorted(
+            (day, entry.path)
+            for entry in os.scandir(base)
+            if (day := parse_day_dir(entry.name)) is not None
+            and entry.is_dir(follow_symlinks=False)
+        )
+        for day, path in reversed(days):
+            hours = [
+                value
+                for entry in os.scandir(path)
+                if entry.name.endswith(".json")
+                and (value := parse_hour_dir(entry.name.removesuffix(".json"))) is not None
+            ]
+            if hours:
+                return Hour(day, max(hours))
+    except OSError:
+        return None
+    return None
+
+
 def rollup_runs_path(root: Path) -> Path:
     """Summaries of recent rollup runs (bad-line counts etc.), read by doctor."""
     return state_root(root) / "rollup" / "runs.jsonl"

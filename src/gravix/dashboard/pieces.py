@@ -107,7 +107,7 @@ class Pieces:
         more when each group lies in one piece (a time step). For a grouping that the cut
         would multiply (endpoints: each in every piece), ``fill_later`` answers from one
         read of the window instead and reads the pieces in the background, for the next
-        question."""
+        question. Without a cache (size 0) every question is one read of the window."""
         every_file = self.listing() if listing is None else listing
         wanted: dict[tuple[Any, ...], tuple[datetime, datetime]] = {}
         for lo, hi in cut(start, end):
@@ -118,10 +118,11 @@ class Pieces:
             return None
         found = self._cached(list(wanted))
         missing = {key: span for key, span in wanted.items() if key not in found}
-        if fill_later and len(missing) > 1 and self.size > 0:
+        if self.size <= 0 or (fill_later and len(missing) > 1):
             answer = collect_stable(lambda: merged(plan([(start, end)]), keys))
-            fill = threading.Thread(target=self._fill, args=(missing, keys, plan), daemon=True)
-            fill.start()
+            if self.size > 0:  # nothing is kept without a cache
+                fill = threading.Thread(target=self._fill, args=(missing, keys, plan), daemon=True)
+                fill.start()
             return answer
         if missing:
             found.update(self._read(missing, keys, plan))

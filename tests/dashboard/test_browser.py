@@ -84,6 +84,8 @@ def query_of(page: Page) -> dict[str, str]:
 def shot(page: Page, artifacts: Path, name: str) -> None:
     path = artifacts / f"{name}.png"
     page.evaluate("window.scrollTo(0, 0)")  # the sticky header stays at the top of the image
+    page.mouse.move(0, 0)  # no chart's hover tools or tooltip in the picture
+    page.wait_for_timeout(500)  # (the tools fade out)
     page.screenshot(path=str(path), full_page=True)
     print(f"screenshot: {path}")
 

@@ -108,7 +108,7 @@ def test_with_keys_every_route_but_live_needs_one(keyed_board: str) -> None:
         assert page.status_code == 401 and 'action="/login"' in page.text
         assert 'id="chart-errors"' not in page.text
         assert http.get("/static/app.js").status_code == 401
-        assert http.get("/static/plotly.min.js").status_code == 401
+        assert http.get("/static/plotly-cartesian.min.js").status_code == 401
         assert http.get("/", headers={"X-API-Key": KEY}).status_code == 200
 
 
@@ -191,9 +191,12 @@ def test_every_byte_the_page_loads_comes_from_the_dashboard(open_board: str) -> 
         page = http.get("/")
         assert "default-src 'self'" in page.headers["content-security-policy"]
         assert "connect-src 'self'" in page.headers["content-security-policy"]
-        plotly = http.get("/static/plotly.min.js", headers={"Accept-Encoding": "gzip"})
+        plotly = http.get("/static/plotly-cartesian.min.js", headers={"Accept-Encoding": "gzip"})
         assert plotly.status_code == 200 and len(plotly.content) > 1_000_000
         assert plotly.headers["content-encoding"] == "gzip"
+        # the page loads the bundle it is served: the partial one, from package-lock.json
+        assert 'src="/static/plotly-cartesian.min.js"' in page.text
+        assert b"plotly.js (cartesian" in plotly.content[:200]  # httpx has undone the gzip
     for path in STATIC.iterdir():
         text = path.read_text()
         # our own files name no other host: no CDN, no web font
@@ -310,3 +313,14 @@ def test_no_parameters_make_a_500(open_board: str, route: str, params: dict[str,
     answer = httpx.get(f"{open_board}api/v1/{route}", params=params, timeout=60)
     assert answer.status_code in (200, 400), (params, answer.text)
     assert answer.headers["content-type"] == "application/json"
+
+
+def test_the_dashboard_loads_no_sql_parser() -> None:
+    """The dashboard reads the tables through gravix.query but never parses SQL: starting
+    it does not pay for importing sqlglot."""
+    code = "import sys, gravix.dashboard; print('sqlglot' in sys.modules)"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "False"
+    code = "import sys, gravix.query; gravix.query.run_sql; print('sqlglot' in sys.modules)"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "True", "the check above would see sqlglot if it were loaded"

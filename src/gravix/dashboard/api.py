@@ -22,8 +22,8 @@ import polars as pl
 
 from gravix import schema
 from gravix.dashboard.params import Filters, Query, aligned_start, series_step
-from gravix.dashboard.pieces import Pieces, identity, metric_rows, remerge, with_estimates
-from gravix.query.merge import MS
+from gravix.dashboard.pieces import Pieces, identity, metric_rows, with_estimates
+from gravix.query.merge import MS, remerged
 from gravix.query.tables import collect_stable, scan_table, table_files
 from gravix.schema import sketch
 from gravix.storage import layout
@@ -115,7 +115,8 @@ class Data:
         def plan(windows: list[tuple[datetime, datetime]]) -> pl.LazyFrame:
             return metric_rows(self.root, windows, filters.service, filters.method, filters.path)
 
-        found = self.pieces.aggregate(query.start, query.end, keys, plan, ("endpoints", filters))
+        tag = ("endpoints", filters)
+        found = self.pieces.aggregate(query.start, query.end, keys, plan, tag, fill_later=True)
         frame = _EMPTY.drop("t") if found is None else found
         frame = frame.with_columns(
             error_rate=pl.col("errors") / pl.col("requests"),
@@ -303,7 +304,11 @@ def _point(row: dict[str, Any], apdex_t_ms: float | None) -> dict[str, Any]:
 
 def _total(groups: pl.DataFrame) -> pl.DataFrame:
     """All steps merged into one row."""
-    return remerge(groups.select(*_MERGED).with_columns(k=pl.lit(0)), ["k"]).drop("k")
+    return (
+        remerged(groups.lazy().select(*_MERGED).with_columns(k=pl.lit(0)), ["k"])
+        .collect()
+        .drop("k")
+    )
 
 
 def _names(files: list[str]) -> list[str]:

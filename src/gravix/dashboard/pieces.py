@@ -27,7 +27,7 @@ from typing import Any
 import polars as pl
 
 from gravix import schema
-from gravix.query.merge import MS, merged, metrics
+from gravix.query.merge import MS, merged, metrics, remerged
 from gravix.query.tables import collect_stable, table_files
 from gravix.schema import sketch
 from gravix.storage import layout
@@ -96,10 +96,18 @@ class Pieces:
         plan: Callable[[list[tuple[datetime, datetime]]], pl.LazyFrame],
         tag: tuple[Any, ...],
         listing: list[tuple[str, datetime, datetime]] | None = None,
+        *,
+        fill_later: bool = False,
     ) -> pl.DataFrame | None:
         """The window's rows merged by ``keys`` (None when no file covers it); ``plan``
         gives the rows of some windows with the key columns, ``tag`` says what makes a
-        question's rows differ (its filters, its step)."""
+        question's rows differ (its filters, its step).
+
+        Missing pieces are read in one read grouped by piece as well, which costs nothing
+        more when each group lies in one piece (a time step). For a grouping that the cut
+        would multiply (endpoints: each in every piece), ``fill_later`` answers from one
+        read of the window instead and reads the pieces in the background, for the next
+        question. Without a cache (size 0) every question is one read of the window."""
         every_file = self.listing() if listing is None else listing
         wanted: dict[tuple[Any, ...], tuple[datetime, datetime]] = {}
         for lo, hi in cut(start, end):
@@ -110,12 +118,11 @@ class Pieces:
             return None
         found = self._cached(list(wanted))
         missing = {key: span for key, span in wanted.items() if key not in found}
-        if len(missing) > 1 and self.size > 0:
-            # Cold: answer from one read of the window now, and cut it into pieces for the
-            # next question in the background (a second read, off the caller's time).
+        if self.size <= 0 or (fill_later and len(missing) > 1):
             answer = collect_stable(lambda: merged(plan([(start, end)]), keys))
-            fill = threading.Thread(target=self._fill, args=(missing, keys, plan), daemon=True)
-            fill.start()
+            if self.size > 0:  # nothing is kept without a cache
+                fill = threading.Thread(target=self._fill, args=(missing, keys, plan), daemon=True)
+                fill.start()
             return answer
         if missing:
             found.update(self._read(missing, keys, plan))
@@ -127,7 +134,7 @@ class Pieces:
         every = pl.concat(frames, how="vertical_relaxed")
         if every.select(keys).is_unique().all():
             return every
-        return remerge(every, keys)
+        return remerged(every.lazy(), keys).collect()
 
     def _cached(self, keys: list[tuple[Any, ...]]) -> dict[tuple[Any, ...], pl.DataFrame]:
         with self._lock:
@@ -214,25 +221,6 @@ def _empty(keys: list[str]) -> pl.DataFrame:
             "cnt": pl.List(pl.Int64),
         }
     )
-
-
-def remerge(frame: pl.DataFrame, keys: list[str]) -> pl.DataFrame:
-    """Rows that share keys merged again: sums, extremes, histograms added by index."""
-    totals = frame.group_by(keys).agg(
-        *(pl.col(k).sum() for k in SUMS),
-        pl.col("latency_min_ms").min(),
-        pl.col("latency_max_ms").max(),
-    )
-    hist = (
-        frame.select(*keys, "idx", "cnt")
-        .explode(["idx", "cnt"])
-        .drop_nulls("idx")
-        .group_by(*keys, "idx")
-        .agg(pl.col("cnt").sum())
-        .group_by(keys)
-        .agg(idx=pl.col("idx").sort(), cnt=pl.col("cnt").sort_by("idx"))
-    )
-    return totals.join(hist, on=keys, how="left", nulls_equal=True)
 
 
 # --- percentiles and Apdex for every row at once -------------------------------------------------

@@ -42,7 +42,7 @@ def metrics(
     spans = [Span(start, end) for start, end in windows]
     lf = scan_spans(root, schema.REQUEST_METRICS_MINUTE, spans)
     in_window = pl.lit(False)
-    for start, end in windows:
+    for start, end in _joined(windows):
         in_window = in_window | (
             (pl.col("bucket_start") >= pl.lit(start).cast(MS))
             & (pl.col("bucket_start") < pl.lit(end).cast(MS))
@@ -57,26 +57,75 @@ def metrics(
     return lf
 
 
+# A minute row's columns under the names of a merged row: a minute is a merged row of one.
+_AS_MERGED = {
+    "requests": "request_count",
+    "errors": "error_count",
+    "client_errors": "client_error_count",
+    "zero_count": "lat_zero_count",
+    "latency_min_ms": "latency_min_ms",
+    "latency_max_ms": "latency_max_ms",
+    "idx": "lat_idx",
+    "cnt": "lat_cnt",
+}
+
+
+def _joined(windows: list[tuple[datetime, datetime]]) -> list[tuple[datetime, datetime]]:
+    """The windows with those that touch or overlap joined: one test per row, not one per
+    piece of a window cut into days and hours."""
+    out: list[tuple[datetime, datetime]] = []
+    for start, end in sorted(windows):
+        if out and start <= out[-1][1]:
+            out[-1] = (out[-1][0], max(out[-1][1], end))
+        else:
+            out.append((start, end))
+    return out
+
+
 def merged(lf: pl.LazyFrame, keys: list[str]) -> pl.LazyFrame:
-    """Per group: exact sums and the merged histogram (``idx``/``cnt`` sorted by index)."""
-    totals = lf.group_by(keys).agg(
-        requests=pl.col("request_count").sum(),
-        errors=pl.col("error_count").sum(),
-        client_errors=pl.col("client_error_count").sum(),
-        latency_min_ms=pl.col("latency_min_ms").min(),
-        latency_max_ms=pl.col("latency_max_ms").max(),
-        zero_count=pl.col("lat_zero_count").sum(),
+    """Per group of minute rows: exact sums and the merged histogram (``idx``/``cnt``
+    sorted by index). A minute row's histogram is short, so its buckets are added under
+    the group's keys directly."""
+    rows = lf.select(*keys, *(pl.col(src).alias(name) for name, src in _AS_MERGED.items()))
+    buckets = rows.select(*keys, "idx", "cnt").explode(["idx", "cnt"]).drop_nulls("idx")
+    return _totals(rows, keys).join(_added(buckets, keys), on=keys, how="left", nulls_equal=True)
+
+
+def remerged(lf: pl.LazyFrame, keys: list[str]) -> pl.LazyFrame:
+    """Merged rows (``requests`` … ``idx``/``cnt``) that share keys merged again, as
+    :func:`merged` merges minutes: adding histograms is exact, so merging in stages
+    (minutes into hours, hours into a window) gives the one-stage answer. A merged row's
+    histogram is long, so its buckets are added under a group number, not under copies
+    of the (text) keys."""
+    totals = _totals(lf, keys).with_row_index("_group")
+    buckets = (
+        lf.select(*keys, "idx", "cnt")
+        .join(totals.select(*keys, "_group"), on=keys, nulls_equal=True)
+        .select("_group", "idx", "cnt")
+        .explode(["idx", "cnt"])
+        .drop_nulls("idx")
     )
-    hist = (
-        lf.select(*keys, "lat_idx", "lat_cnt")
-        .explode(["lat_idx", "lat_cnt"])
-        .drop_nulls("lat_idx")
-        .group_by(*keys, "lat_idx")
-        .agg(pl.col("lat_cnt").sum())
+    return totals.join(_added(buckets, ["_group"]), on="_group", how="left").drop("_group")
+
+
+def _totals(rows: pl.LazyFrame, keys: list[str]) -> pl.LazyFrame:
+    return rows.group_by(keys).agg(
+        pl.col("requests", "errors", "client_errors").sum(),
+        pl.col("latency_min_ms").min(),
+        pl.col("latency_max_ms").max(),
+        pl.col("zero_count").sum(),
+    )
+
+
+def _added(buckets: pl.LazyFrame, keys: list[str]) -> pl.LazyFrame:
+    """One bucket per row (``keys``, ``idx``, ``cnt``) → per group, the counts added by
+    bucket index, as lists sorted by index."""
+    return (
+        buckets.group_by(*keys, "idx")
+        .agg(pl.col("cnt").sum())
         .group_by(keys)
-        .agg(idx=pl.col("lat_idx").sort(), cnt=pl.col("lat_cnt").sort_by("lat_idx"))
+        .agg(pl.col("idx").sort(), pl.col("cnt").sort_by("idx"))
     )
-    return totals.join(hist, on=keys, how="left", nulls_equal=True)
 
 
 def with_quantiles(frame: pl.DataFrame) -> pl.DataFrame:

@@ -22,9 +22,13 @@
   let timer = null;
   let generation = 0;
   let knownServices = [];
-  const plotlyReady = new Promise((resolve) => {
-    if (window.Plotly) resolve();
-    else document.addEventListener("DOMContentLoaded", resolve);
+  // plotly.js runs after this file (both deferred): only the charts wait for it
+  const plotlyReady = new Promise((resolve, reject) => {
+    const script = $("plotly-js");
+    if (window.Plotly) { resolve(); return; }
+    script.addEventListener("load", () => resolve());
+    script.addEventListener("error", () =>
+      reject(Object.assign(new Error("the chart library did not load"), { status: 503 })));
   });
 
   // --- state and URL ------------------------------------------------------------------------
@@ -135,11 +139,18 @@
         api("events", { from: f.from, to: f.to, service: state.service }),
       ]);
       const fetched = performance.now();
-      await plotlyReady;
-      const plotted = performance.now();
       if (gen !== generation) return;
       $("unreachable").hidden = true;
-      render(services, series, heat, endpoints, events);
+      // the numbers and tables show at once; only the charts wait for plotly.js
+      const withCharts = render(services, series, endpoints, events);
+      let plotted = fetched;
+      if (withCharts) {
+        await plotlyReady;
+        plotted = performance.now();
+        if (gen !== generation) return;
+        charts(series, heat, events.rows);
+        document.body.dataset.state = "ready";
+      }
       $("updated").textContent = new Date().toISOString().slice(11, 19) + " UTC";
       window.gravixTimings = { fetched, plotlyReady: plotted, rendered: performance.now() };
     } catch (err) {
@@ -173,7 +184,8 @@
     document.body.dataset.state = "error";
   }
 
-  function render(services, series, heat, endpoints, events) {
+  // Everything but the charts; true when the charts are to be drawn.
+  function render(services, series, endpoints, events) {
     fillServices(services.services);
     const empty = !services.services.length && !services.data_through;
     $("firstrun").hidden = !empty;
@@ -184,7 +196,7 @@
       $("crumbs").innerHTML = "";
       $("curl").textContent = curlExample();
       document.body.dataset.state = "firstrun";
-      return;
+      return false;
     }
     crumbs(series);
     const none = !series.summary.requests;
@@ -192,13 +204,12 @@
     $("content").hidden = none;
     if (none) {
       document.body.dataset.state = "nodata";
-      return;
+      return false;
     }
     kpis(series);
-    charts(series, heat, events.rows);
     endpointTable(endpoints);
     eventTable(events.rows);
-    document.body.dataset.state = "ready";
+    return true;
   }
 
   function fillServices(names) {
@@ -289,14 +300,16 @@
 
   function layout(series, events, extra) {
     return {
-      height: 250, margin: { l: 56, r: 14, t: 26, b: 34 },
+      // fixed margins, wide enough for every axis label and a one-row legend: margins that
+      // grow to fit would draw each chart twice
+      height: 250, margin: { l: 72, r: 14, t: 40, b: 34, autoexpand: false },
       font: { family: getComputedStyle(document.body).fontFamily, size: 11, color: C.text },
       paper_bgcolor: "rgba(0,0,0,0)", plot_bgcolor: "rgba(0,0,0,0)",
       xaxis: {
         type: "date", range: [plotTime(series.from), plotTime(series.to)],
         gridcolor: C.grid, linecolor: C.line, showspikes: false,
       },
-      yaxis: { gridcolor: C.grid, zeroline: false, rangemode: "tozero", fixedrange: true, automargin: true },
+      yaxis: { gridcolor: C.grid, zeroline: false, rangemode: "tozero", fixedrange: true, automargin: false },
       yaxis2: { overlaying: "y", range: [0, 1], visible: false, fixedrange: true },
       legend: { orientation: "h", x: 0, y: 1.02, yanchor: "bottom", font: { size: 11 } },
       hovermode: "x unified", dragmode: "zoom", showlegend: true,
@@ -325,6 +338,15 @@
       x: points.map((p) => plotTime(p.t)), y: points.map((p) => (p[key] == null ? null : p[key])),
       type: "scatter", mode: "lines", name, line: { color, width: 2 }, connectgaps: false, ...extra,
     };
+  }
+
+  // counts per step as stacked steps: each step's count holds over [t, t + step), as a bar
+  // would, drawn as one shape per series instead of one per step
+  function stacked(points, key, name, color) {
+    return line(points, key, name, color, {
+      line: { color, width: 0, shape: "hv" }, stackgroup: "counts", fillcolor: color,
+      hovertemplate: `${name} %{y}<extra></extra>`,
+    });
   }
 
   function previous(series, key, name, scale) {
@@ -368,10 +390,10 @@
     ], layout(series, events, { yaxis: { ...layout(series, []).yaxis, ticksuffix: "%" } }));
     $("panel-counts").querySelector("small").textContent = `5xx and 4xx responses per ${step} step`;
     draw("counts", [
-      { ...line(pts, "errors", "5xx", C.red), type: "bar", marker: { color: C.red } },
-      { ...line(pts, "client_errors", "4xx", C.orange), type: "bar", marker: { color: C.orange } },
+      stacked(pts, "errors", "5xx", C.red),
+      stacked(pts, "client_errors", "4xx", C.orange),
       ...mark,
-    ], layout(series, events, { barmode: "stack", bargap: 0.15 }));
+    ], layout(series, events, {}));
     const bound = series.error_bound;
     const latencyHover = (label) => `${label} %{y:.1f} ms ±%{customdata:.1f}<extra></extra>`;
     const lat = (key, label, color) => line(pts, key, label, color, {
@@ -420,12 +442,13 @@
     const trace = {
       type: "heatmap", x: heat.points.map((p) => plotTime(p.t)), y: labels, z, customdata: counts,
       colorscale: [[0, "#dbe4ff"], [0.45, "#748ffc"], [0.75, "#7048e8"], [1, "#c2255c"]],
-      showscale: false, hoverongaps: false, xgap: 0, ygap: 1, name: "requests",
+      // one pixel per cell, scaled up crisp: a tenth of the time of drawing each cell
+      showscale: false, hoverongaps: false, zsmooth: "fast", name: "requests",
       hovertemplate: "%{y}: %{customdata} requests<extra></extra>",
     };
     const lay = layout(series, events, {
       showlegend: false, hovermode: "closest",
-      yaxis: { type: "category", fixedrange: true, automargin: true, nticks: 8, gridcolor: C.grid },
+      yaxis: { type: "category", fixedrange: true, automargin: false, nticks: 8, gridcolor: C.grid },
     });
     draw("heatmap", rows ? [trace, ...mark] : [...mark], lay);
   }

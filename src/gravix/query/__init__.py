@@ -21,7 +21,7 @@ from gravix.query.presets import (
 )
 from gravix.query.tables import TABLES, scan_table, table_names
 from gravix.query.times import resolve_window
-from gravix.query.trino import store_location, trino_ddl, trino_store_ddl
+from gravix.query.trino import store_location, trino_ddl, trino_ddl_for, trino_store_ddl
 
 __all__ = [
     "FORMATS",
@@ -48,6 +48,7 @@ __all__ = [
     "table_names",
     "top_endpoints",
     "trino_ddl",
+    "trino_ddl_for",
     "trino_store_ddl",
     "write_result",
 ]

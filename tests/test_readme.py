@@ -197,7 +197,9 @@ def test_quickstart_runs_against_a_real_server(tmp_path: Path) -> None:
     assert doctor["checks"], "doctor ran its checks"
 
 
-@pytest.mark.parametrize("path", ["deploy/README.md"])
+@pytest.mark.parametrize(
+    "path", ["deploy/README.md", "SCALING.md", "deploy/docker-compose.nodes.yml"]
+)
 def test_linked_documents_exist(path: str) -> None:
     assert path in README
     assert (REPO / path).is_file()

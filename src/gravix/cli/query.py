@@ -105,6 +105,8 @@ def query_command(
     Example: gravix query "SELECT * FROM gravix.raw.request_metrics_minute LIMIT 10"
 
     Example: gravix query --preset health --service frontend --since 24h --step 5
+
+    Example: gravix query --ddl trino --store s3://metrics/gravix
     """
     from gravix import query
     from gravix.settings import load_settings
@@ -130,9 +132,13 @@ def query_command(
     if out_fmt is Format.parquet and terminal:
         raise typer.BadParameter("Parquet is binary: give --output FILE or redirect stdout")
     with boundary(json=json):
-        root = load_settings(data_dir=data_dir, store=store, local_only="gravix query").data_dir
+        # Only the DDL works on an object store yet: it reads nothing, it names locations.
+        local_only = None if ddl is not None else "gravix query"
+        settings = load_settings(data_dir=data_dir, store=store, local_only=local_only)
+        root = settings.data_dir
         if ddl is not None:
-            _emit_text(query.trino_ddl(root, location_prefix=location_prefix), output)
+            text = query.trino_ddl_for(root, store=settings.store, location_prefix=location_prefix)
+            _emit_text(text, output)
             return
         if sql is not None:
             _render_answer(query.answer_sql(root, sql), out_fmt, output, as_document=json)

@@ -12,9 +12,10 @@ import re
 from pathlib import Path
 from urllib.parse import urlsplit
 
-from gravix.errors import QueryError
+from gravix.errors import ConfigError, QueryError
 from gravix.query.tables import TABLES
 from gravix.schema.columns import trino_type
+from gravix.settings import StoreConfig
 from gravix.storage import layout
 
 CATALOG = "gravix"
@@ -78,21 +79,22 @@ def trino_ddl(root: Path, *, location_prefix: str | None = None) -> str:
 
 def store_location(store_url: str) -> str:
     """``s3://bucket[/prefix]`` checked and normalised (no trailing slash): the root under
-    which the store keeps ``raw/``, ``warehouse/`` and ``quarantine/``."""
+    which the store keeps ``raw/``, ``warehouse/`` and ``quarantine/``. A URL that cannot
+    be one is the user's to fix: a ConfigError (a usage error, exit 2)."""
     parts = urlsplit(store_url)
     if parts.scheme != "s3":
-        raise QueryError(f"not an s3:// store URL: {store_url!r}", hint=_STORE_HINT)
+        raise ConfigError(f"not an s3:// store URL: {store_url!r}", hint=_STORE_HINT)
     if "@" in parts.netloc or ":" in parts.netloc or parts.query or parts.fragment:
-        raise QueryError(
+        raise ConfigError(
             "a store URL carries no credentials, port, query or fragment",
             hint=_STORE_HINT + "; the credentials go in the Trino catalog",
         )
     if not _BUCKET.match(parts.netloc) or ".." in parts.netloc:
-        raise QueryError(f"not an S3 bucket name: {parts.netloc!r}", hint=_STORE_HINT)
+        raise ConfigError(f"not an S3 bucket name: {parts.netloc!r}", hint=_STORE_HINT)
     segments = parts.path.strip("/").split("/") if parts.path.strip("/") else []
     for segment in segments:
         if not _SEGMENT.match(segment) or segment in (".", ".."):
-            raise QueryError(
+            raise ConfigError(
                 f"store prefix segment {segment!r} is empty, relative or needs escaping",
                 hint=_STORE_HINT + " (letters, digits, '_', '.' and '-' between slashes)",
             )
@@ -103,3 +105,19 @@ def trino_store_ddl(store_url: str) -> str:
     """The statements of :func:`trino_ddl` for the tables kept in an object store, with
     every location under the store URL; reads nothing."""
     return trino_ddl(_STORE_ROOT, location_prefix=store_location(store_url))
+
+
+def trino_ddl_for(
+    root: Path, *, store: StoreConfig | None = None, location_prefix: str | None = None
+) -> str:
+    """The DDL for wherever the tables live: the object store when there is one (DESIGN
+    §11), else the data root (or ``location_prefix``, where its files are mounted)."""
+    if store is None:
+        return trino_ddl(root, location_prefix=location_prefix)
+    if location_prefix is not None:
+        raise ConfigError(
+            f"--location-prefix would do nothing beside the store {store.url}",
+            hint="with --store (or GRAVIX_STORE) every location is under the store URL; "
+            "give --location-prefix only for a data root",
+        )
+    return trino_store_ddl(store.url)

@@ -190,7 +190,7 @@ class DaskExecutor:
                 for t in tasks
             ]
             try:
-                for future in distributed.as_completed(futures):  # type: ignore[no-untyped-call]
+                for future in distributed.as_completed(futures, loop=client.loop):  # type: ignore[no-untyped-call]
                     result: HourResult = future.result()
                     future.release()
                     yield result

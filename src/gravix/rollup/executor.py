@@ -147,7 +147,9 @@ class LocalExecutor:
 class DaskExecutor:
     """Hour tasks on the workers of a running Dask distributed cluster
     (``--executor dask://HOST:PORT``). The scheduler reruns the task of a worker that
-    died on another worker."""
+    died on another worker. Unlike the local pool's workers, a task already running when
+    the run that submitted it dies cannot be stopped: it finishes within seconds, and
+    writes the rows its raw files give, as the next run would."""
 
     def __init__(self, address: str) -> None:
         self.name = address

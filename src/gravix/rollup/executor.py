@@ -78,6 +78,18 @@ def _die_with(parent: int, threads: int) -> None:
     os.environ["POLARS_MAX_THREADS"] = str(threads)
 
 
+def _start_method() -> multiprocessing.context.BaseContext:
+    """``fork`` when this process runs one thread (a worker then starts at once, without
+    a fresh interpreter importing everything again); ``spawn`` otherwise, because a forked
+    copy of a process with other threads (a progress bar's, polars' own) can hang on a
+    lock one of them held."""
+    try:
+        alone = len(os.listdir("/proc/self/task")) == 1
+    except OSError:  # not Linux: no cheap way to count native threads
+        alone = False
+    return multiprocessing.get_context("fork" if alone else "spawn")
+
+
 class LocalExecutor:
     """Hour tasks in a pool of worker processes on this machine (``--executor local``).
 
@@ -122,7 +134,7 @@ class LocalExecutor:
         threads = max(1, (os.cpu_count() or 1) // workers)
         with ProcessPoolExecutor(
             max_workers=workers,
-            mp_context=multiprocessing.get_context("spawn"),
+            mp_context=_start_method(),
             initializer=_die_with,
             initargs=(os.getpid(), threads),
         ) as pool:

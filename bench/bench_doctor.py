@@ -1,7 +1,8 @@
 """`gravix doctor` on a 30-day data root with a full warehouse (target: under 2 s).
 
 The data root is generated once into ``bench-results/cache/`` (raw files the way a server
-rotating every minute leaves them, then the real rollup) and reused by later runs. In the
+rotating every minute leaves them, then the real rollup and the daily cleanup, which joins
+each closed day into one file) and reused by later runs. In the
 same run two references do part of the same job over the same tree: ``os.walk`` stat-ing
 every file (what a "find"-based check would cost), and DuckDB reading every warehouse
 footer (what the Parquet readability check has to do at least).
@@ -91,6 +92,8 @@ def _build(root: Path, days: int, facts_per_hour: int, files_per_hour: int) -> N
 
 
 def _data_root(days: int, facts_per_hour: int, files_per_hour: int) -> Path:
+    from gravix.ops.retention import run_cleanup
+
     root = CACHE / f"doctor-{days}d-{facts_per_hour}fph-{files_per_hour}f-v2" / "data"
     done = root.parent / "complete"
     if not done.exists():
@@ -99,6 +102,8 @@ def _data_root(days: int, facts_per_hour: int, files_per_hour: int) -> Path:
         started = time.perf_counter()
         _build(root, days, facts_per_hour, files_per_hour)
         done.write_text(f"built in {time.perf_counter() - started:.1f}s\n")
+    # the daily cleanup of the operator's routine: closed days joined into one file each
+    run_cleanup(root=root, days=days + 1, warehouse_days=days + 1)
     return root
 
 

@@ -160,3 +160,51 @@ def test_warehouse_retention_follows_raw_retention_when_not_given() -> None:
     assert (
         load_settings(retention_days=60, warehouse_retention_days=90, environ={})
     ).warehouse_retention_days == 90
+
+
+def test_store_comes_from_the_flag_or_gravix_store_with_the_aws_variables() -> None:
+    env = {
+        "GRAVIX_STORE": "s3://env-bucket/a/b/",
+        "AWS_ACCESS_KEY_ID": "AKID",
+        "AWS_SECRET_ACCESS_KEY": "SECRET",
+        "AWS_REGION": "eu-west-1",
+        "AWS_ENDPOINT_URL": "http://127.0.0.1:9000",
+    }
+    s = load_settings(environ=env)
+    assert s.store is not None
+    assert (s.store.url, s.store.bucket, s.store.prefix) == (
+        "s3://env-bucket/a/b",
+        "env-bucket",
+        "a/b",
+    )
+    assert (s.store.region, s.store.endpoint) == ("eu-west-1", "http://127.0.0.1:9000")
+    assert (s.store.access_key, s.store.secret_key) == ("AKID", "SECRET")
+    assert "SECRET" not in repr(s) and "SECRET" not in repr(s.store)
+    flag = load_settings(store="s3://flag-bucket", environ=env)
+    assert flag.store is not None and (flag.store.bucket, flag.store.prefix) == ("flag-bucket", "")
+    assert load_settings(environ={}).store is None
+
+
+@pytest.mark.parametrize(
+    "url",
+    ["/var/lib/x", "gs://bucket/x", "s3://", "s3://Bad_Bucket/x", "s3://ok-bucket/../x",
+     "s3://ok-bucket/a?b=1", "s3://ok-bucket/a b"],
+)  # fmt: skip
+def test_a_store_that_is_not_an_s3_url_is_refused(url: str) -> None:
+    with pytest.raises(ConfigError) as info:
+        load_settings(store=url, environ={})
+    assert info.value.exit_code == 2 and info.value.hint and "s3://" in info.value.hint
+
+
+def test_node_id_from_flag_or_environment_defaults_to_the_host_name() -> None:
+    import socket
+
+    assert load_settings(node_id="ingest-1", environ={"GRAVIX_NODE_ID": "x"}).node_id == "ingest-1"
+    assert load_settings(environ={"GRAVIX_NODE_ID": "ingest_2"}).node_id == "ingest_2"
+    assert load_settings(environ={}).node_id == socket.gethostname().split(".")[0]
+
+
+@pytest.mark.parametrize("bad", ["a/b", "a.b", "-lead", "x" * 64, "ünï", "a b", "../x"])
+def test_a_node_id_that_cannot_be_in_an_object_name_is_refused(bad: str) -> None:
+    with pytest.raises(ConfigError, match="node id"):
+        load_settings(node_id=bad, environ={})

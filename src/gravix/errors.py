@@ -7,6 +7,7 @@ The tree::
     ├── ValidationError         one event or request body broke the data contract
     ├── StorageError            the disk refused a write or an fsync
     │   └── DurabilityLost      an fsync failed: the process must stop accepting
+    ├── StoreError              the object store refused a request or could not be reached
     ├── LockHeld                another live process holds a lock this job needs
     ├── UnsafePath              a path would leave the data root
     └── QueryError              SQL or a preset could not be answered
@@ -53,6 +54,11 @@ class StorageError(GravixError):
 class DurabilityLost(StorageError):
     """An fsync failed. The page cache state is unknown, so the process must not
     retry the fsync or acknowledge anything more; it exits and recovery takes over."""
+
+
+class StoreError(GravixError):
+    """An object store request failed (unreachable, refused, a confirmation that did not
+    match); catch it to retry later: nothing local was given up."""
 
 
 class LockHeld(GravixError):

@@ -4,9 +4,12 @@ from __future__ import annotations
 
 import math
 import os
+import re
+import socket
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
+from urllib.parse import urlsplit
 
 from gravix.errors import ConfigError
 from gravix.units import parse_duration, parse_size
@@ -26,6 +29,27 @@ DEFAULT_MAX_BATCH_BYTES = 16 * 1024 * 1024
 DEFAULT_MIN_FREE_BYTES = 256 * 1024 * 1024
 DEFAULT_EXECUTOR = "local"
 DASK_SCHEME = "dask://"
+# A node id goes into object names (raw/…/<node-id>-<id>.jsonl): letters, digits, _ and -.
+NODE_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{0,62}$")
+# S3 bucket names (the rules AWS states for new buckets, which every S3-compatible store takes).
+_BUCKET = re.compile(r"^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$")
+_PREFIX_PART = re.compile(r"^[A-Za-z0-9_.=-]+$")
+
+
+@dataclass(frozen=True)
+class StoreConfig:
+    """Where raw/, warehouse/ and quarantine/ live when not under the data root: an S3
+    bucket and prefix, with the credentials, region and endpoint of the standard AWS
+    variables (None: the AWS SDK's own defaults)."""
+
+    url: str
+    bucket: str
+    prefix: str  # "" or "a/b", without leading or trailing slashes
+    region: str | None = None
+    endpoint: str | None = None  # e.g. http://127.0.0.1:9000 for MinIO or moto
+    access_key: str | None = field(default=None, repr=False)
+    secret_key: str | None = field(default=None, repr=False)
+    session_token: str | None = field(default=None, repr=False)
 
 
 @dataclass(frozen=True)
@@ -47,6 +71,8 @@ class Settings:
     dashboard_host: str = DEFAULT_DASHBOARD_HOST
     dashboard_port: int = DEFAULT_DASHBOARD_PORT
     executor: str = DEFAULT_EXECUTOR  # local, or dask://HOST:PORT (DESIGN §11)
+    store: StoreConfig | None = None  # None: raw/, warehouse/, quarantine/ under data_dir
+    node_id: str = "node"
     # Test-only fault injection plan for the durable-file module (JSON); see durable.py.
     fault_plan: str | None = field(default=None, repr=False)
 
@@ -54,8 +80,14 @@ class Settings:
         keys = f"<{len(self.api_keys)} key(s)>"
         return (
             f"Settings(data_dir={str(self.data_dir)!r}, api_keys={keys}, host={self.host!r}, "
-            f"port={self.port}, url={self.url!r})"
+            f"port={self.port}, url={self.url!r}, store={self.store_url!r}, "
+            f"node_id={self.node_id!r})"
         )
+
+    @property
+    def store_url(self) -> str:
+        """The store as the user named it, or the data root."""
+        return self.store.url if self.store is not None else str(self.data_dir)
 
 
 class _Source:
@@ -190,6 +222,74 @@ def _executor(picked: tuple[object, str]) -> str:
     return text
 
 
+def _store_config(picked: tuple[object, str], env: Mapping[str, str]) -> StoreConfig | None:
+    value, source = picked
+    if value in (None, ""):
+        return None
+    url = str(value)
+    hint = (
+        "give --store s3://BUCKET/PREFIX (or set GRAVIX_STORE); credentials, region and "
+        "endpoint come from AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY, AWS_REGION, "
+        "AWS_ENDPOINT_URL; without --store everything stays under the data root"
+    )
+    parts = urlsplit(url)
+    if parts.scheme != "s3" or parts.query or parts.fragment:
+        raise ConfigError(f"{source} {url!r} is not an s3:// URL", hint=hint)
+    if not _BUCKET.match(parts.netloc or ""):
+        raise ConfigError(f"{source} {url!r}: {parts.netloc!r} is not a bucket name", hint=hint)
+    prefix = parts.path.strip("/")
+    parts_ok = all(_PREFIX_PART.match(p) and p not in (".", "..") for p in prefix.split("/"))
+    if prefix and not parts_ok:
+        raise ConfigError(
+            f"{source} {url!r}: the prefix {prefix!r} may hold only letters, digits and "
+            "_ . = - between slashes",
+            hint=hint,
+        )
+    endpoint = env.get("AWS_ENDPOINT_URL_S3") or env.get("AWS_ENDPOINT_URL") or None
+    if endpoint is not None and urlsplit(endpoint).scheme not in ("http", "https"):
+        raise ConfigError(
+            f"AWS_ENDPOINT_URL {endpoint!r} must start with http:// or https://", hint=hint
+        )
+    return StoreConfig(
+        url=f"s3://{parts.netloc}/{prefix}".rstrip("/"),
+        bucket=parts.netloc,
+        prefix=prefix,
+        region=env.get("AWS_REGION") or env.get("AWS_DEFAULT_REGION") or None,
+        endpoint=endpoint,
+        access_key=env.get("AWS_ACCESS_KEY_ID") or None,
+        secret_key=env.get("AWS_SECRET_ACCESS_KEY") or None,
+        session_token=env.get("AWS_SESSION_TOKEN") or None,
+    )
+
+
+def _node_id(picked: tuple[object, str]) -> str:
+    value, source = picked
+    hint = "1–63 letters, digits, _ or -, starting with a letter or digit; e.g. --node-id ingest-1"
+    if value in (None, ""):
+        # The host name's first label: a fully qualified name's dots are not allowed.
+        name = socket.gethostname().split(".")[0]
+        if not NODE_ID.match(name):
+            raise ConfigError(
+                f"the host name {socket.gethostname()!r} cannot be a node id",
+                hint=f"pass --node-id or set GRAVIX_NODE_ID ({hint})",
+            )
+        return name
+    if not NODE_ID.match(str(value)):
+        raise ConfigError(f"{source} {value!r} is not a valid node id", hint=hint)
+    return str(value)
+
+
+def _refuse_store(store: StoreConfig | None, command: str | None) -> None:
+    """A command that does not work on an object store yet refuses one instead of quietly
+    using the data root."""
+    if store is not None and command is not None:
+        raise ConfigError(
+            f"{command} does not work on an object store yet (store {store.url})",
+            hint="run it without --store and with GRAVIX_STORE unset, on a data root "
+            "(--data-dir); only gravix ingest-server and gravix doctor take an s3:// store",
+        )
+
+
 def load_settings(
     *,
     data_dir: str | Path | None = None,
@@ -210,10 +310,17 @@ def load_settings(
     dashboard_host: str | None = None,
     dashboard_port: int | None = None,
     executor: str | None = None,
+    store: str | None = None,
+    node_id: str | None = None,
+    local_only: str | None = None,
     environ: Mapping[str, str] | None = None,
 ) -> Settings:
-    """Build settings from flags (None = not given), then the environment, then defaults."""
+    """Build settings from flags (None = not given), then the environment, then defaults.
+    ``local_only`` names a command that cannot use an object store: an s3:// store (flag or
+    environment) is then refused with ConfigError before anything is touched."""
     src = _Source(os.environ if environ is None else environ)
+    store_config = _store_config(src.pick(store, "--store", "GRAVIX_STORE"), src.env)
+    _refuse_store(store_config, local_only)
     port_value = src.whole(port, "--port", "GRAVIX_PORT", DEFAULT_PORT)
     if not 0 <= port_value <= 65535:
         raise ConfigError(f"--port must be 0–65535, got {port_value}")
@@ -262,5 +369,7 @@ def load_settings(
         dashboard_host=src.text(dashboard_host, "GRAVIX_DASHBOARD_HOST", DEFAULT_DASHBOARD_HOST),
         dashboard_port=dashboard_port_value,
         executor=_executor(src.pick(executor, "--executor", "GRAVIX_EXECUTOR")),
+        store=store_config,
+        node_id=_node_id(src.pick(node_id, "--node-id", "GRAVIX_NODE_ID")),
         fault_plan=src.env.get("GRAVIX_FAULT_PLAN") or None,
     )

@@ -15,7 +15,7 @@ import pytest
 from gravix import schema
 from gravix.errors import ConfigError, QueryError, UnsafePath
 from gravix.query import answer_sql, prepare_sql, resolve_window, run_sql
-from gravix.query.tables import referenced_tables, rewrite_names
+from gravix.query.answer import referenced_tables, rewrite_names
 from gravix.query.times import default_step
 from gravix.schema import REQUEST_METRICS_COLUMNS
 from gravix.storage import layout

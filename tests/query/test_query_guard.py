@@ -9,7 +9,8 @@ import pytest
 
 from gravix.errors import QueryError
 from gravix.query import run_sql
-from gravix.query.tables import TABLES, referenced_tables, rewrite_names
+from gravix.query.answer import referenced_tables, rewrite_names
+from gravix.query.tables import TABLES
 from test_query_support import build_warehouse, populate
 
 SECRET = "gravix-secret-line-7f3a"

@@ -39,14 +39,14 @@ def root(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def listed(monkeypatch: pytest.MonkeyPatch) -> Iterator[list[str]]:
     """Every file the scans are handed, recorded at the function that lists them."""
     seen: list[str] = []
-    real = tables.table_files
+    real = tables.matching_files
 
     def recording(*args: Any, **kwargs: Any) -> list[str]:
         files = real(*args, **kwargs)
         seen.extend(files)
         return files
 
-    monkeypatch.setattr(tables, "table_files", recording)
+    monkeypatch.setattr(tables, "matching_files", recording)
     yield seen
 
 

@@ -158,3 +158,71 @@ def test_rollup_hitting_enospc_leaves_the_previous_partition_readable(small_fs: 
 def _time(line: bytes) -> datetime:
     stamp = json.loads(line)["event_time"]
     return datetime.fromisoformat(stamp.replace("Z", "+00:00"))
+
+
+def test_with_a_store_down_only_a_full_local_disk_refuses_and_the_backlog_drains_later(
+    small_fs: Path, tmp_path: Path
+) -> None:
+    """A node whose store does not answer at all (nothing listens on its endpoint) keeps
+    acknowledging while its backlog grows; it answers 503 only once the local disk is full,
+    resumes when space returns, and uploads everything once the store is there."""
+    from gravix.tools.serverproc import free_port
+    from s3util import moto_server
+
+    root = small_fs / "data"
+    root.mkdir()
+    store_port = free_port()
+    env = {
+        "GRAVIX_MIN_FREE_BYTES": "64KiB",
+        "AWS_ACCESS_KEY_ID": "k",
+        "AWS_SECRET_ACCESS_KEY": "s",
+        "AWS_REGION": "us-east-1",
+        "AWS_ENDPOINT_URL": f"http://127.0.0.1:{store_port}",
+    }
+    args = ("--store", "s3://down/p", "--node-id", "n1", "--rotate-seconds", "0.2")
+    acked: set[str] = set()
+    server = start_server(root, *args, api_key=KEY, env=env)
+    try:
+        with httpx.Client(base_url=server.url, headers={"X-API-Key": KEY}, timeout=10) as client:
+            for n in range(40):
+                code, event_id, response = _post(client, n)
+                assert code == 201, response.text
+                acked.add(event_id)
+                time.sleep(0.02)
+            assert len(list((root / "buffer").rglob("sealed-*"))) >= 2  # the backlog grows
+            filler = fill(small_fs)
+            refused = 0
+            for n in range(40, 400):
+                code, event_id, _ = _post(client, n)
+                if code == 201:
+                    acked.add(event_id)
+                else:
+                    assert code == 503
+                    refused += 1
+                    if refused >= 10:
+                        break
+            assert refused >= 10, "a full disk never produced a 503"
+            filler.unlink()
+            for n in range(400, 4000):
+                code, event_id, _ = _post(client, n)
+                if code == 201:
+                    acked.add(event_id)
+                    break
+                time.sleep(0.05)
+            else:
+                raise AssertionError("ingestion did not resume")
+            with moto_server(tmp_path, port=store_port) as moto:
+                moto.create_bucket("down")
+                deadline = time.monotonic() + 90
+                while list((root / "buffer").rglob("sealed-*")):
+                    assert time.monotonic() < deadline, "the backlog did not drain"
+                    time.sleep(0.5)
+                assert server.stop() == 0
+                stored = {
+                    json.loads(line)["event_id"]
+                    for data in moto.objects("down", "p/raw/").values()
+                    for line in data.splitlines()
+                }
+    finally:
+        server.kill()
+    assert acked <= stored

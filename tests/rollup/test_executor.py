@@ -14,6 +14,7 @@ import sys
 import textwrap
 import threading
 import time
+from datetime import timedelta
 from pathlib import Path
 
 import psutil
@@ -32,6 +33,7 @@ from executor_support import (
 from gravix import schema
 from gravix.errors import ConfigError
 from gravix.rollup import run_rollup
+from gravix.rollup.compact import compact_closed_days
 from gravix.rollup.executor import LocalExecutor
 from gravix.settings import load_settings
 from gravix.storage import durable
@@ -183,11 +185,32 @@ def test_a_killed_pool_worker_costs_a_retry_not_a_missing_or_doubled_row(
     _assert_reads_saw_old_or_new(reader, old, new)
 
 
+def test_late_hours_of_a_compacted_day_in_the_pool_all_reach_its_one_file(
+    tmp_path: Path,
+) -> None:
+    """Hours of a compacted day rewrite the day's one file: handed to two workers at once,
+    one hour's new rows would overwrite the other's."""
+    root = tmp_path / "pool"
+    _raw(root, 8, "a")
+    run_rollup(root=root)
+    report = compact_closed_days(root, today=DAY2 + timedelta(days=1))
+    assert {d.day for d in report.days} == {DAY1, DAY2}
+    _raw(root, 9, "b")  # late facts for every hour of both compacted days
+    reference = _reference(tmp_path, root)
+    summary = run_rollup(root=root, executor=LocalExecutor(workers=2, min_bytes=0))
+    assert (
+        sorted(h.hour for h in summary.hours if h.table == schema.REQUEST_METRICS_MINUTE) == HOURS
+    )
+    assert hour_totals(root) == hour_totals(reference)
+    assert table_rows(root) == table_rows(reference)
+
+
 POOL_RUN = textwrap.dedent("""
     import json, sys
     from pathlib import Path
     from gravix.rollup import run_rollup
-    from gravix.rollup.executor import LocalExecutor
+    from gravix.rollup.compact import compact_closed_days
+from gravix.rollup.executor import LocalExecutor
     from gravix.storage import durable
     durable.install_fault_plan(sys.argv[2])
     run_rollup(root=Path(sys.argv[1]), executor=LocalExecutor(workers=2, min_bytes=0))

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from gravix.errors import UnsafePath
-from gravix.storage import layout
+from gravix.storage import layout, links
 from gravix.storage.layout import Hour
 
 ROOT = Path("/data")
@@ -136,11 +136,11 @@ def test_ensure_inside_accepts_paths_inside_the_root(tmp_path: Path) -> None:
     inner = tmp_path / "raw" / "x.jsonl"
     inner.parent.mkdir()
     inner.write_text("")
-    assert layout.ensure_inside(tmp_path, inner) == inner
-    assert layout.ensure_inside(tmp_path, tmp_path) == tmp_path
+    assert links.ensure_inside(tmp_path, inner) == inner
+    assert links.ensure_inside(tmp_path, tmp_path) == tmp_path
     inner_link = tmp_path / "alias"
     inner_link.symlink_to(tmp_path / "raw")
-    assert layout.ensure_inside(tmp_path, inner_link / "x.jsonl") == inner_link / "x.jsonl"
+    assert links.ensure_inside(tmp_path, inner_link / "x.jsonl") == inner_link / "x.jsonl"
 
 
 def test_ensure_inside_refuses_symlinks_and_dotdots_that_leave_the_root(tmp_path: Path) -> None:
@@ -159,5 +159,5 @@ def test_ensure_inside_refuses_symlinks_and_dotdots_that_leave_the_root(tmp_path
         Path("/etc/passwd"),
     ]:
         with pytest.raises(UnsafePath) as info:
-            layout.ensure_inside(root, path)
+            links.ensure_inside(root, path)
         assert info.value.hint

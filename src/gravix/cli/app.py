@@ -23,7 +23,7 @@ app = typer.Typer(
     add_completion=False,
     pretty_exceptions_enable=False,
     # Plain help: typer's rich help imports rich.markdown and markdown_it (~0.2 s), which
-    # would put `gravix --help` over its 0.25 s budget.
+    # would put `gravix --help` over its 0.2 s budget.
     rich_markup_mode=None,
     context_settings={"help_option_names": ["-h", "--help"]},
 )
@@ -69,6 +69,17 @@ DataDir = Annotated[
     Path | None,
     typer.Option(
         "--data-dir", help="Data root (env GRAVIX_DATA_DIR; default ./data).", show_default=False
+    ),
+]
+StoreUrl = Annotated[
+    str | None,
+    typer.Option(
+        "--store",
+        metavar="URL",
+        help="Object store for raw/, warehouse/ and quarantine/: s3://BUCKET/PREFIX, with "
+        "AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY, AWS_REGION, AWS_ENDPOINT_URL (env "
+        "GRAVIX_STORE; default the data root).",
+        show_default=False,
     ),
 ]
 Json = Annotated[bool, typer.Option("--json", help="Print one JSON document on stdout.")]

@@ -6,7 +6,7 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from gravix.cli.app import DataDir, Json, app, boundary
+from gravix.cli.app import DataDir, Json, StoreUrl, app, boundary
 
 if TYPE_CHECKING:
     from gravix.ops.retention import CleanupReport
@@ -15,6 +15,7 @@ if TYPE_CHECKING:
 @app.command("cleanup")
 def cleanup_command(
     data_dir: DataDir = None,
+    store: StoreUrl = None,
     days: Annotated[
         int | None,
         typer.Option(
@@ -50,7 +51,11 @@ def cleanup_command(
 
     with boundary(json=json):
         settings = load_settings(
-            data_dir=data_dir, retention_days=days, warehouse_retention_days=warehouse_days
+            store=store,
+            local_only="gravix cleanup",
+            data_dir=data_dir,
+            retention_days=days,
+            warehouse_retention_days=warehouse_days,
         )
         with progress(not json, "deleting partitions") as bar:
             report = run_cleanup(
@@ -106,6 +111,7 @@ def _render(report: CleanupReport) -> None:
         out.print(table)
     for path, reason in plan.skipped:
         out.print(f"[yellow]skipped[/] {path}: {reason}", highlight=False)
+    _render_compaction(report)
     if report.dry_run:
         out.print(
             f"Would delete {len(plan.partitions)} partitions, {plan.files} files, "
@@ -121,3 +127,22 @@ def _render(report: CleanupReport) -> None:
             f"{_size(report.deleted_bytes)}; removed {report.removed_dirs} directories.",
             highlight=False,
         )
+
+
+def _render_compaction(report: CleanupReport) -> None:
+    from gravix.cli.render import console
+
+    out = console()
+    if report.dry_run:
+        if report.plan.compact:
+            out.print(f"Would compact {len(report.plan.compact)} closed day(s) into one file each.")
+        return
+    done = report.compacted.days
+    if done:
+        files = sum(day.hour_files for day in done)
+        out.print(
+            f"Compacted {len(done)} closed day(s): {files} hour files into {len(done)}.",
+            highlight=False,
+        )
+    for where, reason in report.compacted.skipped:
+        out.print(f"[yellow]not compacted[/] {where}: {reason}", highlight=False)

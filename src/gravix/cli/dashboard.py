@@ -6,12 +6,13 @@ from typing import Annotated
 
 import typer
 
-from gravix.cli.app import DataDir, Json, app, boundary
+from gravix.cli.app import DataDir, Json, StoreUrl, app, boundary
 
 
 @app.command("dashboard")
 def dashboard_command(
     data_dir: DataDir = None,
+    store: StoreUrl = None,
     host: Annotated[
         str | None,
         typer.Option(
@@ -83,6 +84,8 @@ def dashboard_command(
 
     with boundary():
         settings = load_settings(
+            store=store,
+            local_only="gravix dashboard",
             data_dir=data_dir,
             api_keys=api_key,
             api_key_file=api_key_file,

@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
-from gravix.cli.app import Json, app, boundary
+from gravix.cli.app import Json, StoreUrl, app, boundary
 
 if TYPE_CHECKING:
     from gravix.tools.demo import DemoReport
@@ -24,6 +24,7 @@ def demo_command(
             "made, which is replaced).",
         ),
     ] = Path("demo-data"),
+    store: StoreUrl = None,
     force: Annotated[
         bool,
         typer.Option(
@@ -52,8 +53,11 @@ def demo_command(
     Example: gravix demo --serve
     """
     from gravix.cli.render import progress
+    from gravix.settings import load_settings
     from gravix.tools.demo import run_demo
 
+    with boundary(json=json):
+        load_settings(store=store, local_only="gravix demo")
     with boundary(json=json), progress(not json, "gravix demo") as bar:
         report = run_demo(data_dir=data_dir, force=force, progress=bar)
     if json:

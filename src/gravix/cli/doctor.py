@@ -6,7 +6,7 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from gravix.cli.app import DataDir, Json, app, boundary
+from gravix.cli.app import DataDir, Json, StoreUrl, app, boundary
 
 if TYPE_CHECKING:
     from gravix.ops.doctor import DoctorReport
@@ -17,6 +17,7 @@ _STYLE = {"ok": "green", "warn": "yellow", "fail": "bold red"}
 @app.command("doctor")
 def doctor_command(
     data_dir: DataDir = None,
+    store: StoreUrl = None,
     url: Annotated[
         str | None,
         typer.Option(
@@ -46,7 +47,7 @@ def doctor_command(
     from gravix.settings import load_settings
 
     with boundary(json=json):
-        settings = load_settings(data_dir=data_dir, url=url, api_keys=api_key)
+        settings = load_settings(data_dir=data_dir, store=store, url=url, api_keys=api_key)
         report = run_doctor(settings=settings)
     if json:
         from gravix.cli.render import print_json

@@ -6,12 +6,22 @@ from typing import Annotated
 
 import typer
 
-from gravix.cli.app import DURATION, SIZE, DataDir, Json, app, boundary
+from gravix.cli.app import DURATION, SIZE, DataDir, Json, StoreUrl, app, boundary
 
 
 @app.command("ingest-server")
 def ingest_server_command(
     data_dir: DataDir = None,
+    store: StoreUrl = None,
+    node_id: Annotated[
+        str | None,
+        typer.Option(
+            "--node-id",
+            help="This node's name in the store's object names (with --store) [env "
+            "GRAVIX_NODE_ID, default the host name].",
+            show_default=False,
+        ),
+    ] = None,
     api_key: Annotated[
         list[str] | None,
         typer.Option(
@@ -114,6 +124,8 @@ def ingest_server_command(
     with boundary(json=json):
         settings = load_settings(
             data_dir=data_dir,
+            store=store,
+            node_id=node_id,
             api_keys=api_key,
             api_key_file=api_key_file,
             host=host,

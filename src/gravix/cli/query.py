@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
-from gravix.cli.app import TIME, DataDir, Json, app, boundary
+from gravix.cli.app import TIME, DataDir, Json, StoreUrl, app, boundary
 
 if TYPE_CHECKING:
     import polars as pl
@@ -96,6 +96,7 @@ def query_command(
     fmt: Annotated[Format, typer.Option("--format", help="Output format.")] = Format.table,
     output: Annotated[Path | None, _opt("--output", "Write the result to FILE.")] = None,
     data_dir: DataDir = None,
+    store: StoreUrl = None,
     json: Json = False,
 ) -> None:
     """Run SQL over the Gravix tables, answer incident questions with presets, or print
@@ -129,7 +130,7 @@ def query_command(
     if out_fmt is Format.parquet and terminal:
         raise typer.BadParameter("Parquet is binary: give --output FILE or redirect stdout")
     with boundary(json=json):
-        root = load_settings(data_dir=data_dir).data_dir
+        root = load_settings(data_dir=data_dir, store=store, local_only="gravix query").data_dir
         if ddl is not None:
             _emit_text(query.trino_ddl(root, location_prefix=location_prefix), output)
             return

@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
-from gravix.cli.app import TIME, DataDir, Json, app, boundary
+from gravix.cli.app import TIME, DataDir, Json, StoreUrl, app, boundary
 
 if TYPE_CHECKING:
     from gravix.ops.recovery import RecoverReport
@@ -18,6 +18,7 @@ if TYPE_CHECKING:
 @app.command("recover")
 def recover_command(
     data_dir: DataDir = None,
+    store: StoreUrl = None,
     dry_run: Annotated[
         bool, typer.Option("--dry-run", help="Print the plan and change nothing.")
     ] = False,
@@ -79,7 +80,7 @@ def recover_command(
                 hint="e.g. --rebuild --start-time 2026-02-16T10:00:00Z "
                 "--end-time 2026-02-16T11:00:00Z",
             )
-        settings = load_settings(data_dir=data_dir)
+        settings = load_settings(data_dir=data_dir, store=store, local_only="gravix recover")
         durable.install_fault_plan(settings.fault_plan)
         with progress(not json, "recovering") as bar:
             report = run_recover(

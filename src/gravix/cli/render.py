@@ -10,9 +10,10 @@ from contextlib import contextmanager
 from datetime import date, datetime
 from functools import cache
 from pathlib import Path
-from typing import Any, TextIO
+from typing import TYPE_CHECKING, Any, TextIO
 
-from rich.console import Console
+if TYPE_CHECKING:
+    from rich.console import Console
 
 # Library code reports progress through this callback: (label, done, total).
 ProgressCallback = Callable[[str, int, int], None]
@@ -36,6 +37,8 @@ def _console_kwargs(stream: TextIO) -> dict[str, Any]:
 
 @cache
 def _console(stderr: bool, options: tuple[tuple[str, Any], ...]) -> Console:
+    from rich.console import Console  # not at import: a --json answer never needs it
+
     return Console(stderr=stderr, **dict(options))
 
 

@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from gravix.cli.app import TIME, DataDir, Json, app, boundary
+from gravix.cli.app import TIME, DataDir, Json, StoreUrl, app, boundary
 
 if TYPE_CHECKING:
     from gravix.rollup import RollupSummary
@@ -49,6 +49,7 @@ def rollup_command(
         ),
     ] = None,
     data_dir: DataDir = None,
+    store: StoreUrl = None,
     json: Json = False,
 ) -> None:
     """Roll raw facts up into the warehouse tables, one hour of event time at a time.
@@ -72,7 +73,9 @@ def rollup_command(
     from gravix.storage import durable
 
     with boundary(json=json):
-        settings = load_settings(data_dir=data_dir, executor=executor)
+        settings = load_settings(
+            data_dir=data_dir, store=store, executor=executor, local_only="gravix rollup"
+        )
         durable.install_fault_plan(settings.fault_plan)
         with progress(not json, "rollup") as bar:
             summary = run_rollup(

@@ -49,12 +49,17 @@ from gravix.ingest.routes import (
     not_stored,
 )
 from gravix.ingest.singles import SingleEvents
+from gravix.ingest.upload import Uploader
 from gravix.schema import Lines, Validator
 from gravix.schema.contract import MAX_BATCH_ERRORS
 from gravix.settings import Settings
+from gravix.storage.store import open_store
 
 log = logging.getLogger(__name__)
 
+# At a graceful stop, sealed files are uploaded for this long at most; the next start
+# uploads what is left.
+UPLOAD_DRAIN_SECONDS = 10.0
 # Batch bodies at least this big are gunzipped and validated off the event loop: below it the
 # hand-over to a thread costs more than the work.
 THREAD_BODY_BYTES = 256 * 1024
@@ -74,7 +79,7 @@ class IngestApp:
     ) -> None:
         self.settings = settings
         self.root = settings.data_dir
-        self.metrics = Metrics()
+        self.metrics = Metrics(self.root, settings.min_free_bytes)
         self.guard = Guard(
             settings.api_keys,
             insecure_no_auth=insecure_no_auth,
@@ -99,12 +104,19 @@ class IngestApp:
         self.closing = False
         self._openapi = encode(openapi_document())
         self._validation: ThreadPoolExecutor | None = None
+        self.uploader: Uploader | None = None
 
     # -- lifecycle --------------------------------------------------------------------------
 
     async def startup(self) -> None:
         self._flusher = asyncio.create_task(self.access.flush_every(0.2))
         observer = self.metrics.observer(self._on_fatal)
+        if self.settings.store is not None:
+            # Made here, in the server process (after a fork): the S3 client is not fork-safe.
+            self.uploader = Uploader(self.root, open_store(self.settings), self.settings.node_id)
+            self.metrics.watch_uploads(self.uploader)
+            self.uploader.start()
+        upload = self.uploader.hand_off if self.uploader is not None else None
         started: list[TopicBuffer] = []
         try:
             for topic in schema.TOPICS:
@@ -114,6 +126,7 @@ class IngestApp:
                     rotate_seconds=self.settings.rotate_seconds,
                     rotate_bytes=self.settings.rotate_bytes,
                     observer=observer,
+                    upload=upload,
                 )
                 await buf.start()
                 started.append(buf)
@@ -128,6 +141,8 @@ class IngestApp:
         self.closing = True
         for buf in self.buffers.values():
             await buf.close(rotate=True)
+        if self.uploader is not None:
+            await asyncio.to_thread(self.uploader.stop, UPLOAD_DRAIN_SECONDS)
         if self._flusher is not None:
             self._flusher.cancel()
         if self._validation is not None:

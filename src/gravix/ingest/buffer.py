@@ -25,6 +25,7 @@ import contextlib
 import logging
 import os
 import time
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -73,8 +74,12 @@ class TopicBuffer:
         rotate_seconds: float,
         rotate_bytes: int,
         observer: BufferObserver | None = None,
+        upload: Callable[[str, Sealed], None] | None = None,
     ) -> None:
+        """``upload``, on a node with a store, takes each sealed file instead of publishing
+        it into the local raw."""
         self.root = root
+        self._upload = upload
         self.topic = topic
         self.rotate_seconds = rotate_seconds
         self.rotate_bytes = rotate_bytes
@@ -431,9 +436,12 @@ class TopicBuffer:
         self.rotations += 1
         path = layout.sealed_path(self.root, self.topic, old.file_id)
         hours = None if old.hours is None else frozenset(old.hours)
-        self._sealed.append(Sealed(path, hours, old.lines))
         if self.observer.on_rotate:
             self.observer.on_rotate(self.topic, reason)
+        if self._upload is not None:
+            self._upload(self.topic, Sealed(path, hours, old.lines))
+            return
+        self._sealed.append(Sealed(path, hours, old.lines))
         self._publish_pending()
 
     def _publish_pending(self) -> None:

@@ -3,12 +3,16 @@ when /metrics is scraped."""
 
 from __future__ import annotations
 
-import bisect
+import os
 from collections.abc import Callable, Iterator
+from pathlib import Path
 from typing import Any
 
 from gravix import schema
 from gravix.ingest.buffer import BufferObserver, CommitStats, TopicBuffer
+from gravix.ingest.metrics_plain import PlainHistogram
+from gravix.ingest.upload import Uploader
+from gravix.storage import layout
 
 
 class HotCounters:
@@ -41,28 +45,6 @@ class HotCounters:
             for topic, count in values.items():
                 family.add_metric([topic], count)
             yield family
-
-
-class PlainHistogram:
-    """A histogram kept as plain numbers and rendered at scrape time, like HotCounters."""
-
-    def __init__(self, bounds: tuple[float, ...]) -> None:
-        self.bounds = bounds
-        self.counts = [0] * (len(bounds) + 1)  # per bucket, not cumulative; the last is +Inf
-        self.sum = 0.0
-
-    def observe(self, value: float) -> None:
-        self.counts[bisect.bisect_left(self.bounds, value)] += 1
-        self.sum += value
-
-    def buckets(self) -> list[tuple[str, float]]:
-        running = 0
-        out: list[tuple[str, float]] = []
-        labels = (*(repr(float(b)) for b in self.bounds), "+Inf")
-        for bound, count in zip(labels, self.counts, strict=True):
-            running += count
-            out.append((bound, running))
-        return out
 
 
 class CommitMetrics:
@@ -110,16 +92,100 @@ class CommitMetrics:
             yield family
 
 
+class UploadMetrics:
+    """The uploads of a node with a store (DESIGN §11): the backlog on the local disk (read
+    at scrape time, for every process of the node) and what this process uploaded."""
+
+    def __init__(self, uploader: Uploader) -> None:
+        self.uploader = uploader
+
+    def collect(self) -> Iterator[Any]:
+        from prometheus_client.core import (
+            CounterMetricFamily,
+            GaugeMetricFamily,
+            HistogramMetricFamily,
+        )
+
+        backlog = self.uploader.backlog()
+        stats = self.uploader.stats
+        for name, doc, value in (
+            ("gravix_upload_backlog_files", "Sealed buffer files waiting for the store",
+             backlog.files),
+            ("gravix_upload_backlog_bytes", "Bytes of sealed buffer files waiting for the store",
+             backlog.bytes),
+            ("gravix_upload_backlog_oldest_seconds", "Age of the oldest file waiting for the store",
+             backlog.oldest_seconds),
+        ):  # fmt: skip
+            yield GaugeMetricFamily(name, doc, value=value)
+        for name, doc, count in (
+            ("gravix_uploaded_files", "Sealed buffer files confirmed by the store", stats.files),
+            ("gravix_uploaded_objects", "Objects written and confirmed", stats.objects),
+            ("gravix_uploaded_bytes", "Line bytes uploaded", stats.bytes),
+            ("gravix_upload_failures", "Upload attempts that failed (retried)", stats.failures),
+        ):
+            yield CounterMetricFamily(name, doc, value=count)
+        latency = HistogramMetricFamily(
+            "gravix_upload_seconds", "Time to upload and confirm one sealed buffer file"
+        )
+        latency.add_metric([], stats.seconds.buckets(), stats.seconds.sum)
+        yield latency
+
+
+class DataRootGauges:
+    """What the alert rules watch beyond this process, read when /metrics is scraped: free
+    space of the data root's file system beside the floor under which /ready fails, and
+    the newest hour each table's rollup has built (from the manifests under ``state/``;
+    no sample before the first rollup, or where rollup keeps its state elsewhere)."""
+
+    def __init__(self, root: Path, min_free_bytes: int) -> None:
+        self.root = root
+        self.min_free_bytes = min_free_bytes
+
+    def collect(self) -> Iterator[Any]:
+        from prometheus_client.core import GaugeMetricFamily
+
+        free = GaugeMetricFamily(
+            "gravix_data_free_bytes", "Free bytes of the data root's file system (unprivileged)"
+        )
+        size = GaugeMetricFamily("gravix_data_size_bytes", "Size of the data root's file system")
+        try:
+            st = os.statvfs(self.root)
+        except OSError:
+            pass
+        else:
+            free.add_metric([], st.f_bavail * st.f_frsize)
+            size.add_metric([], st.f_blocks * st.f_frsize)
+        yield free
+        yield size
+        yield GaugeMetricFamily(
+            "gravix_data_min_free_bytes",
+            "Free-space floor of the data root: under it /ready answers 503",
+            value=self.min_free_bytes,
+        )
+        newest = GaugeMetricFamily(
+            "gravix_rollup_newest_hour_timestamp_seconds",
+            "Start (Unix time) of the newest hour the rollup has built, by table",
+            labels=["table"],
+        )
+        for table in schema.TABLES:
+            hour = layout.newest_manifest_hour(self.root, table)
+            if hour is not None:
+                newest.add_metric([table], hour.start.timestamp())
+        yield newest
+
+
 class Metrics:
     """Prometheus metrics of one process, in their own registry (never a key in a label)."""
 
-    def __init__(self) -> None:
+    def __init__(self, root: Path | None = None, min_free_bytes: int = 0) -> None:
         from prometheus_client import CollectorRegistry, Counter, Gauge
 
         self.registry = CollectorRegistry(auto_describe=True)
         r = self.registry
         self.hot = HotCounters()
         r.register(self.hot)
+        if root is not None:
+            r.register(DataRootGauges(root, min_free_bytes))
         self.commits = CommitMetrics()
         r.register(self.commits)
         self.rotations = Counter(
@@ -150,6 +216,9 @@ class Metrics:
         self.rate_limited = Counter(
             "gravix_rate_limited", "Requests refused by the rate limit", registry=r
         )
+
+    def watch_uploads(self, uploader: Uploader) -> None:
+        self.registry.register(UploadMetrics(uploader))
 
     def count_request(self, route: str, status: int) -> None:
         requests = self.hot.requests

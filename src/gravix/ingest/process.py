@@ -24,7 +24,7 @@ from gravix.ingest.logs import configure_logging
 from gravix.ingest.protocol import HEADER_TIMEOUT_SECONDS
 from gravix.ingest.routes import MAX_HEADER_BYTES, Receive, Scope, Send
 from gravix.settings import Settings
-from gravix.storage import durable, layout
+from gravix.storage import durable, layout, links
 from gravix.storage.guard import check_root, permission_error
 from gravix.storage.orphans import recover_buffers
 
@@ -130,8 +130,15 @@ def _run_worker(app_factory: Callable[[], ServedApp], sock: socket.socket) -> in
     return app.exit_code
 
 
-def _recover_at_start(root: Path) -> None:
-    report = recover_buffers(root)
+def _recover_at_start(root: Path, *, store_url: str | None) -> None:
+    report = recover_buffers(root, store_url=store_url)
+    if store_url is not None:
+        if report.activated:
+            log.info(
+                "start-up recovery: %d orphaned active buffer file(s) sealed for upload",
+                len(report.activated),
+            )
+        return
     if report.published or report.activated:
         log.info(
             "start-up recovery: %d orphaned buffer file(s), %d line(s) moved into raw, "
@@ -171,15 +178,19 @@ def serve(
     # The port first: a port in use fails before anything under the data root is made.
     sock = _listener(settings.host, settings.port, workers)
     try:
-        _prepare_root(settings.data_dir)
+        # With a store, orphaned files are only sealed here: each worker's uploader takes
+        # them to the store in the background, so an unreachable store never stops a start.
+        _prepare_root(settings.data_dir, None if settings.store is None else settings.store_url)
         host = f"[{settings.host}]" if ":" in settings.host else settings.host
         log.info(
-            "listening on http://%s:%d (%d worker%s, data in %s)",
+            "listening on http://%s:%d (%d worker%s, data in %s, raw to %s as node %s)",
             host,
             sock.getsockname()[1],
             workers,
             "" if workers == 1 else "s",
             settings.data_dir,
+            settings.store_url,
+            settings.node_id,
         )
         # Made before the workers are forked, so that they share its buckets: the limit is
         # per key for the server, whatever the number of workers.
@@ -199,12 +210,12 @@ def serve(
         sock.close()
 
 
-def _prepare_root(root: Path) -> None:
+def _prepare_root(root: Path, store_url: str | None) -> None:
     check_root(root, create=True)
     try:
         durable.makedirs(root)
-        layout.ensure_inside(root, layout.buffer_root(root))
-        _recover_at_start(root)
+        links.ensure_inside(root, layout.buffer_root(root))
+        _recover_at_start(root, store_url=store_url)
     except OSError as exc:
         if exc.errno in (errno.EACCES, errno.EPERM):
             raise permission_error(root, exc.filename or root) from exc

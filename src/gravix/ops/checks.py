@@ -13,17 +13,13 @@ import os
 import shutil
 import socket
 from collections.abc import Callable, Iterable
-from contextlib import suppress
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any, Literal
 
-import polars as pl
-
 from gravix import schema
 from gravix.errors import GravixError
-from gravix.ops.recovery import check_parquet
 from gravix.ops.retention import plan_cleanup
 from gravix.query import run_sql
 from gravix.rollup import plan_hours, recent_runs
@@ -37,9 +33,6 @@ OK: Status = "ok"
 WARN: Status = "warn"
 FAIL: Status = "fail"
 
-# Doctor reads every page (checksums verified) of this many of the newest warehouse files
-# and the footer of the rest; `gravix recover` reads every page of every file.
-VERIFY_NEWEST = 48
 # The runbook's "Check Trino" query, run through the query layer instead.
 CHECK_SQL = "SELECT * FROM gravix.raw.request_metrics_minute LIMIT 10"
 BAD_LINES_HINT = (
@@ -341,106 +334,6 @@ def check_bad_lines(ctx: Context) -> CheckResult:
             + (", …)" if len(hours) > 2 else ")")
         )
     return CheckResult("bad lines", WARN, detail, BAD_LINES_HINT)
-
-
-def _parquet_files(root: Path) -> list[Path]:
-    files: list[Path] = []
-    for table in schema.TABLES:
-        for day_dir in layout.warehouse_days(root, table).values():
-            with suppress(FileNotFoundError), os.scandir(day_dir) as entries:
-                files.extend(
-                    Path(e.path)
-                    for e in entries
-                    if e.name.endswith(layout.PARQUET)
-                    and not e.name.startswith(".")
-                    and e.is_file(follow_symlinks=False)
-                )
-    return files
-
-
-def _newest_hour_file(root: Path) -> Path | None:
-    table = schema.REQUEST_METRICS_MINUTE
-    for day_dir in reversed(layout.warehouse_days(root, table).values()):
-        names = sorted(e.name for e in os.scandir(day_dir) if layout.is_hour_file(e.name))
-        if names:
-            return day_dir / names[-1]
-    return None
-
-
-def _unusable(root: Path, files: list[Path]) -> list[str]:
-    """Files whose footer cannot be read, whose metrics columns are missing, or (for the
-    newest ones, see VERIFY_NEWEST) whose pages fail their checksums."""
-    verify = set(sorted(files, key=_mtime)[len(files) - VERIFY_NEWEST :])
-    base = layout.warehouse_root(root)
-    expected = set(schema.REQUEST_METRICS_COLUMNS)
-    metrics_dir = layout.warehouse_table_dir(root, schema.REQUEST_METRICS_MINUTE)
-    broken: list[str] = []
-    for path in files:
-        try:
-            columns = set(pl.read_parquet_schema(path))
-        except (OSError, pl.exceptions.PolarsError) as exc:
-            if path.exists():  # else removed meanwhile by cleanup or recovery
-                broken.append(f"{path.relative_to(base)} ({str(exc).splitlines()[0][:60]})")
-            continue
-        if metrics_dir in path.parents and not expected <= columns:
-            missing = ", ".join(sorted(expected - columns)[:3])
-            broken.append(f"{path.relative_to(base)} (columns missing: {missing})")
-        elif path in verify and (problem := check_parquet(path)) is not None:
-            broken.append(f"{path.relative_to(base)} ({problem[:80]})")
-    return broken
-
-
-def _newest_bucket(root: Path, broken: list[str]) -> datetime | None:
-    """The newest bucket of the newest hour file (the one dashboards show), decoded in
-    full; a failure to decode it is added to ``broken``."""
-    newest_file = _newest_hour_file(root)
-    if newest_file is None:
-        return None
-    try:
-        value = pl.read_parquet(newest_file)["bucket_start"].max()
-    except (OSError, pl.exceptions.PolarsError) as exc:
-        name = newest_file.relative_to(layout.warehouse_root(root))
-        broken.append(f"{name} ({str(exc).splitlines()[0][:60]})")
-        return None
-    if isinstance(value, datetime):
-        return value if value.tzinfo else value.replace(tzinfo=UTC)
-    return None
-
-
-def check_warehouse(ctx: Context) -> CheckResult:
-    files = _parquet_files(ctx.root)
-    if not files:
-        return CheckResult(
-            "warehouse",
-            WARN,
-            "no Parquet files yet",
-            "run `gravix rollup` to build the warehouse from raw",
-        )
-    broken = _unusable(ctx.root, files)
-    newest = None if broken else _newest_bucket(ctx.root, broken)
-    if broken:
-        return CheckResult(
-            "warehouse",
-            FAIL,
-            f"{_plural(len(broken), 'unusable Parquet file')} of {len(files)}: {broken[0]}"
-            + (" …" if len(broken) > 1 else ""),
-            "run `gravix recover` to quarantine them and rebuild those hours from raw",
-        )
-    if newest is None:
-        return CheckResult("warehouse", OK, f"{_plural(len(files), 'Parquet file')} readable")
-    age = (ctx.now - newest).total_seconds()
-    detail = (
-        f"{_plural(len(files), 'Parquet file')} readable; newest bucket "
-        f"{newest:%Y-%m-%d %H:%M} UTC ({_ago(age)})"
-    )
-    if age > ctx.limits.warehouse_stale.total_seconds():
-        return CheckResult(
-            "warehouse",
-            WARN,
-            detail,
-            "no recent metrics: run `gravix rollup` (and see the raw check)",
-        )
-    return CheckResult("warehouse", OK, detail)
 
 
 def check_query(ctx: Context) -> CheckResult:

@@ -36,9 +36,10 @@ from gravix.ops.checks import (
     check_raw,
     check_retention,
     check_rollup,
-    check_warehouse,
 )
 from gravix.ops.probe import UNAUTHORIZED_HINT, check_ingestion
+from gravix.ops.uploads import check_node_buffer, check_not_on_store, check_uploads
+from gravix.ops.warehouse import check_warehouse
 from gravix.settings import Settings
 from gravix.storage import guard
 
@@ -91,6 +92,17 @@ CHECKS: tuple[tuple[str, Check], ...] = (
     ("locks", check_locks),
 )
 
+# An ingest node with a store (DESIGN §11): its buffer, its upload backlog and its disk.
+NODE_CHECKS: tuple[tuple[str, Check], ...] = (
+    ("ingestion", check_ingestion),
+    ("permissions", check_permissions),
+    ("buffer", check_node_buffer),
+    ("uploads", check_uploads),
+    ("disk", check_disk),
+    ("locks", check_locks),
+    ("store", check_not_on_store),
+)
+
 
 def _run_check(name: str, check: Check, ctx: Context) -> CheckResult:
     try:
@@ -114,7 +126,8 @@ def run_doctor(
     only: Iterable[str] | None = None,
 ) -> DoctorReport:
     """Run every check (or those named in ``only``) against ``settings.data_dir`` and
-    ``settings.url``; never raises for what it finds."""
+    ``settings.url`` (with a store, those of an ingest node: its buffer, upload backlog and
+    disk); never raises for what it finds."""
     started = time.perf_counter()
     ctx = Context(
         settings=settings, now=now or datetime.now(UTC), limits=thresholds or Thresholds()
@@ -123,7 +136,7 @@ def run_doctor(
     results: list[CheckResult] = []
     root_result = _run_check("data root", check_data_root, ctx)
     results.append(root_result)
-    for name, check in CHECKS:
+    for name, check in CHECKS if settings.store is None else NODE_CHECKS:
         if wanted is not None and name not in wanted:
             continue
         if root_result.status == FAIL and name != "ingestion":

@@ -13,7 +13,7 @@ from typing import Any
 from gravix import rollup, schema
 from gravix.errors import ConfigError, StorageError
 from gravix.report import to_json
-from gravix.storage import durable, guard, layout, raw
+from gravix.storage import durable, guard, layout, links, raw
 from gravix.storage.orphans import BufferRecoveryReport, recover_buffers
 from gravix.units import parse_time, utc_stamp
 
@@ -138,7 +138,7 @@ def quarantine_raw_lines(root: Path, damaged: DamagedRawFile) -> None:
     """Move the damaged lines of one raw file to quarantine: first a durable copy of them
     there, then the raw file replaced atomically by its good lines (or removed when it has
     none). A crash in between leaves the lines in both places, never in neither."""
-    layout.ensure_inside(root, damaged.path)
+    links.ensure_inside(root, damaged.path)
     data, _ = raw.read_bytes([damaged.path])
     hour = damaged.hour
     good, bad = raw.bad_lines(damaged.topic, hour, data)
@@ -194,7 +194,7 @@ def _scan_parquet(
         name = Path(f"{table}-{path.parent.name}-{path.name}")
         target = layout.quarantine_path(root, QUARANTINE_PARQUET, name)
         if quarantine:
-            layout.ensure_inside(root, target.parent)
+            links.ensure_inside(root, target.parent)
             durable.makedirs(target.parent)
             durable.replace(path, target)
             problem.quarantined = target

@@ -1,9 +1,11 @@
-"""Retention: delete raw and warehouse partitions whose event day is older than N days.
+"""Retention: delete raw and warehouse partitions whose event day is older than N days,
+then compact the closed days that remain (:mod:`gravix.rollup.compact`: a day of hour files
+becomes one file).
 
 A partition is judged by the date in its directory name (``event_day=YYYY-MM-DD``), never
 by file times. The buffer is never touched. Symlinks are never followed: one found where a
 partition or file should be is reported and left in place. Cleanup holds the rollup's lock
-while it deletes, so it never removes a partition a rollup is writing.
+while it deletes and compacts, so it never touches a partition a rollup is writing.
 """
 
 from __future__ import annotations
@@ -17,7 +19,8 @@ from typing import Any, ClassVar
 
 from gravix import schema
 from gravix.errors import ConfigError, StorageError, UnsafePath
-from gravix.storage import durable, guard, layout
+from gravix.rollup.compact import CompactReport, closed_days, compact_closed_days
+from gravix.storage import durable, guard, layout, links
 
 Progress = Callable[[str, int, int], None]
 
@@ -54,6 +57,8 @@ class CleanupPlan:
     warehouse_days: int
     partitions: list[Partition] = field(default_factory=list)
     skipped: list[tuple[Path, str]] = field(default_factory=list)
+    # Closed days kept by the retention whose hour files will be joined into one file.
+    compact: list[tuple[str, date]] = field(default_factory=list)
 
     @property
     def raw_cutoff(self) -> date:
@@ -103,6 +108,7 @@ class CleanupReport:
         "bytes",
         "tables",
         "skipped",
+        "compact_days",
     )
 
     plan: CleanupPlan = field(metadata={"json": False})
@@ -110,6 +116,7 @@ class CleanupReport:
     deleted_files: int = 0
     deleted_bytes: int = 0
     removed_dirs: int = 0
+    compacted: CompactReport = field(default_factory=CompactReport)
 
     @property
     def data_dir(self) -> Path:
@@ -154,6 +161,11 @@ class CleanupReport:
     def skipped(self) -> list[dict[str, str]]:
         return [{"path": str(p), "reason": r} for p, r in self.plan.skipped]
 
+    @property
+    def compact_days(self) -> list[dict[str, str]]:
+        """The closed days the plan compacts (in a dry run: would compact)."""
+        return [{"table": t, "day": d.isoformat()} for t, d in self.plan.compact]
+
 
 # --- planning ---------------------------------------------------------------------------------
 
@@ -193,7 +205,7 @@ def _day_partitions(
     if not base.is_dir():
         return
     try:
-        layout.ensure_inside(root, base)
+        links.ensure_inside(root, base)
     except UnsafePath:
         plan.skipped.append((base, "resolves outside the data root"))
         return
@@ -258,6 +270,7 @@ def plan_cleanup(
         _day_partitions(
             root, STATE, table, layout.rollup_state_dir(root, table), plan.warehouse_cutoff, plan
         )
+    plan.compact = [(t, d) for t, d in closed_days(root, plan.today) if d >= plan.warehouse_cutoff]
     return plan
 
 
@@ -323,6 +336,7 @@ def _cleanup(
         report = CleanupReport(plan=plan, dry_run=False)
         try:
             _apply(plan, report, progress)
+            report.compacted = compact_closed_days(root, today=plan.today)
         except OSError as exc:
             raise StorageError(
                 f"cleanup stopped: {exc}",

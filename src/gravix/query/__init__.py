@@ -3,11 +3,16 @@
 ``run_sql`` answers SQL through polars' engine over lazy scans of the warehouse
 (``request_metrics_minute``, ``service_events_daily``) and raw (``request_facts``,
 ``service_events``) layouts; table names may be bare, ``raw.<t>`` or ``gravix.raw.<t>``.
+
+The SQL entry points (:mod:`gravix.query.answer`) need the SQL parser, which costs about
+as much to import as polars itself; they are loaded when first asked for, so that a preset
+or the DDL starts without it.
 """
 
 from __future__ import annotations
 
-from gravix.query.answer import SqlAnswer, answer_sql, prepare_sql, run_sql, show_tables
+from typing import TYPE_CHECKING, Any
+
 from gravix.query.apdex import apdex
 from gravix.query.deploy import DeployComparison, DeployEvent, deploy_compare, find_deploy
 from gravix.query.output import FORMATS, format_result, write_result
@@ -21,7 +26,21 @@ from gravix.query.presets import (
 )
 from gravix.query.tables import TABLES, scan_table, table_names
 from gravix.query.times import resolve_window
-from gravix.query.trino import trino_ddl
+from gravix.query.trino import store_location, trino_ddl, trino_store_ddl
+
+if TYPE_CHECKING:
+    from gravix.query.answer import SqlAnswer, answer_sql, prepare_sql, run_sql, show_tables
+
+_SQL_ENTRY_POINTS = frozenset({"SqlAnswer", "answer_sql", "prepare_sql", "run_sql", "show_tables"})
+
+
+def __getattr__(name: str) -> Any:
+    if name in _SQL_ENTRY_POINTS:
+        from gravix.query import answer
+
+        return getattr(answer, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
 
 __all__ = [
     "FORMATS",
@@ -44,8 +63,10 @@ __all__ = [
     "scan_table",
     "service_health",
     "show_tables",
+    "store_location",
     "table_names",
     "top_endpoints",
     "trino_ddl",
+    "trino_store_ddl",
     "write_result",
 ]

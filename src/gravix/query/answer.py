@@ -20,14 +20,7 @@ from sqlglot import exp
 from gravix.errors import QueryError
 from gravix.query import literals, prune
 from gravix.query import sql as sql_guard
-from gravix.query.tables import (
-    TABLES,
-    TABLES_HINT,
-    Scan,
-    collect_stable,
-    first_line,
-    scan_for_sql,
-)
+from gravix.query.tables import TABLES, Scan, collect_stable, first_line, scan_for_sql
 
 # Columns a constant time is compared with as the UTC string it stands for.
 _TIME_COLUMNS = {
@@ -38,6 +31,18 @@ _TIME_COLUMNS = {
 }
 _COUNT_NAME = "count"
 _POLARS_COUNT_NAME = "len"
+TABLES_HINT = sql_guard.hint(TABLES)
+
+
+def rewrite_names(sql: str) -> str:
+    """Drop the Trino-style ``gravix.raw.`` / ``raw.`` qualifiers from table names."""
+    return sql_guard.rewrite_names(sql, TABLES)
+
+
+def referenced_tables(sql: str) -> set[str]:
+    """The known tables a statement reads (outside literals and comments): only those are
+    scanned, so an alias or a literal that happens to spell a table's name costs nothing."""
+    return sql_guard.referenced_tables(sql, TABLES)
 
 
 @dataclass(frozen=True)

@@ -14,7 +14,7 @@ from pathlib import Path
 import polars as pl
 
 from gravix import schema
-from gravix.query.prune import Span
+from gravix.query.span import Span
 from gravix.query.tables import scan_spans
 from gravix.schema import sketch
 
@@ -82,16 +82,15 @@ def merged(lf: pl.LazyFrame, keys: list[str]) -> pl.LazyFrame:
 def with_quantiles(frame: pl.DataFrame) -> pl.DataFrame:
     """Add p50/p95/p99 read from each row's merged histogram by the sketch's rank rule."""
     values: dict[str, list[float | None]] = {name: [] for name, _ in QUANTILES}
+    qs = [q for _, q in QUANTILES]
     for zero, idx, cnt, lo, hi in frame.select(
         "zero_count", "idx", "cnt", "latency_min_ms", "latency_max_ms"
     ).iter_rows():
-        for name, q in QUANTILES:
-            if not zero and not idx:
-                values[name].append(None)
-            else:
-                values[name].append(
-                    sketch.quantile_from_arrays(zero or 0, idx or [], cnt or [], q, lo, hi)
-                )
+        found: list[float | None] = [None] * len(qs)
+        if zero or idx:
+            found = [*sketch.quantiles_from_arrays(zero or 0, idx or [], cnt or [], qs, lo, hi)]
+        for (name, _), value in zip(QUANTILES, found, strict=True):
+            values[name].append(value)
     return frame.with_columns(pl.Series(n, v, dtype=pl.Float64) for n, v in values.items())
 
 

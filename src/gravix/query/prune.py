@@ -18,10 +18,10 @@ from datetime import UTC, date, datetime, timedelta
 from sqlglot import exp
 
 from gravix.errors import ConfigError
+from gravix.query.span import PARTITION_COLUMN, Span
 from gravix.query.sql import Statement, TableRef
 from gravix.units import parse_duration
 
-PARTITION_COLUMN = "event_day"
 _TICK = timedelta(microseconds=1)
 _DAY = timedelta(days=1)
 # now() is evaluated here, a moment before the engine evaluates it: an upper bound taken
@@ -43,25 +43,6 @@ _FLIP: dict[type[exp.Expr], type[exp.Binary]] = {
     exp.LTE: exp.GTE,
     exp.EQ: exp.EQ,
 }
-
-
-@dataclass(frozen=True)
-class Span:
-    """Event time ``[start, end)``; None is unbounded."""
-
-    start: datetime | None = None
-    end: datetime | None = None
-
-    def narrow(self, other: Span) -> Span:
-        starts = [s for s in (self.start, other.start) if s is not None]
-        ends = [e for e in (self.end, other.end) if e is not None]
-        return Span(max(starts) if starts else None, min(ends) if ends else None)
-
-    def holds_hour(self, hour_start: datetime) -> bool:
-        """Whether the hour starting at ``hour_start`` may hold a moment of the span."""
-        return (self.start is None or hour_start + timedelta(hours=1) > self.start) and (
-            self.end is None or hour_start < self.end
-        )
 
 
 def table_spans(

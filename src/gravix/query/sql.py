@@ -15,12 +15,14 @@ import logging
 import re
 from collections.abc import Collection
 from dataclasses import dataclass, replace
+from functools import lru_cache
 from typing import ClassVar
 
 import sqlglot
 from sqlglot import exp
 from sqlglot.dialects.postgres import Postgres
 from sqlglot.errors import ParseError, TokenError
+from sqlglot.tokenizer_core import Token
 
 from gravix.errors import QueryError
 
@@ -198,11 +200,18 @@ def check_statement(sql: str, names: Collection[str]) -> Statement:
     return Statement(sql, tree, tuple(refs), (*explain, *_name_edits(tree, names)))
 
 
+@lru_cache(maxsize=16)
+def tokens_of(sql: str) -> tuple[Token, ...]:
+    """The tokens of ``sql`` (TokenError when it does not tokenize): a statement is read
+    by several checks, and tokenized once."""
+    return tuple(PolarsSQL().tokenize(sql))
+
+
 def _without_explain(sql: str) -> tuple[str, list[Edit]]:
     """``sql`` with a leading EXPLAIN blanked out (offsets unchanged), and the edit that puts
     it back for the engine."""
     try:
-        tokens = PolarsSQL().tokenize(sql)
+        tokens = tokens_of(sql)
     except TokenError:
         return sql, []  # the parser reports it
     first = tokens[0] if tokens else None
@@ -216,7 +225,7 @@ def _without_explain(sql: str) -> tuple[str, list[Edit]]:
 
 def _first_words(sql: str) -> list[str]:
     try:
-        return [token.text.upper() for token in PolarsSQL().tokenize(sql)]
+        return [token.text.upper() for token in tokens_of(sql)]
     except TokenError:
         return []  # the parser reports it
 

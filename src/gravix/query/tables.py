@@ -4,7 +4,7 @@ Tables are registered only when a statement names them, so a query over raw fact
 before the first rollup and an empty warehouse is reported as such rather than as an
 engine error. A statement passes the guard of :mod:`gravix.query.sql` first; each table
 it reads is then scanned over only the files (one per hour, or per day) that its filters on
-``event_day`` and the time column can match (:mod:`gravix.query.prune`).
+``event_day`` and the time column can match (:mod:`gravix.query.prune` reads them from SQL).
 """
 
 from __future__ import annotations
@@ -20,13 +20,10 @@ import polars as pl
 
 from gravix import schema
 from gravix.errors import QueryError
-from gravix.query import prune
-from gravix.query import sql as sql_guard
+from gravix.query.span import HOUR, PARTITION_COLUMN, Span
 from gravix.schema import RAW_COLUMNS, REQUEST_METRICS_COLUMNS, SERVICE_EVENTS_DAILY_COLUMNS
 from gravix.schema.columns import polars_schema
 from gravix.storage import layout, raw
-
-PARTITION_COLUMN = prune.PARTITION_COLUMN
 
 
 @dataclass(frozen=True)
@@ -77,11 +74,16 @@ def table_files(
     (None: unbounded), judged by the hour or day each file's path names. Temporaries
     (hidden) never match, and no symlink is followed, so a query never reads outside the
     data root."""
-    span = prune.Span(start, end)
+    return matching_files(_listing(root, table), [Span(start, end)])
+
+
+def matching_files(listing: list[tuple[str, list[layout.Hour]]], spans: list[Span]) -> list[str]:
+    """The files of ``listing`` that may hold a moment of any of ``spans`` (a file's hours
+    are one hour, or a whole day: contiguous, so its first and last hour bound it)."""
     return [
         path
-        for path, hours in _listing(root, table)
-        if not hours or any(span.holds_hour(hour.start) for hour in hours)
+        for path, hours in listing
+        if not hours or any(span.holds(hours[0].start, hours[-1].start + HOUR) for span in spans)
     ]
 
 
@@ -96,13 +98,14 @@ def _listing(root: Path, table: str) -> list[tuple[str, list[layout.Hour]]]:
         ]
     files: list[tuple[str, list[layout.Hour]]] = []
     for day_dir in layout.warehouse_days(root, table).values():
-        files.extend(
-            (entry.path, layout.parse_warehouse_file(table, Path(entry.path)))
-            for entry in sorted(os.scandir(day_dir), key=lambda e: e.name)
-            if entry.name.endswith(layout.PARQUET)
-            and not entry.name.startswith(".")
-            and entry.is_file(follow_symlinks=False)
-        )
+        try:
+            with os.scandir(day_dir) as entries:
+                names = [e.name for e in entries if e.is_file(follow_symlinks=False)]
+        except FileNotFoundError:  # removed by cleanup since it was listed
+            continue
+        for name in layout.readable_files(table, names):
+            path = day_dir / name
+            files.append((str(path), layout.parse_warehouse_file(table, path)))
     return files
 
 
@@ -121,10 +124,10 @@ def scan_table(
     """A lazy scan of one table over the files that may hold event time in ``[start, end)``
     (the rows are not filtered here); raises QueryError (with what to run) when the table
     has no files at all."""
-    return scan_spans(root, table, [prune.Span(start, end)])
+    return scan_spans(root, table, [Span(start, end)])
 
 
-def scan_spans(root: Path, table: str, spans: list[prune.Span]) -> pl.LazyFrame:
+def scan_spans(root: Path, table: str, spans: list[Span]) -> pl.LazyFrame:
     """A lazy scan of one table over the files that may hold event time in any of ``spans``;
     raises QueryError (with what to run) when the table has no files at all."""
     scan = scan_for_sql(root, table, spans)
@@ -151,14 +154,13 @@ _EMPTY_HINT = {
 }
 
 
-def scan_for_sql(root: Path, table: str, spans: list[prune.Span]) -> Scan:
+def scan_for_sql(root: Path, table: str, spans: list[Span]) -> Scan:
     """One table over the files that may hold event time in any of ``spans``; a table with
     no files at all is an empty frame with its columns (and says so in ``empty``)."""
     info = _info(table)
-    wanted = sorted(
-        {p for span in spans for p in table_files(root, table, start=span.start, end=span.end)}
-    )
-    listing = dict(_listing(root, table))
+    every = _listing(root, table)
+    wanted = sorted(matching_files(every, spans))
+    listing = dict(every)
     empty = ""
     if not listing:
         where = (
@@ -204,22 +206,6 @@ def _scan_parquet(table: str, files: list[str]) -> pl.LazyFrame:
         schema=schema,
         missing_columns="insert",
     )
-
-
-# --- SQL names -----------------------------------------------------------------------------------
-
-TABLES_HINT = sql_guard.hint(TABLES)
-
-
-def rewrite_names(sql: str) -> str:
-    """Drop the Trino-style ``gravix.raw.`` / ``raw.`` qualifiers from table names."""
-    return sql_guard.rewrite_names(sql, TABLES)
-
-
-def referenced_tables(sql: str) -> set[str]:
-    """The known tables a statement reads (outside literals and comments): only those are
-    scanned, so an alias or a literal that happens to spell a table's name costs nothing."""
-    return sql_guard.referenced_tables(sql, TABLES)
 
 
 # --- reading -------------------------------------------------------------------------------------

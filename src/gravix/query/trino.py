@@ -2,12 +2,15 @@
 
 The statements declare the tables of the ``gravix`` catalog's ``raw`` schema (the names the
 runbook queries) over the data root, columns in file order with the Hive partition columns
-last, as Trino's Hive connector requires.
+last, as Trino's Hive connector requires. With an object store (DESIGN §11) the same
+statements point at ``s3://bucket/prefix/warehouse/…`` and ``…/raw/…`` instead.
 """
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
+from urllib.parse import urlsplit
 
 from gravix.errors import QueryError
 from gravix.query.tables import TABLES
@@ -19,6 +22,12 @@ SCHEMA = "raw"
 # Raw event times stay text: Trino's JSON reader does not parse RFC 3339 with a zone.
 _RAW_TEXT_COLUMNS = {"event_time"}
 _PARTITION_TYPES = {"event_day": "date", "hour": "varchar"}
+# S3's bucket naming rules; prefix segments in the characters that need no escaping.
+_BUCKET = re.compile(r"^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$")
+_SEGMENT = re.compile(r"^[A-Za-z0-9_.-]+$")
+_STORE_HINT = "give the store as s3://BUCKET or s3://BUCKET/PREFIX, as --store takes it"
+# Stand-in root for a store: the layout builds the relative paths under it.
+_STORE_ROOT = Path("/")
 
 
 def _column_type(kind: str, column: str, logical: str) -> str:
@@ -65,3 +74,32 @@ def trino_ddl(root: Path, *, location_prefix: str | None = None) -> str:
             f"CALL {CATALOG}.system.sync_partition_metadata('{SCHEMA}', '{name}', 'FULL');"
         )
     return "\n\n".join(out + syncs) + "\n"
+
+
+def store_location(store_url: str) -> str:
+    """``s3://bucket[/prefix]`` checked and normalised (no trailing slash): the root under
+    which the store keeps ``raw/``, ``warehouse/`` and ``quarantine/``."""
+    parts = urlsplit(store_url)
+    if parts.scheme != "s3":
+        raise QueryError(f"not an s3:// store URL: {store_url!r}", hint=_STORE_HINT)
+    if "@" in parts.netloc or ":" in parts.netloc or parts.query or parts.fragment:
+        raise QueryError(
+            "a store URL carries no credentials, port, query or fragment",
+            hint=_STORE_HINT + "; the credentials go in the Trino catalog",
+        )
+    if not _BUCKET.match(parts.netloc) or ".." in parts.netloc:
+        raise QueryError(f"not an S3 bucket name: {parts.netloc!r}", hint=_STORE_HINT)
+    segments = parts.path.strip("/").split("/") if parts.path.strip("/") else []
+    for segment in segments:
+        if not _SEGMENT.match(segment) or segment in (".", ".."):
+            raise QueryError(
+                f"store prefix segment {segment!r} is empty, relative or needs escaping",
+                hint=_STORE_HINT + " (letters, digits, '_', '.' and '-' between slashes)",
+            )
+    return "/".join([f"s3://{parts.netloc}", *segments])
+
+
+def trino_store_ddl(store_url: str) -> str:
+    """The statements of :func:`trino_ddl` for the tables kept in an object store, with
+    every location under the store URL; reads nothing."""
+    return trino_ddl(_STORE_ROOT, location_prefix=store_location(store_url))

@@ -13,6 +13,9 @@ from typing import TYPE_CHECKING, Any
 
 from gravix import schema
 from gravix.errors import StorageError
+from gravix.rollup.compact import replace_hour
+from gravix.rollup.files import remove_output as _remove_output
+from gravix.rollup.files import write_parquet as _write_parquet
 from gravix.rollup.plan import REMOVED, PlannedHour, read_manifest
 from gravix.rollup.read import load_hour
 from gravix.schema import sketch
@@ -150,40 +153,6 @@ def _events_daily(partials: list[pl.DataFrame]) -> pl.DataFrame:
 # --- writing --------------------------------------------------------------------------------
 
 
-def _write_parquet(root: Path, frame: pl.DataFrame, path: Path) -> None:
-    """ZSTD with statistics, as polars writes it, plus a CRC on every page: a page damaged
-    on disk behind an intact footer is then found by doctor and recover, not by a query."""
-    import pyarrow as pa
-    import pyarrow.parquet as pq
-
-    layout.ensure_inside(root, path.parent if path.parent.exists() else root)
-    hint = "check free space and permissions under the data root"
-    try:
-        with durable.atomic_output(path) as tmp:
-            pq.write_table(
-                frame.to_arrow(),
-                tmp,
-                compression="zstd",
-                write_statistics=True,
-                write_page_checksum=True,
-            )
-    except OSError as exc:
-        raise StorageError(
-            f"cannot write {path}: {exc.strerror or exc}", hint=hint, errno=exc.errno
-        ) from None
-    except pa.ArrowException as exc:  # the writer reports I/O failures its own way
-        raise StorageError(f"cannot write {path}: {exc}", hint=hint) from None
-
-
-def _remove_output(path: Path) -> None:
-    try:
-        durable.unlink(path)
-    except OSError as exc:
-        raise StorageError(
-            f"cannot remove {path}: {exc.strerror or exc}", errno=exc.errno
-        ) from None
-
-
 def _write_manifest(
     root: Path,
     table: str,
@@ -223,8 +192,9 @@ def keep_removed(root: Path, planned: PlannedHour) -> HourResult:
         facts=int(old.get("facts", 0)),
         rows=int(old.get("rows", 0)),
     )
-    output = layout.warehouse_output(root, planned.table, planned.hour)
-    result.output = output if output.exists() else None
+    outputs = layout.warehouse_outputs(root, planned.table, planned.hour)
+    existing = [path for path in outputs if path.exists()]
+    result.output = existing[-1] if existing else None
     _write_manifest(root, planned.table, planned.hour, {}, result, {"raw_removed": True})
     result.facts = result.rows = 0  # nothing was rolled up in this run
     return result
@@ -236,7 +206,9 @@ def build_request_hour(root: Path, planned: PlannedHour) -> HourResult:
     loaded = load_hour(root, schema.REQUEST_FACTS, hour)
     metrics = _request_metrics(loaded.frame)
     output = layout.warehouse_hour_file(root, table, hour)
-    if metrics.height:
+    if replace_hour(root, table, hour, metrics):  # the day is compacted: into its file
+        output = layout.warehouse_day_file(root, table, hour.day)
+    elif metrics.height:
         _write_parquet(root, metrics, output)
     else:
         _remove_output(output)

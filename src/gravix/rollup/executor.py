@@ -43,19 +43,28 @@ _PR_SET_PDEATHSIG = 1
 
 @dataclass(frozen=True)
 class HourTask:
-    """One hour to build, with what a worker needs to build it as this process would."""
+    """One hour to build, or the hours of one compacted day (they rewrite the day's one
+    file, so they are built one after another, by one worker), with what a worker needs
+    to build them as this process would."""
 
     root: Path
-    planned: PlannedHour
+    hours: tuple[PlannedHour, ...]
     fault_plans: tuple[str, ...] = ()
 
+    @property
+    def raw_bytes(self) -> int:
+        return sum(p.raw_bytes for p in self.hours)
 
-def run_task(task: HourTask) -> HourResult:
-    """Build one hour in a worker (a pool process or a Dask worker)."""
+    def __str__(self) -> str:
+        return ", ".join(str(p.hour) for p in self.hours)
+
+
+def run_task(task: HourTask) -> list[HourResult]:
+    """Build a task's hours in a worker (a pool process or a Dask worker)."""
     for plan in task.fault_plans:
         if plan not in faults.installed_plans():
             faults.install_fault_plan(plan)
-    return build_request_hour(task.root, task.planned)
+    return [build_request_hour(task.root, planned) for planned in task.hours]
 
 
 class Executor(Protocol):
@@ -105,31 +114,32 @@ class LocalExecutor:
         self.min_bytes = min_bytes
 
     def run(self, tasks: list[HourTask]) -> Iterator[HourResult]:
-        work = sum(t.planned.raw_bytes for t in tasks)
+        work = sum(t.raw_bytes for t in tasks)
         if self.workers == 1 or len(tasks) < 2 or work < self.min_bytes:
             for task in tasks:  # this process's fault plans are already installed
-                yield build_request_hour(task.root, task.planned)
+                for planned in task.hours:
+                    yield build_request_hour(task.root, planned)
             return
         todo = list(tasks)
         failures = 0
         while todo:
             finished: list[HourTask] = []
             try:
-                for task, result in self._pool(todo):
+                for task, results in self._pool(todo):
                     finished.append(task)
-                    yield result
+                    yield from results
             except BrokenProcessPool:
                 failures += 1
                 if failures > ALLOWED_FAILURES:
                     raise GravixError(
                         f"rollup workers died {failures} times; last in flight: "
-                        f"{', '.join(str(t.planned.hour) for t in todo if t not in finished)}",
+                        f"{', '.join(str(t) for t in todo if t not in finished)}",
                         hint="check `dmesg` for the out-of-memory killer and free memory, "
                         "or run with fewer hours at a time (--start-time/--end-time)",
                     ) from None
             todo = [t for t in todo if t not in finished]
 
-    def _pool(self, tasks: list[HourTask]) -> Iterator[tuple[HourTask, HourResult]]:
+    def _pool(self, tasks: list[HourTask]) -> Iterator[tuple[HourTask, list[HourResult]]]:
         workers = min(self.workers, len(tasks))
         threads = max(1, (os.cpu_count() or 1) // workers)
         with ProcessPoolExecutor(
@@ -139,8 +149,8 @@ class LocalExecutor:
             initargs=(os.getpid(), threads),
         ) as pool:
             plans = faults.installed_plans()
-            pending: dict[Future[HourResult], HourTask] = {
-                pool.submit(run_task, HourTask(t.root, t.planned, plans)): t for t in tasks
+            pending: dict[Future[list[HourResult]], HourTask] = {
+                pool.submit(run_task, HourTask(t.root, t.hours, plans)): t for t in tasks
             }
             try:
                 while pending:
@@ -197,17 +207,17 @@ class DaskExecutor:
             futures = [
                 client.submit(
                     run_task,
-                    HourTask(t.root, t.planned, plans),
-                    key=f"gravix-rollup-{t.planned.table}-{t.planned.hour}-{run}",
+                    HourTask(t.root, t.hours, plans),
+                    key=f"gravix-rollup-{t.hours[0].table}-{t.hours[0].hour}-{run}",
                     pure=False,
                 )
                 for t in tasks
             ]
             try:
                 for future in distributed.as_completed(futures, loop=client.loop):  # type: ignore[no-untyped-call]
-                    result: HourResult = future.result()
+                    results: list[HourResult] = future.result()
                     future.release()
-                    yield result
+                    yield from results
             except (distributed.client.FutureCancelledError, distributed.KilledWorker) as exc:
                 raise GravixError(
                     f"the Dask cluster gave up on an hour task: {exc}",

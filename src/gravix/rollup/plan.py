@@ -108,7 +108,13 @@ def _unchanged_since(root: Path, table: str, hour: Hour, hour_dir: Path, since: 
         os.stat(layout.rollup_manifest_path(root, table, hour))
     except FileNotFoundError:
         return False
-    return layout.warehouse_output(root, table, hour).exists()
+    return _output_exists(root, table, hour)
+
+
+def _output_exists(root: Path, table: str, hour: Hour) -> bool:
+    """Whether a file holds ``hour``: its own, or its day's (daily table, compacted day).
+    The day's is asked first: all but the last day of a month are compacted."""
+    return any(path.exists() for path in reversed(layout.warehouse_outputs(root, table, hour)))
 
 
 def plan_table(
@@ -134,10 +140,7 @@ def plan_table(
             reason = NEW if files else None
         elif manifest["files"] != files:
             reason = CHANGED if files else REMOVED
-        elif (
-            int(manifest.get("facts", 0) or 0) > 0
-            and not layout.warehouse_output(root, table, hour).exists()
-        ):
+        elif int(manifest.get("facts", 0) or 0) > 0 and not _output_exists(root, table, hour):
             reason = MISSING
         else:
             reason = None

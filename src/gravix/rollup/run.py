@@ -169,6 +169,21 @@ class RollupSummary:
         return text + f" in {self.seconds:.1f}s."
 
 
+def _hour_tasks(root: Path, hours: list[PlannedHour]) -> list[HourTask]:
+    """One task per hour, but one per compacted day for the hours of such a day: they
+    rewrite the day's one file, so they must not run at the same time in two workers.
+    (Compaction runs under the rollup lock, so which days are compacted holds for the run.)"""
+    tasks: list[HourTask] = []
+    by_day: dict[date, list[PlannedHour]] = {}
+    for planned in hours:
+        if layout.warehouse_day_file(root, planned.table, planned.hour.day).exists():
+            by_day.setdefault(planned.hour.day, []).append(planned)
+        else:
+            tasks.append(HourTask(root, (planned,)))
+    tasks.extend(HourTask(root, tuple(day)) for day in by_day.values())
+    return tasks
+
+
 def _execute(
     root: Path, plan: list[PlannedHour], progress: Progress | None, executor: Executor
 ) -> list[HourResult]:
@@ -185,17 +200,17 @@ def _execute(
     if progress is not None:
         progress("rollup", 0, total)
     daily: dict[date, dict[Hour, PlannedHour]] = {}
-    hourly: list[HourTask] = []
+    hourly: list[PlannedHour] = []
     for planned in plan:
         if planned.reason == REMOVED:
             results.append(keep_removed(root, planned))
             tick(f"{planned.table} {planned.hour}")
         elif planned.table == schema.REQUEST_METRICS_MINUTE:
-            hourly.append(HourTask(root, planned))
+            hourly.append(planned)
         else:
             daily.setdefault(planned.hour.day, {})[planned.hour] = planned
     built: list[HourResult] = []
-    for result in executor.run(hourly):  # in the order they finish
+    for result in executor.run(_hour_tasks(root, hourly)):  # in the order they finish
         built.append(result)
         tick(f"{result.table} {result.hour}")
     results.extend(sorted(built, key=lambda r: r.hour))

@@ -21,6 +21,7 @@ from bisect import bisect_left
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from functools import cache
+from itertools import accumulate
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
@@ -107,22 +108,37 @@ def quantile_from_arrays(
     ``lo``/``hi`` are the exact minimum and maximum; the estimate is clamped to them.
     Returns NaN for an empty histogram.
     """
-    if not 0.0 <= q <= 1.0:
-        raise ValueError(f"q must be in [0, 1], got {q}")
-    total = zero_count + sum(cnt)
+    return quantiles_from_arrays(zero_count, idx, cnt, (q,), lo, hi, scale)[0]
+
+
+def quantiles_from_arrays(
+    zero_count: int,
+    idx: Sequence[int],
+    cnt: Sequence[int],
+    qs: Sequence[float],
+    lo: float,
+    hi: float,
+    scale: int = SCALE,
+) -> list[float]:
+    """:func:`quantile_from_arrays` for several ``qs`` at once: the running counts are
+    summed once and each rank is found by bisection."""
+    for q in qs:
+        if not 0.0 <= q <= 1.0:
+            raise ValueError(f"q must be in [0, 1], got {q}")
+    running = list(accumulate(cnt, initial=zero_count))  # running[k]: before bucket k
+    total = running[-1]
     if total <= 0:
-        return math.nan
-    rank = max(1, math.ceil(q * total))
-    if rank <= zero_count:
-        return min(max(0.0, lo), hi)
-    running = zero_count
-    chosen = idx[-1]
-    for i, c in zip(idx, cnt, strict=True):
-        running += c
-        if running >= rank:
-            chosen = i
-            break
-    return min(max(bucket_value(chosen, scale), lo), hi)
+        return [math.nan for _ in qs]
+    out: list[float] = []
+    for q in qs:
+        rank = max(1, math.ceil(q * total))
+        if rank <= zero_count:
+            out.append(min(max(0.0, lo), hi))
+            continue
+        # the first bucket whose running count (itself included) reaches the rank
+        k = min(bisect_left(running, rank, 1) - 1, len(idx) - 1)
+        out.append(min(max(bucket_value(idx[k], scale), lo), hi))
+    return out
 
 
 @dataclass

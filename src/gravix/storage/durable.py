@@ -103,6 +103,42 @@ def replace(src: Path, dst: Path, *, sync_dir: bool = True) -> None:
             fsync_dir(src.parent)
 
 
+_AT_FDCWD = -100
+_RENAME_EXCHANGE = 2
+_CANNOT_EXCHANGE = {errno_mod.EINVAL, errno_mod.ENOSYS, errno_mod.ENOTSUP, errno_mod.EXDEV}
+
+
+def exchange(a: Path, b: Path) -> bool:
+    """Swap two directories (or files) in one step, as Linux's ``renameat2`` with
+    ``RENAME_EXCHANGE`` does: every reader that resolves either path sees the old entry or
+    the new, never neither. False (and nothing changed) where the system cannot."""
+    import ctypes  # only compaction swaps: not a cost of every command's start
+
+    _check("replace", b)
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        renameat2 = libc.renameat2
+    except (AttributeError, OSError):
+        return False
+    renameat2.argtypes = [
+        ctypes.c_int,
+        ctypes.c_char_p,
+        ctypes.c_int,
+        ctypes.c_char_p,
+        ctypes.c_uint,
+    ]
+    renameat2.restype = ctypes.c_int
+    if renameat2(_AT_FDCWD, os.fsencode(a), _AT_FDCWD, os.fsencode(b), _RENAME_EXCHANGE):
+        code = ctypes.get_errno()
+        if code in _CANNOT_EXCHANGE:
+            return False
+        raise OSError(code, os.strerror(code), str(b))
+    fsync_dir(b.parent)
+    if a.parent != b.parent:
+        fsync_dir(a.parent)
+    return True
+
+
 def unlink(path: Path, *, missing_ok: bool = True, sync_dir: bool = True) -> None:
     _check("unlink", path)
     try:
@@ -143,6 +179,30 @@ def atomic_write(path: Path, data: bytes, *, make_parents: bool = True) -> None:
         raise
     os.close(fd)
     replace(tmp, path)
+
+
+def create_new(path: Path, data: bytes) -> bool:
+    """Create ``path`` with ``data`` only if no file has that name (False if one has),
+    atomically: readers never see it empty. The content is written and fsynced under a
+    temporary name first, then hard-linked to ``path`` (which fails if it exists)."""
+    makedirs(path.parent)
+    tmp = tmp_path(path, unique=True)
+    fd = open_for_write(tmp, os.O_CREAT | os.O_EXCL)
+    try:
+        write_all(fd, data, tmp)
+        fsync_fd(fd, tmp)
+    finally:
+        os.close(fd)
+    try:
+        _check("create", path)
+        os.link(tmp, path, follow_symlinks=False)
+    except FileExistsError:
+        return False
+    finally:
+        with suppress(OSError):
+            os.unlink(tmp)
+    fsync_dir(path.parent)
+    return True
 
 
 @contextmanager

@@ -5,7 +5,8 @@ inject faults at any I/O operation: a hook is called before each operation with
 its name and path, and may raise ``OSError`` (EIO, ENOSPC) or end the process.
 
 Operation names: ``open``, ``write``, ``fsync`` (file data), ``fsync_dir``,
-``replace``, ``unlink``, ``mkdir``, ``rmdir``.
+``replace``, ``unlink``, ``mkdir``, ``rmdir``, ``create`` (a conditional create), and
+``upload`` (before each object an ingest node writes to a store; the path is its name).
 
 A plan can also be given as JSON in ``GRAVIX_FAULT_PLAN`` (read by settings and
 installed with :func:`install_fault_plan`), so a server in a subprocess can be

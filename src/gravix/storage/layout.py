@@ -9,10 +9,19 @@ look at the clock and the file system); every other module builds paths here.
     <root>/buffer/<topic>/sealed-<id>.jsonl
     <root>/raw/<topic>/event_day=YYYY-MM-DD/hour=HH/<id>.jsonl
     <root>/warehouse/<table>/event_day=YYYY-MM-DD/part-HH.parquet   (hourly tables)
-    <root>/warehouse/<table>/event_day=YYYY-MM-DD/part-day.parquet  (daily tables)
+    <root>/warehouse/<table>/event_day=YYYY-MM-DD/part-day.parquet  (daily tables, and a
+                                                                     compacted day of an
+                                                                     hourly table)
     <root>/quarantine/<kind>/<stamp>-<name>
     <root>/state/locks/<name>.lock
     <root>/state/rollup/<table>/event_day=YYYY-MM-DD/hour=HH.json
+    <root>/state/compact/<table>/event_day=YYYY-MM-DD/             (a day being compacted)
+
+Object names in a store (DESIGN §11) are the same paths relative to the store's root,
+``/``-separated; an ingest node's raw objects carry its node id::
+
+    raw/<topic>/event_day=YYYY-MM-DD/hour=HH/<node-id>-<id>.jsonl
+    quarantine/<kind>/<node-id>-<name>
 """
 
 from __future__ import annotations
@@ -23,11 +32,13 @@ import secrets
 import time
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
+from functools import lru_cache
 from pathlib import Path
 from typing import ClassVar
 
 from gravix.errors import UnsafePath
 from gravix.schema.contract import SERVICE_EVENTS_DAILY, TABLES, TOPICS
+from gravix.storage import links
 
 TMP_SUFFIX = ".tmp"
 ACTIVE_PREFIX = "active-"
@@ -40,6 +51,7 @@ _HOUR_DIR = re.compile(r"^hour=(\d{2})$")
 _BUFFER_NAME = re.compile(r"^(active|sealed)-([A-Za-z0-9_-]+)\.jsonl$")
 _FILE_ID = re.compile(r"^[A-Za-z0-9_-]+$")
 _HOUR_FILE = re.compile(r"^part-(\d{2})\.parquet$")
+DAY_FILE = f"part-day{PARQUET}"
 BUFFER_NAMES = "active-<id>.jsonl or sealed-<id>.jsonl"
 
 
@@ -77,6 +89,12 @@ class Hour:
 def new_file_id() -> str:
     """A unique, time-sortable id for a buffer file (and the raw files made from it)."""
     return f"{time.time_ns():020d}-{os.getpid()}-{secrets.token_hex(4)}"
+
+
+def file_id_time(file_id: str) -> float | None:
+    """When a buffer file id was made (Unix seconds), from its leading clock part."""
+    head = file_id.split("-", 1)[0]
+    return int(head) / 1e9 if head.isascii() and head.isdigit() else None
 
 
 def check_file_id(file_id: str) -> str:
@@ -239,15 +257,31 @@ def warehouse_hour_file(root: Path, table: str, hour: Hour) -> Path:
 
 
 def warehouse_day_file(root: Path, table: str, day: date) -> Path:
-    return warehouse_day_dir(root, table, day) / f"part-day{PARQUET}"
+    """The file of a whole day: the daily table's, or an hourly table's compacted day."""
+    return warehouse_day_dir(root, table, day) / DAY_FILE
 
 
-def warehouse_output(root: Path, table: str, hour: Hour) -> Path:
-    """The file that holds ``hour`` of ``table``: its hour file, or its day's file for the
-    daily table."""
+def warehouse_outputs(root: Path, table: str, hour: Hour) -> tuple[Path, ...]:
+    """The files that may hold ``hour`` of ``table``: for an hourly table its hour file and
+    its day's compacted file (which, once there, is the one readers use)."""
     if table == SERVICE_EVENTS_DAILY:
-        return warehouse_day_file(root, table, hour.day)
-    return warehouse_hour_file(root, table, hour)
+        return (warehouse_day_file(root, table, hour.day),)
+    return (warehouse_hour_file(root, table, hour), warehouse_day_file(root, table, hour.day))
+
+
+def readable_files(table: str, names: list[str]) -> list[str]:
+    """Of the data file names in one day directory, those a reader uses: a compacted day
+    file stands for the whole day, so hour files beside it (left by a compaction that
+    stopped before removing them) are never read as well."""
+    data = sorted(n for n in names if n.endswith(PARQUET) and not n.startswith("."))
+    if table != SERVICE_EVENTS_DAILY and DAY_FILE in data:
+        return [DAY_FILE]
+    return data
+
+
+@lru_cache(maxsize=1024)
+def _day_hours(day: date) -> tuple[Hour, ...]:
+    return tuple(Hour(day, h) for h in range(24))
 
 
 def parse_warehouse_file(table: str, path: Path) -> list[Hour]:
@@ -255,8 +289,10 @@ def parse_warehouse_file(table: str, path: Path) -> list[Hour]:
     day = parse_day_dir(path.parent.name)
     if day is None or not path.name.endswith(PARQUET):
         return []
+    if path.name == DAY_FILE:
+        return list(_day_hours(day))
     if table == SERVICE_EVENTS_DAILY:
-        return [Hour(day, h) for h in range(24)] if path.name == f"part-day{PARQUET}" else []
+        return []
     m = _HOUR_FILE.match(path.name)
     return [Hour(day, int(m.group(1)))] if m and int(m.group(1)) < 24 else []
 
@@ -304,9 +340,58 @@ def rollup_manifest_path(root: Path, table: str, hour: Hour) -> Path:
     )
 
 
+def compact_staging_dir(root: Path, table: str, day: date) -> Path:
+    """Where a day's compacted directory is assembled before it is swapped in."""
+    return state_root(root) / "compact" / _table(table) / day_dir_name(day)
+
+
+def compact_staging_days(root: Path) -> list[Path]:
+    """Every day directory left in the compaction staging area."""
+    base = state_root(root) / "compact"
+    if not base.is_dir():
+        return []
+    return sorted(
+        Path(day.path)
+        for table in os.scandir(base)
+        if table.is_dir(follow_symlinks=False)
+        for day in os.scandir(table.path)
+        if parse_day_dir(day.name) is not None and day.is_dir(follow_symlinks=False)
+    )
+
+
+def newest_manifest_hour(root: Path, table: str) -> Hour | None:
+    """The newest hour of ``table`` with a rollup manifest (None before the first rollup):
+    the newest day directory that holds one, then its newest hour. A few directory reads."""
+    base = rollup_state_dir(root, table)
+    try:
+        days = sorted(
+            (day, entry.path)
+            for entry in os.scandir(base)
+            if (day := parse_day_dir(entry.name)) is not None
+            and entry.is_dir(follow_symlinks=False)
+        )
+        for day, path in reversed(days):
+            hours = [
+                value
+                for entry in os.scandir(path)
+                if entry.name.endswith(".json")
+                and (value := parse_hour_dir(entry.name.removesuffix(".json"))) is not None
+            ]
+            if hours:
+                return Hour(day, max(hours))
+    except OSError:
+        return None
+    return None
+
+
 def rollup_runs_path(root: Path) -> Path:
     """Summaries of recent rollup runs (bad-line counts etc.), read by doctor."""
     return state_root(root) / "rollup" / "runs.jsonl"
+
+
+def store_marker_path(root: Path) -> Path:
+    """Written by an ingest node with a store: its sealed buffer files go to that store."""
+    return state_root(root) / "store.json"
 
 
 def demo_marker_path(root: Path) -> Path:
@@ -319,72 +404,75 @@ def quarantine_path(root: Path, kind: str, original: Path) -> Path:
     return quarantine_root(root) / check_file_id(kind) / f"{stamp}-{original.name}"
 
 
-def tmp_path(final: Path) -> Path:
-    """Temporary sibling of ``final``: hidden and not matching ``*.jsonl`` / ``*.parquet``."""
-    return final.with_name(f".{final.name}.{os.getpid()}{TMP_SUFFIX}")
+def tmp_path(final: Path, *, unique: bool = False) -> Path:
+    """Temporary sibling of ``final``: hidden and not matching ``*.jsonl`` / ``*.parquet``;
+    ``unique`` adds a random part, for writers racing in one process."""
+    token = f"-{secrets.token_hex(4)}" if unique else ""
+    return final.with_name(f".{final.name}.{os.getpid()}{token}{TMP_SUFFIX}")
 
 
 def is_tmp(path: Path) -> bool:
     return path.name.startswith(".") and path.name.endswith(TMP_SUFFIX)
 
 
-# --- safety -------------------------------------------------------------------------------------
+# --- object names in a store ----------------------------------------------------------------
+
+STORE_AREAS = ("raw", "warehouse", "quarantine", "state")
+_KEY_PART = re.compile(r"^[A-Za-z0-9_=-][A-Za-z0-9_.=-]*$")
 
 
-AREAS = (buffer_root, raw_root, warehouse_root, quarantine_root, state_root)
-# How deep below the root directories are listed: <area>/<topic>/<day> lists its hours.
-_SCAN_DEPTH = 3
+def check_object_key(key: str) -> str:
+    """``key`` if it is a safe object name: an area, then parts of letters, digits and
+    ``_ . = -`` (none hidden, none ``..``) joined by single slashes; else UnsafePath."""
+    parts = key.split("/")
+    if parts[0] not in STORE_AREAS or len(parts) < 2 or not all(map(_KEY_PART.match, parts)):
+        raise UnsafePath(f"not a valid object name: {key!r}")
+    return key
 
 
-def find_link(root: Path) -> Path | None:
-    """The first symlink under the data root's areas: an area, a topic or table directory,
-    a day or hour directory, or a file beside them. The root itself may be a link."""
+def check_key_prefix(prefix: str) -> str:
+    """A listing prefix: an area, or a complete object-name directory ending in ``/``."""
+    if prefix.rstrip("/") not in STORE_AREAS:
+        check_object_key(prefix.rstrip("/"))
+    return prefix
+
+
+def raw_object_prefix(topic: str) -> str:
+    return f"raw/{_topic(topic)}/"
+
+
+def raw_object_key(topic: str, hour: Hour, node_id: str, file_id: str) -> str:
+    """The raw object that node ``node_id``'s buffer file ``file_id`` contributes to
+    ``hour``: deterministic (an upload redone after a crash rewrites the same name) and
+    unique to the node (nodes never overwrite each other's objects)."""
+    return (
+        f"{raw_object_prefix(topic)}{day_dir_name(hour.day)}/{hour_dir_name(hour.hour)}/"
+        f"{check_file_id(node_id)}-{check_file_id(file_id)}{JSONL}"
+    )
+
+
+def quarantine_object_key(kind: str, node_id: str, name: str) -> str:
+    return check_object_key(f"quarantine/{check_file_id(kind)}/{check_file_id(node_id)}-{name}")
+
+
+def object_path(root: Path, key: str) -> Path:
+    """The file under the data root that holds object ``key`` in the local store."""
+    return root.joinpath(*check_object_key(key).split("/"))
+
+
+def object_key(root: Path, path: Path) -> str:
+    """The object name of a file under the data root (inverse of :func:`object_path`)."""
+    return "/".join(path.relative_to(root).parts)
+
+
+def data_areas(root: Path) -> list[Path]:
+    """The data root's top directories, resolved (the root itself may be a link)."""
     real = root.resolve()
-    for area in AREAS:
-        found = _scan(area(real), 1)
-        if found is not None:
-            return found
-    return None
-
-
-def _scan(path: Path, depth: int) -> Path | None:
-    if path.is_symlink():
-        return path
-    if depth > _SCAN_DEPTH or not path.is_dir():
-        return None
-    try:
-        entries = sorted(os.scandir(path), key=lambda e: e.name)
-    except (FileNotFoundError, NotADirectoryError):
-        return None
-    for entry in entries:
-        if entry.is_symlink():
-            return Path(entry.path)
-        if entry.is_dir(follow_symlinks=False):
-            found = _scan(Path(entry.path), depth + 1)
-            if found is not None:
-                return found
-    return None
+    return [
+        area(real) for area in (buffer_root, raw_root, warehouse_root, quarantine_root, state_root)
+    ]
 
 
 def refuse_links(root: Path) -> None:
-    """Raise :class:`UnsafePath` naming the first symlink under the data root and where it
-    leads: a listing never follows one, nor skips it silently."""
-    link = find_link(root)
-    if link is not None:
-        raise UnsafePath(
-            f"{link} is a symlink to {os.path.realpath(link)}; Gravix does not read or "
-            "write through links under the data root",
-            hint=f"remove the link (rm {link}) and move the data it held inside the data root",
-        )
-
-
-def ensure_inside(root: Path, path: Path) -> Path:
-    """Return ``path`` if it (after resolving symlinks) stays inside ``root``; else raise."""
-    real_root = root.resolve()
-    real = path.resolve()
-    if real != real_root and real_root not in real.parents:
-        raise UnsafePath(
-            f"{path} resolves to {real}, outside the data root {real_root}",
-            hint="remove the symlink or move the data inside the data root",
-        )
-    return path
+    """Raise UnsafePath naming the first symlink under the data root and where it leads."""
+    links.refuse_links(data_areas(root))

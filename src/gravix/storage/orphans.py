@@ -5,6 +5,7 @@ runs it too."""
 
 from __future__ import annotations
 
+import json
 import os
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -12,7 +13,7 @@ from pathlib import Path
 from typing import ClassVar
 
 from gravix import schema
-from gravix.errors import StorageError
+from gravix.errors import ConfigError, StorageError
 from gravix.storage import durable, layout
 from gravix.storage.publish import PublishReport, preview, publish_sealed, try_lock
 
@@ -109,10 +110,39 @@ def _seal_orphan(root: Path, topic: str, file_id: str, active: Path) -> Path | N
         os.close(fd)
 
 
+def _check_mode(root: Path, store_url: str | None, dry_run: bool) -> None:
+    """A data root whose sealed files go to a store is marked so: publishing them into the
+    local raw instead (a server started without --store, ``gravix recover``) would keep them
+    from the store for good, so that is refused."""
+    marker = layout.store_marker_path(root)
+    try:
+        marked = json.loads(marker.read_bytes()).get("store")
+    except FileNotFoundError:
+        marked = None
+    except (OSError, ValueError, AttributeError):
+        marked = "an object store"
+    if store_url is None and marked is not None:
+        raise ConfigError(
+            f"the buffer files under {root} belong to an ingest node that uploads to {marked}",
+            hint=f"start `gravix ingest-server --store {marked}` on it, which uploads them; to "
+            f"keep this data root local from now on, remove {marker} first",
+        )
+    if store_url is not None and marked != store_url and not dry_run:
+        durable.atomic_write(marker, json.dumps({"store": store_url}).encode())
+
+
 def recover_buffers(
-    root: Path, *, dry_run: bool = False, progress: Progress | None = None
+    root: Path,
+    *,
+    dry_run: bool = False,
+    progress: Progress | None = None,
+    store_url: str | None = None,
 ) -> BufferRecoveryReport:
-    """Move every orphaned buffer file into raw (see :func:`find_orphans`)."""
+    """Move every orphaned buffer file into raw (see :func:`find_orphans`). With a
+    ``store_url`` (an ingest node with a store), orphaned active files are only sealed: the
+    node's uploader takes every sealed file to the store."""
+    _check_mode(root, store_url, dry_run)
+    seal_only = store_url is not None
     report = BufferRecoveryReport(dry_run=dry_run)
     if dry_run:
         _recover_preview(root, report, progress)
@@ -137,6 +167,8 @@ def recover_buffers(
                     report.skipped_live.append(path)
                     continue
                 report.activated.append(path)
+            if seal_only:
+                continue
             assert sealed is not None
             published = publish_sealed(root, topic, sealed)
             if published is None:

@@ -22,7 +22,7 @@ import msgspec
 
 from gravix import schema
 from gravix.errors import GravixError, StorageError
-from gravix.storage import durable, layout
+from gravix.storage import durable, layout, links
 
 Progress = Callable[[str, int, int], None]
 QUARANTINE_BUFFER = "buffer"
@@ -180,7 +180,7 @@ def try_lock(path: Path) -> int | None:
     return fd
 
 
-def _read_fd(fd: int) -> bytes:
+def read_fd(fd: int) -> bytes:
     chunks: list[bytes] = []
     while True:
         chunk = os.read(fd, 1 << 22)
@@ -236,15 +236,15 @@ def publish_sealed(
         if whole is not None:
             return _publish_whole(root, topic, sealed, *whole)
         # The file's bytes are dropped once split, so the peak is about twice the file.
-        report, split = _plan_publish(root, topic, sealed, _read_fd(fd))
+        report, split = _plan_publish(root, topic, sealed, read_fd(fd))
         try:
             for (_hour, lines), target in zip(split.by_hour.items(), report.raw_files, strict=True):
-                layout.ensure_inside(root, target.parent)
+                links.ensure_inside(root, target.parent)
                 durable.atomic_write(target, b"\n".join(lines) + b"\n")
             if split.bad:
                 target, existing = _quarantine_target(root, topic, sealed)
                 if existing is None:
-                    layout.ensure_inside(root, target.parent)
+                    links.ensure_inside(root, target.parent)
                     durable.atomic_write(target, b"".join(split.bad))
                     existing = target
                 report.quarantined = existing
@@ -275,7 +275,7 @@ def _publish_whole(
     target = layout.raw_file_path(root, topic, hour, file_id)
     try:
         size = os.stat(sealed, follow_symlinks=False).st_size
-        layout.ensure_inside(root, target.parent)
+        links.ensure_inside(root, target.parent)
         durable.makedirs(target.parent)
         durable.replace(sealed, target)
     except OSError as exc:
@@ -298,7 +298,7 @@ def preview(root: Path, topic: str, sealed: Path) -> PublishReport | None:
     except FileNotFoundError:
         return None
     try:
-        report, split = _plan_publish(root, topic, sealed, _read_fd(fd))
+        report, split = _plan_publish(root, topic, sealed, read_fd(fd))
     finally:
         os.close(fd)
     if split.bad:

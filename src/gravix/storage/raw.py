@@ -24,7 +24,7 @@ import msgspec
 from gravix import schema
 from gravix.errors import StorageError
 from gravix.schema.columns import polars_type
-from gravix.storage import layout
+from gravix.storage import layout, links
 from gravix.storage.layout import Hour
 
 if TYPE_CHECKING:
@@ -212,7 +212,7 @@ def read_hour(root: Path, topic: str, hour: Hour, columns: Sequence[str] | None 
     """The good lines of every raw file of ``hour`` (see :func:`read_hour_files`)."""
     paths = layout.raw_files(layout.raw_hour_dir(root, topic, hour))
     for path in paths:
-        layout.ensure_inside(root, path)
+        links.ensure_inside(root, path)
     return read_hour_files(topic, hour, paths, columns)
 
 

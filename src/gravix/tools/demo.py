@@ -35,7 +35,7 @@ from gravix.query import deploy_compare, endpoint_drilldown, service_health, top
 from gravix.report import to_json
 from gravix.rollup import RollupSummary, run_rollup
 from gravix.settings import load_settings
-from gravix.storage import durable, layout
+from gravix.storage import durable, layout, links
 from gravix.storage.guard import check_root
 from gravix.tools.loadgen import LoadgenSummary, run_loadgen
 from gravix.tools.serverproc import ServerProcess, running_server
@@ -151,7 +151,7 @@ def _remove_tree(root: Path, top: Path) -> None:
         return
     if not top.is_dir():
         return
-    layout.ensure_inside(root, top)
+    links.ensure_inside(root, top)
     for current, dirs, files in os.walk(top, topdown=False, followlinks=False):
         here = Path(current)
         for name in files:

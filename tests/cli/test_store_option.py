@@ -1,0 +1,64 @@
+"""`--store` on every command that has a data root: the ingest server and doctor take an
+s3:// store; the others refuse one (exit 2, an error and a hint, nothing changed), from
+the flag or from GRAVIX_STORE, instead of quietly using the data root."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from gravix.cli import app
+
+ENV = {"GRAVIX_DATA_DIR": "", "GRAVIX_STORE": "", "GRAVIX_CONSOLE_WIDTH": "200", "NO_COLOR": "1"}
+REFUSING = {
+    "rollup": [],
+    "cleanup": [],
+    "recover": [],
+    "query": ["SELECT 1"],
+    "dashboard": [],
+    "demo": [],
+}
+COMMANDS = [*REFUSING, "ingest-server", "doctor"]
+
+
+@pytest.mark.parametrize("command", COMMANDS)
+def test_every_command_with_a_data_root_takes_store(command: str) -> None:
+    result = CliRunner().invoke(app, [command, "--help"], env=ENV)
+    assert result.exit_code == 0
+    assert "--store" in result.output
+
+
+@pytest.mark.parametrize("via_env", [False, True], ids=["flag", "env"])
+@pytest.mark.parametrize("command", list(REFUSING))
+def test_commands_not_on_the_store_yet_refuse_it_and_change_nothing(
+    command: str, via_env: bool, tmp_path: Path
+) -> None:
+    root = tmp_path / "data"
+    store = "s3://some-bucket/prefix"
+    args = [command, *REFUSING[command], "--data-dir", str(root), "--json"]
+    env = dict(ENV)
+    if via_env:
+        env["GRAVIX_STORE"] = store
+    else:
+        args += ["--store", store]
+    result = CliRunner().invoke(app, args, env=env)
+    assert result.exit_code == 2, result.output
+    document = json.loads(result.stdout) if command != "dashboard" else None
+    if document is not None:
+        assert document["code"] == 2
+        assert f"gravix {command}" in document["error"] and document["hint"]
+    assert f"gravix {command} does not work on an object store yet" in result.output
+    assert not root.exists()
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_ingest_server_refuses_a_bad_node_id_before_touching_anything(tmp_path: Path) -> None:
+    root = tmp_path / "data"
+    args = ["ingest-server", "--data-dir", str(root), "--insecure-no-auth", "--port", "0"]
+    result = CliRunner().invoke(app, [*args, "--store", "s3://b-1/x", "--node-id", "a/b"], env=ENV)
+    assert result.exit_code == 2
+    assert "node id" in result.output
+    assert not root.exists()

@@ -209,8 +209,7 @@ POOL_RUN = textwrap.dedent("""
     import json, sys
     from pathlib import Path
     from gravix.rollup import run_rollup
-    from gravix.rollup.compact import compact_closed_days
-from gravix.rollup.executor import LocalExecutor
+    from gravix.rollup.executor import LocalExecutor
     from gravix.storage import durable
     durable.install_fault_plan(sys.argv[2])
     run_rollup(root=Path(sys.argv[1]), executor=LocalExecutor(workers=2, min_bytes=0))

@@ -27,6 +27,8 @@ DEFAULT_MAX_FUTURE_SECONDS = 300.0
 DEFAULT_MAX_SINGLE_BYTES = 1024 * 1024
 DEFAULT_MAX_BATCH_BYTES = 16 * 1024 * 1024
 DEFAULT_MIN_FREE_BYTES = 256 * 1024 * 1024
+DEFAULT_EXECUTOR = "local"
+DASK_SCHEME = "dask://"
 # A node id goes into object names (raw/…/<node-id>-<id>.jsonl): letters, digits, _ and -.
 NODE_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{0,62}$")
 # S3 bucket names (the rules AWS states for new buckets, which every S3-compatible store takes).
@@ -68,6 +70,7 @@ class Settings:
     min_free_bytes: int = DEFAULT_MIN_FREE_BYTES
     dashboard_host: str = DEFAULT_DASHBOARD_HOST
     dashboard_port: int = DEFAULT_DASHBOARD_PORT
+    executor: str = DEFAULT_EXECUTOR  # local, or dask://HOST:PORT (DESIGN §11)
     store: StoreConfig | None = None  # None: raw/, warehouse/, quarantine/ under data_dir
     node_id: str = "node"
     # Test-only fault injection plan for the durable-file module (JSON); see durable.py.
@@ -198,6 +201,27 @@ def _directory(picked: tuple[object, str], default: str) -> Path:
     return path
 
 
+def _executor(picked: tuple[object, str]) -> str:
+    """``local`` or ``dask://HOST:PORT``, checked here so that a typo is a usage error
+    before any work starts."""
+    value, source = picked
+    text = str(value).strip() if value not in (None, "") else DEFAULT_EXECUTOR
+    if text == DEFAULT_EXECUTOR:
+        return text
+    host, _, port = text.removeprefix(DASK_SCHEME).rpartition(":")
+    if (
+        not text.startswith(DASK_SCHEME)
+        or not host
+        or any(c in host for c in "/@ ")
+        or not (port.isascii() and port.isdecimal() and 0 < int(port) <= 65535)
+    ):
+        raise ConfigError(
+            f"{source or '--executor'} must be local or dask://HOST:PORT, got {text!r}",
+            hint="e.g. --executor dask://127.0.0.1:8786 (a running Dask scheduler)",
+        )
+    return text
+
+
 def _store_config(picked: tuple[object, str], env: Mapping[str, str]) -> StoreConfig | None:
     value, source = picked
     if value in (None, ""):
@@ -286,6 +310,7 @@ def load_settings(
     min_free_bytes: str | int | None = None,
     dashboard_host: str | None = None,
     dashboard_port: int | None = None,
+    executor: str | None = None,
     store: str | None = None,
     node_id: str | None = None,
     local_only: str | None = None,
@@ -344,6 +369,7 @@ def load_settings(
         ),
         dashboard_host=src.text(dashboard_host, "GRAVIX_DASHBOARD_HOST", DEFAULT_DASHBOARD_HOST),
         dashboard_port=dashboard_port_value,
+        executor=_executor(src.pick(executor, "--executor", "GRAVIX_EXECUTOR")),
         store=store_config,
         node_id=_node_id(src.pick(node_id, "--node-id", "GRAVIX_NODE_ID")),
         fault_plan=src.env.get("GRAVIX_FAULT_PLAN") or None,

@@ -1,10 +1,17 @@
 """`gravix rollup` on the command line: the window reaches the library, widening is said,
---json is one document, the second run says there is nothing to do, exit codes."""
+--json is one document, the second run says there is nothing to do, exit codes, and the
+progress bar shows on a terminal only."""
 
 from __future__ import annotations
 
 import json
+import os
+import pty
 import random
+import select
+import subprocess
+import sys
+import time
 from pathlib import Path
 from typing import Any
 
@@ -16,6 +23,7 @@ from rollup_facts import DAY1, generate
 
 ENV = {"GRAVIX_DATA_DIR": "", "GRAVIX_CONSOLE_WIDTH": "200", "NO_COLOR": "1"}
 HOURS = [Hour(DAY1, 10), Hour(DAY1, 11), Hour(DAY1, 12)]
+SRC = Path(__file__).resolve().parents[2] / "src"
 
 
 def invoke(*args: str) -> Any:
@@ -91,3 +99,48 @@ def test_bad_flags_are_usage_errors(data_root: Path) -> None:
     missing = invoke("--data-dir", str(data_root / "nope"))
     assert missing.exit_code == 2
     assert not (data_root / "nope").exists()
+
+
+def _run_on_terminal(root: Path, *args: str, stderr_tty: bool = True) -> tuple[int, str, bytes]:
+    """``gravix rollup`` with stderr on a pseudo-terminal (or a pipe): (code, stdout, stderr)."""
+    master, slave = pty.openpty()
+    env = {**os.environ, **ENV, "TERM": "xterm", "PYTHONPATH": str(SRC)}
+    cmd = [sys.executable, "-m", "gravix", "rollup", "--data-dir", str(root), *args]
+    proc = subprocess.Popen(
+        cmd,
+        stdin=slave,
+        stdout=subprocess.PIPE,
+        stderr=slave if stderr_tty else subprocess.PIPE,
+        env=env,
+    )
+    os.close(slave)
+    seen = b""
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline:
+        ready, _, _ = select.select([master], [], [], 0.1)
+        if ready:
+            try:
+                chunk = os.read(master, 65536)
+            except OSError:  # the other end closed
+                break
+            if not chunk:
+                break
+            seen += chunk
+        elif proc.poll() is not None:
+            break
+    os.close(master)
+    out, err = proc.communicate(timeout=120)
+    return proc.returncode, out.decode(), seen if stderr_tty else err
+
+
+def test_progress_bar_on_a_terminal_only_and_never_with_json(tmp_path: Path) -> None:
+    bar = "━".encode()
+    code, out, err = _run_on_terminal(raw(tmp_path / "a"))
+    assert code == 0 and "Rolled up" in out
+    assert bar in err and b"rollup" in err
+    code, out, err = _run_on_terminal(raw(tmp_path / "b"), "--json")
+    assert code == 0 and json.loads(out)["hours_built"] == len(HOURS)
+    assert bar not in err
+    code, out, err = _run_on_terminal(raw(tmp_path / "c"), stderr_tty=False)
+    assert code == 0 and "Rolled up" in out
+    assert bar not in err

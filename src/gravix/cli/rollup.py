@@ -38,6 +38,16 @@ def rollup_command(
         str,
         typer.Option("--table", help="request_metrics_minute, service_events_daily or all."),
     ] = "all",
+    executor: Annotated[
+        str | None,
+        typer.Option(
+            "--executor",
+            help="Where the hour tasks run: local (worker processes on this machine) or "
+            "dask://HOST:PORT (a Dask distributed scheduler) (env GRAVIX_EXECUTOR; "
+            "default local).",
+            show_default=False,
+        ),
+    ] = None,
     data_dir: DataDir = None,
     store: StoreUrl = None,
     json: Json = False,
@@ -63,11 +73,18 @@ def rollup_command(
     from gravix.storage import durable
 
     with boundary(json=json):
-        settings = load_settings(data_dir=data_dir, store=store, local_only="gravix rollup")
+        settings = load_settings(
+            data_dir=data_dir, store=store, executor=executor, local_only="gravix rollup"
+        )
         durable.install_fault_plan(settings.fault_plan)
         with progress(not json, "rollup") as bar:
             summary = run_rollup(
-                root=settings.data_dir, start=start_time, end=end_time, tables=table, progress=bar
+                root=settings.data_dir,
+                start=start_time,
+                end=end_time,
+                tables=table,
+                progress=bar,
+                executor=settings.executor,
             )
     if json:
         from gravix.cli.render import print_json

@@ -33,6 +33,8 @@ class PlannedHour:
     reason: str  # new | changed | removed | missing | requested
     # When the newest raw file of the hour arrived (epoch seconds; 0 if it has none).
     newest_mtime: float = field(default=0.0, compare=False, metadata={"json": False})
+    # The size of its raw files when planned (how much work it is).
+    raw_bytes: int = field(default=0, compare=False, metadata={"json": False})
 
 
 def _raw_files(root: Path, table: str, hour: Hour) -> tuple[dict[str, int], float]:
@@ -143,7 +145,7 @@ def plan_table(
         else:
             reason = None
         if reason is not None:
-            plan.append(PlannedHour(table, hour, reason, newest))
+            plan.append(PlannedHour(table, hour, reason, newest, sum(files.values())))
     return plan
 
 
@@ -196,7 +198,7 @@ def window_plan(
                 continue
             files = _current_files(root, table, hour) if hour in raw else {}
             if files:
-                plan.append(PlannedHour(table, hour, REQUESTED))
+                plan.append(PlannedHour(table, hour, REQUESTED, raw_bytes=sum(files.values())))
             else:
                 without_raw += 1
                 manifest = read_manifest(root, table, hour)

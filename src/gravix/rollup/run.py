@@ -34,7 +34,6 @@ from __future__ import annotations
 import os
 import time
 from collections.abc import Callable, Iterable
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from functools import partial
@@ -44,7 +43,8 @@ from typing import ClassVar
 from gravix import schema
 from gravix.errors import ConfigError
 from gravix.report import to_json
-from gravix.rollup.build import HourResult, build_event_day, build_request_hour, keep_removed
+from gravix.rollup.build import HourResult, build_event_day, keep_removed
+from gravix.rollup.executor import Executor, HourTask, open_executor
 from gravix.rollup.plan import (
     REMOVED,
     REQUESTED,
@@ -60,8 +60,6 @@ from gravix.units import ceil_to, floor_to, parse_time, utc_stamp
 
 LOCK_NAME = "rollup"
 HOUR = timedelta(hours=1)
-# Hours of request_metrics_minute built at the same time.
-HOUR_WORKERS = max(1, min(2, os.cpu_count() or 1))
 
 Progress = Callable[[str, int, int], None]
 
@@ -171,7 +169,24 @@ class RollupSummary:
         return text + f" in {self.seconds:.1f}s."
 
 
-def _execute(root: Path, plan: list[PlannedHour], progress: Progress | None) -> list[HourResult]:
+def _hour_tasks(root: Path, hours: list[PlannedHour]) -> list[HourTask]:
+    """One task per hour, but one per compacted day for the hours of such a day: they
+    rewrite the day's one file, so they must not run at the same time in two workers.
+    (Compaction runs under the rollup lock, so which days are compacted holds for the run.)"""
+    tasks: list[HourTask] = []
+    by_day: dict[date, list[PlannedHour]] = {}
+    for planned in hours:
+        if layout.warehouse_day_file(root, planned.table, planned.hour.day).exists():
+            by_day.setdefault(planned.hour.day, []).append(planned)
+        else:
+            tasks.append(HourTask(root, (planned,)))
+    tasks.extend(HourTask(root, tuple(day)) for day in by_day.values())
+    return tasks
+
+
+def _execute(
+    root: Path, plan: list[PlannedHour], progress: Progress | None, executor: Executor
+) -> list[HourResult]:
     results: list[HourResult] = []
     total = len(plan)
     done = 0
@@ -194,12 +209,11 @@ def _execute(root: Path, plan: list[PlannedHour], progress: Progress | None) -> 
             hourly.append(planned)
         else:
             daily.setdefault(planned.hour.day, {})[planned.hour] = planned
-    # Two hours in flight keep both cores busy through the parts of an hour that run on
-    # one thread; memory stays bounded by two hours, whatever the window.
-    with ThreadPoolExecutor(max_workers=HOUR_WORKERS, thread_name_prefix="rollup") as pool:
-        for result in pool.map(partial(build_request_hour, root), hourly):
-            results.append(result)
-            tick(f"{result.table} {result.hour}")
+    built: list[HourResult] = []
+    for result in executor.run(_hour_tasks(root, hourly)):  # in the order they finish
+        built.append(result)
+        tick(f"{result.table} {result.hour}")
+    results.extend(sorted(built, key=lambda r: r.hour))
     for day, hours in sorted(daily.items()):
         label = f"{schema.SERVICE_EVENTS_DAILY} {day.isoformat()}"
         results.extend(build_event_day(root, day, hours, partial(tick, label)))
@@ -246,10 +260,13 @@ def run_rollup(
     end: datetime | str | None = None,
     tables: Iterable[str] | str | None = None,
     progress: Progress | None = None,
+    executor: str | Executor | None = None,
 ) -> RollupSummary:
     """``gravix rollup``: with a window, rebuild every hour it touches (widened to whole
-    hours); without one, rebuild exactly the hours whose raw file set changed."""
+    hours); without one, rebuild exactly the hours whose raw file set changed. The hours
+    of request_metrics_minute run on ``executor`` (``local`` or ``dask://HOST:PORT``)."""
     chosen = choose_tables(tables)
+    runner = open_executor(executor)
     requested_start = None if start in (None, "") else parse_time(start, "--start-time")
     requested_end = None if end in (None, "") else parse_time(end, "--end-time")
     if requested_start and requested_end and requested_start >= requested_end:
@@ -274,7 +291,7 @@ def run_rollup(
                 )
             else:
                 plan = [p for t in chosen for p in plan_table(root, t)]
-            summary.hours = _execute(root, plan, progress)
+            summary.hours = _execute(root, plan, progress, runner)
             summary.seconds = time.perf_counter() - started
             _record_run(root, summary)
         finally:
@@ -287,6 +304,7 @@ def rebuild_hours(
     table: str,
     hours: list[Hour],
     progress: Progress | None = None,
+    executor: str | Executor | None = None,
 ) -> RollupSummary:
     """Rebuild the given hours of ``table`` from raw (e.g. after recovery quarantined a
     corrupt Parquet file). Takes the rollup lock."""
@@ -298,7 +316,7 @@ def rebuild_hours(
         try:
             _sweep_temporaries(root, [table])
             plan = [PlannedHour(table, h, REQUESTED) for h in sorted(set(hours))]
-            summary.hours = _execute(root, plan, progress)
+            summary.hours = _execute(root, plan, progress, open_executor(executor))
             summary.seconds = time.perf_counter() - started
             _record_run(root, summary)
         finally:

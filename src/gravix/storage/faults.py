@@ -13,11 +13,16 @@ installed with :func:`install_fault_plan`), so a server in a subprocess can be
 faulted. A plan is a list of rules, each::
 
     {"op": "fsync" | "*", "path": "substring", "skip": 0, "times": 1,
-     "action": "eio" | "enospc" | "kill", "while_exists": "/path/to/flag"}
+     "action": "eio" | "enospc" | "kill" | "delay", "seconds": 0.0,
+     "while_exists": "/path/to/flag"}
 
 ``skip`` matching operations pass first, then the next ``times`` fail (-1 = forever).
-With ``while_exists`` the rule applies only while that file exists (tests create
-and delete it to make the disk "full" and "free" again).
+``delay`` makes the operation wait ``seconds`` and then go ahead (a slow disk: a test
+can act while a job is in the middle of it). With ``while_exists`` the rule applies only
+while that file exists (tests create and delete it to make the disk "full" and "free" again).
+
+The plans installed in a process are kept as text (:func:`installed_plans`), so that a job
+which hands work to other processes (rollup's executor) can install them there too.
 """
 
 from __future__ import annotations
@@ -26,6 +31,7 @@ import errno as errno_mod
 import json
 import os
 import signal
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -33,12 +39,15 @@ from gravix.errors import ConfigError
 
 Hook = Callable[[str, str], None]
 _hook: Hook | None = None
+_plans: list[str] = []
 
 
 def set_hook(hook: Hook | None) -> Hook | None:
     """Install ``hook(op, path)`` to run before every operation; returns the previous one."""
     global _hook
     previous, _hook = _hook, hook
+    if hook is None:
+        _plans.clear()
     return previous
 
 
@@ -55,13 +64,14 @@ class _Rule:
     skip: int = 0
     times: int = 1
     while_exists: str = ""
+    seconds: float = 0.0
     seen: int = 0
     fired: int = 0
 
     def __post_init__(self) -> None:
         # A misspelt action would otherwise quietly behave as "eio".
-        if self.action not in ("eio", "enospc", "kill"):
-            raise TypeError(f"unknown action {self.action!r} (eio, enospc or kill)")
+        if self.action not in ("eio", "enospc", "kill", "delay"):
+            raise TypeError(f"unknown action {self.action!r} (eio, enospc, kill or delay)")
 
     def apply(self, op: str, path: str) -> None:
         if self.op not in ("*", op) or self.path not in path:
@@ -74,6 +84,9 @@ class _Rule:
         self.fired += 1
         if self.action == "kill":
             os.kill(os.getpid(), signal.SIGKILL)
+        if self.action == "delay":
+            time.sleep(self.seconds)
+            return
         code = errno_mod.ENOSPC if self.action == "enospc" else errno_mod.EIO
         raise OSError(code, f"injected {os.strerror(code)} on {op}", path)
 
@@ -86,6 +99,7 @@ def install_fault_plan(plan: str | None) -> None:
         rules = [_Rule(**r) for r in json.loads(plan)]
     except (ValueError, TypeError) as exc:
         raise ConfigError(f"GRAVIX_FAULT_PLAN is not a valid plan: {exc}") from None
+    _plans.append(plan)
     previous = _hook
 
     def hook(op: str, path: str) -> None:
@@ -95,3 +109,8 @@ def install_fault_plan(plan: str | None) -> None:
             rule.apply(op, path)
 
     set_hook(hook)
+
+
+def installed_plans() -> tuple[str, ...]:
+    """The plans installed in this process, in order (JSON text each)."""
+    return tuple(_plans)

@@ -32,7 +32,6 @@ _TIME_COLUMNS = {
 TABLES_HINT = sql_guard.hint(TABLES)
 _COUNT_NAME = "count"
 _POLARS_COUNT_NAME = "len"
-TABLES_HINT = sql_guard.hint(TABLES)
 
 
 def rewrite_names(sql: str) -> str:
@@ -186,14 +185,3 @@ def _count_named(tree: exp.Expr, frame: pl.DataFrame) -> pl.DataFrame:
         if is_count_star and frame.columns[index] == _POLARS_COUNT_NAME:
             return frame.rename({_POLARS_COUNT_NAME: _COUNT_NAME})
     return frame
-
-
-def rewrite_names(sql: str) -> str:
-    """Drop the Trino-style ``gravix.raw.`` / ``raw.`` qualifiers from table names."""
-    return sql_guard.rewrite_names(sql, TABLES)
-
-
-def referenced_tables(sql: str) -> set[str]:
-    """The known tables a statement reads (outside literals and comments): only those are
-    scanned, so an alias or a literal that happens to spell a table's name costs nothing."""
-    return sql_guard.referenced_tables(sql, TABLES)

@@ -5,7 +5,6 @@ metric's name until a node exports it and checks it from then on."""
 
 from __future__ import annotations
 
-import pytest
 from watch_support import (
     PROMETHEUS_MADE,
     STORE_METRICS,
@@ -58,22 +57,9 @@ def test_every_name_used_is_exported_by_a_live_node(live: Exported) -> None:
         if name not in live.names | PROMETHEUS_MADE | STORE_METRICS
     }
     assert not missing, f"not exported by a live node: {missing}"
-    # Every name on the exception list is used (the list is not stale).
+    # Every name on the exception list is used (the list is not stale); a node with a
+    # store exports them (test_store_node_metrics.py).
     assert set(used) >= STORE_METRICS
-
-
-@pytest.mark.parametrize("name", sorted(STORE_METRICS))
-def test_store_metric_is_exported_with_the_tested_labels(name: str, live: Exported) -> None:
-    """Skipped while a node exports no upload metric at all; once the store exports any,
-    a name the files use that it does not export is a failure."""
-    uploads = sorted(n for n in live.names if n.startswith("gravix_upload_"))
-    if not uploads:
-        pytest.skip(
-            f"{name} is not exported by a live node yet: it comes with the object store "
-            "(issue 19, item 2); the upload alerts and panels read it"
-        )
-    assert name in live.names, f"a live node exports {uploads} but not {name}"
-    _check_labels({name}, live)
 
 
 def test_input_series_have_the_labels_of_a_live_node(live: Exported) -> None:

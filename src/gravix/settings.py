@@ -33,7 +33,8 @@ DASK_SCHEME = "dask://"
 NODE_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{0,62}$")
 # S3 bucket names (the rules AWS states for new buckets, which every S3-compatible store takes).
 _BUCKET = re.compile(r"^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$")
-_PREFIX_PART = re.compile(r"^[A-Za-z0-9_.=-]+$")
+# No "=" in a prefix: an engine reading Hive partitions would take "a=b" above a table for one.
+_PREFIX_PART = re.compile(r"^[A-Za-z0-9_.-]+$")
 
 
 @dataclass(frozen=True)
@@ -235,14 +236,14 @@ def _store_config(picked: tuple[object, str], env: Mapping[str, str]) -> StoreCo
     parts = urlsplit(url)
     if parts.scheme != "s3" or parts.query or parts.fragment:
         raise ConfigError(f"{source} {url!r} is not an s3:// URL", hint=hint)
-    if not _BUCKET.match(parts.netloc or ""):
+    if not _BUCKET.match(parts.netloc or "") or ".." in parts.netloc:
         raise ConfigError(f"{source} {url!r}: {parts.netloc!r} is not a bucket name", hint=hint)
     prefix = parts.path.strip("/")
     parts_ok = all(_PREFIX_PART.match(p) and p not in (".", "..") for p in prefix.split("/"))
     if prefix and not parts_ok:
         raise ConfigError(
             f"{source} {url!r}: the prefix {prefix!r} may hold only letters, digits and "
-            "_ . = - between slashes",
+            "_ . - between slashes",
             hint=hint,
         )
     endpoint = env.get("AWS_ENDPOINT_URL_S3") or env.get("AWS_ENDPOINT_URL") or None

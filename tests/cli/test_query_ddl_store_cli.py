@@ -55,7 +55,7 @@ def test_store_ddl_goes_to_an_output_file(tmp_path: Path) -> None:
         "http://gravix-data/prod",  # not s3://
         "s3://Gravix-Data/prod",  # not a bucket name
         "s3://gravix-data/prod?versionId=1",  # a query
-        "s3://gravix-data/a=b",  # settings take it; Trino's locations need no escaping
+        "s3://gravix-data/a=b",  # a Hive reader would take the prefix for a partition
     ],
 )
 def test_a_bad_store_url_is_a_usage_error_with_a_hint(tmp_path: Path, url: str) -> None:

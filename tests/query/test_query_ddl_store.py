@@ -9,8 +9,17 @@ import pytest
 import sqlglot
 from sqlglot import exp
 
-from gravix.errors import GravixError
-from gravix.query import store_location, trino_ddl, trino_store_ddl
+from gravix.errors import ConfigError
+from gravix.query import trino_ddl, trino_store_ddl
+from gravix.settings import StoreConfig, load_settings
+
+
+def store(url: str) -> StoreConfig:
+    """The store as settings parse it from ``--store`` (the one place that checks it)."""
+    config = load_settings(store=url, environ={}).store
+    assert config is not None
+    return config
+
 
 AREA = {
     "request_metrics_minute": "warehouse",
@@ -57,25 +66,26 @@ def statements(ddl: str) -> tuple[dict[str, str], dict[str, list[str]], list[str
     ],
 )
 def test_every_location_is_under_the_store(url: str, root: str) -> None:
-    locations, _, schemas = statements(trino_store_ddl(url))
+    locations, _, schemas = statements(trino_store_ddl(store(url)))
     assert locations == {table: f"{root}/{area}/{table}" for table, area in AREA.items()}
     assert schemas == [f"{root}/warehouse"]
-    assert store_location(url) == root
 
 
 def test_same_tables_and_columns_as_for_a_data_root(tmp_path: Path) -> None:
     _, local_columns, _ = statements(trino_ddl(tmp_path))
-    _, store_columns, _ = statements(trino_store_ddl("s3://bucket/gravix"))
+    _, store_columns, _ = statements(trino_store_ddl(store("s3://bucket/gravix")))
     assert store_columns == local_columns
     assert set(store_columns) == set(AREA)
-    ddl = trino_store_ddl("s3://bucket/gravix")
+    ddl = trino_store_ddl(store("s3://bucket/gravix"))
     for table in AREA:
         assert f"CALL gravix.system.sync_partition_metadata('raw', '{table}', 'FULL');" in ddl
 
 
 def test_store_ddl_reads_nothing(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.chdir(tmp_path)
-    assert "s3://bucket/p/warehouse/request_metrics_minute" in trino_store_ddl("s3://bucket/p")
+    assert "s3://bucket/p/warehouse/request_metrics_minute" in trino_store_ddl(
+        store("s3://bucket/p")
+    )
     assert list(tmp_path.iterdir()) == []
 
 
@@ -98,10 +108,12 @@ def test_store_ddl_reads_nothing(tmp_path: Path, monkeypatch: pytest.MonkeyPatch
         "s3://bucket/a/../b",
         "s3://bucket/a/./b",
         "s3://bucket/a b",
+        "s3://bucket/a=b",
         "s3:///prefix",
     ],
 )
 def test_a_bad_store_url_is_refused_with_a_hint(url: str) -> None:
-    with pytest.raises(GravixError) as caught:
-        trino_store_ddl(url)
+    with pytest.raises(ConfigError) as caught:
+        store(url)
     assert caught.value.hint and "s3://BUCKET" in caught.value.hint
+    assert caught.value.exit_code == 2

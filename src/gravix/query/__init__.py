@@ -26,7 +26,7 @@ from gravix.query.presets import (
 )
 from gravix.query.tables import TABLES, scan_table, table_names
 from gravix.query.times import resolve_window
-from gravix.query.trino import store_location, trino_ddl, trino_ddl_for, trino_store_ddl
+from gravix.query.trino import trino_ddl, trino_ddl_for, trino_store_ddl
 
 if TYPE_CHECKING:
     from gravix.query.answer import SqlAnswer, answer_sql, prepare_sql, run_sql, show_tables
@@ -63,7 +63,6 @@ __all__ = [
     "scan_table",
     "service_health",
     "show_tables",
-    "store_location",
     "table_names",
     "top_endpoints",
     "trino_ddl",

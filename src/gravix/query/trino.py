@@ -8,9 +8,7 @@ statements point at ``s3://bucket/prefix/warehouse/…`` and ``…/raw/…`` ins
 
 from __future__ import annotations
 
-import re
 from pathlib import Path
-from urllib.parse import urlsplit
 
 from gravix.errors import ConfigError, QueryError
 from gravix.query.tables import TABLES
@@ -23,10 +21,6 @@ SCHEMA = "raw"
 # Raw event times stay text: Trino's JSON reader does not parse RFC 3339 with a zone.
 _RAW_TEXT_COLUMNS = {"event_time"}
 _PARTITION_TYPES = {"event_day": "date", "hour": "varchar"}
-# S3's bucket naming rules; prefix segments in the characters that need no escaping.
-_BUCKET = re.compile(r"^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$")
-_SEGMENT = re.compile(r"^[A-Za-z0-9_.-]+$")
-_STORE_HINT = "give the store as s3://BUCKET or s3://BUCKET/PREFIX, as --store takes it"
 # Stand-in root for a store: the layout builds the relative paths under it.
 _STORE_ROOT = Path("/")
 
@@ -77,34 +71,11 @@ def trino_ddl(root: Path, *, location_prefix: str | None = None) -> str:
     return "\n\n".join(out + syncs) + "\n"
 
 
-def store_location(store_url: str) -> str:
-    """``s3://bucket[/prefix]`` checked and normalised (no trailing slash): the root under
-    which the store keeps ``raw/``, ``warehouse/`` and ``quarantine/``. A URL that cannot
-    be one is the user's to fix: a ConfigError (a usage error, exit 2)."""
-    parts = urlsplit(store_url)
-    if parts.scheme != "s3":
-        raise ConfigError(f"not an s3:// store URL: {store_url!r}", hint=_STORE_HINT)
-    if "@" in parts.netloc or ":" in parts.netloc or parts.query or parts.fragment:
-        raise ConfigError(
-            "a store URL carries no credentials, port, query or fragment",
-            hint=_STORE_HINT + "; the credentials go in the Trino catalog",
-        )
-    if not _BUCKET.match(parts.netloc) or ".." in parts.netloc:
-        raise ConfigError(f"not an S3 bucket name: {parts.netloc!r}", hint=_STORE_HINT)
-    segments = parts.path.strip("/").split("/") if parts.path.strip("/") else []
-    for segment in segments:
-        if not _SEGMENT.match(segment) or segment in (".", ".."):
-            raise ConfigError(
-                f"store prefix segment {segment!r} is empty, relative or needs escaping",
-                hint=_STORE_HINT + " (letters, digits, '_', '.' and '-' between slashes)",
-            )
-    return "/".join([f"s3://{parts.netloc}", *segments])
-
-
-def trino_store_ddl(store_url: str) -> str:
+def trino_store_ddl(store: StoreConfig) -> str:
     """The statements of :func:`trino_ddl` for the tables kept in an object store, with
-    every location under the store URL; reads nothing."""
-    return trino_ddl(_STORE_ROOT, location_prefix=store_location(store_url))
+    every location under the store's URL (checked by :mod:`gravix.settings`); reads
+    nothing."""
+    return trino_ddl(_STORE_ROOT, location_prefix=store.url)
 
 
 def trino_ddl_for(
@@ -120,4 +91,4 @@ def trino_ddl_for(
             hint="with --store (or GRAVIX_STORE) every location is under the store URL; "
             "give --location-prefix only for a data root",
         )
-    return trino_store_ddl(store.url)
+    return trino_store_ddl(store)

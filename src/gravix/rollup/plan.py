@@ -80,23 +80,6 @@ def read_manifest(root: Path, table: str, hour: Hour) -> dict[str, Any] | None:
     return data
 
 
-def _manifest_hours(root: Path, table: str) -> dict[Hour, Path]:
-    out: dict[Hour, Path] = {}
-    base = layout.rollup_state_dir(root, table)
-    if not base.is_dir():
-        return out
-    for day_entry in os.scandir(base):
-        day = layout.parse_day_dir(day_entry.name)
-        if day is None or not day_entry.is_dir(follow_symlinks=False):
-            continue
-        for entry in os.scandir(day_entry.path):
-            stem = entry.name.removesuffix(".json")
-            value = layout.parse_hour_dir(stem) if entry.name.endswith(".json") else None
-            if value is not None:
-                out[Hour(day, value)] = Path(entry.path)
-    return out
-
-
 def _unchanged_since(root: Path, table: str, hour: Hour, hour_dir: Path, since: float) -> bool:
     """True if the hour cannot need work: raw files enter and leave an hour directory only
     by rename and unlink, which update its mtime; a directory older than the start of the
@@ -123,7 +106,7 @@ def plan_table(
     """The hours of ``table`` that need work; with ``since`` (when the last incremental
     run started), hours whose raw directory has not changed since are passed over."""
     raw = layout.raw_hours(root, schema.TABLE_SOURCE[table])
-    hours = set(raw) | set(_manifest_hours(root, table))
+    hours = set(raw) | set(layout.manifest_hours(root, table))
     if only is not None:
         hours &= only
     plan: list[PlannedHour] = []
@@ -190,7 +173,7 @@ def window_plan(
     for table in tables:
         topic = schema.TABLE_SOURCE[table]
         raw = layout.raw_hours(root, topic)
-        known = set(raw) | set(_manifest_hours(root, table))
+        known = set(raw) | set(layout.manifest_hours(root, table))
         for hour in sorted(known):
             if (start is not None and hour.start < start) or (
                 end is not None and hour.start >= end

@@ -359,29 +359,31 @@ def compact_staging_days(root: Path) -> list[Path]:
     )
 
 
-def newest_manifest_hour(root: Path, table: str) -> Hour | None:
-    """The newest hour of ``table`` with a rollup manifest (None before the first rollup):
-    the newest day directory that holds one, then its newest hour. A few directory reads."""
+def manifest_hours(root: Path, table: str) -> dict[Hour, Path]:
+    """Every hour of ``table`` with a rollup manifest, and the manifest's path."""
+    out: dict[Hour, Path] = {}
     base = rollup_state_dir(root, table)
+    if not base.is_dir():
+        return out
+    for day_entry in os.scandir(base):
+        day = parse_day_dir(day_entry.name)
+        if day is None or not day_entry.is_dir(follow_symlinks=False):
+            continue
+        for entry in os.scandir(day_entry.path):
+            stem = entry.name.removesuffix(".json")
+            value = parse_hour_dir(stem) if entry.name.endswith(".json") else None
+            if value is not None:
+                out[Hour(day, value)] = Path(entry.path)
+    return out
+
+
+def newest_manifest_hour(root: Path, table: str) -> Hour | None:
+    """The newest hour of ``table`` with a rollup manifest (None before the first rollup,
+    or when the state cannot be read)."""
     try:
-        days = sorted(
-            (day, entry.path)
-            for entry in os.scandir(base)
-            if (day := parse_day_dir(entry.name)) is not None
-            and entry.is_dir(follow_symlinks=False)
-        )
-        for day, path in reversed(days):
-            hours = [
-                value
-                for entry in os.scandir(path)
-                if entry.name.endswith(".json")
-                and (value := parse_hour_dir(entry.name.removesuffix(".json"))) is not None
-            ]
-            if hours:
-                return Hour(day, max(hours))
+        return max(manifest_hours(root, table), default=None)
     except OSError:
         return None
-    return None
 
 
 def rollup_runs_path(root: Path) -> Path:

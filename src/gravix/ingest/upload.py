@@ -130,6 +130,7 @@ class Uploader:
         # Files another worker took: their hints would stay forever (a file without one is
         # split, into the same objects with the same bytes, so a dropped hint costs only CPU).
         listed = {path for _topic, path, _size in files}
-        for path in [p for p in self._hints if p not in listed and not p.exists()]:
+        # list() copies the keys in one step: hand_off adds to the dict from the event loop.
+        for path in [p for p in list(self._hints) if p not in listed and not p.exists()]:
             self._hints.pop(path, None)
         return False, bool(files)

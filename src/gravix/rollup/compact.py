@@ -22,14 +22,14 @@ before, and :func:`replace_hour` puts the new rows in the day file in place of t
 old ones (the day's other rows are copied, not recomputed), replacing the file atomically.
 
 Compaction runs under the rollup lock (``gravix cleanup`` holds it), so no rollup writes a
-day while it is compacted; within one rollup, two hours of one day take turns.
+day while it is compacted; within one rollup, the hours of a compacted day are one task
+(:mod:`gravix.rollup.run`), built one after another by one worker.
 """
 
 from __future__ import annotations
 
 import os
 import shutil
-import threading
 from dataclasses import dataclass, field
 from datetime import date, timedelta
 from pathlib import Path
@@ -50,14 +50,6 @@ SORT_KEYS = ["service", "bucket_start", "method", "path_template"]
 # Rows per row group of a day file: a few groups per service on a busy day, so a filter on
 # one service reads a fraction of the day, and few enough that a footer stays small.
 ROW_GROUP_ROWS = 4096
-
-_locks_guard = threading.Lock()
-_day_locks: dict[tuple[str, date], threading.Lock] = {}
-
-
-def _day_lock(table: str, day: date) -> threading.Lock:
-    with _locks_guard:
-        return _day_locks.setdefault((table, day), threading.Lock())
 
 
 @dataclass(frozen=True)
@@ -127,30 +119,29 @@ def compact_day(root: Path, table: str, day: date) -> CompactedDay | None:
     opened it just before the swap fails to open its files (and plans again) instead of
     finding it emptied."""
     live = layout.warehouse_day_dir(root, table, day)
-    with _day_lock(table, day):
-        names = [n for n in _names(live) if not n.startswith(".")]
-        hours = _hour_names(names)
-        if not hours:
-            return None
-        if layout.DAY_FILE in names:  # joined already: the day file stands for these
-            for name in hours:
-                durable.unlink(live / name)
-            return None
-        if sorted(names) != hours:
-            others = sorted(set(names) - set(hours))
-            raise CannotCompact(f"it holds other files than hour files ({', '.join(others[:3])})")
-        rows = _read_day(live, hours)
-        staging = layout.compact_staging_dir(root, table, day)
+    names = [n for n in _names(live) if not n.startswith(".")]
+    hours = _hour_names(names)
+    if not hours:
+        return None
+    if layout.DAY_FILE in names:  # joined already: the day file stands for these
+        for name in hours:
+            durable.unlink(live / name)
+        return None
+    if sorted(names) != hours:
+        others = sorted(set(names) - set(hours))
+        raise CannotCompact(f"it holds other files than hour files ({', '.join(others[:3])})")
+    rows = _read_day(live, hours)
+    staging = layout.compact_staging_dir(root, table, day)
+    _remove_tree(staging)
+    durable.makedirs(staging)
+    write_parquet(root, rows, staging / layout.DAY_FILE, row_group_rows=ROW_GROUP_ROWS)
+    if not durable.exchange(staging, live):
         _remove_tree(staging)
-        durable.makedirs(staging)
-        write_parquet(root, rows, staging / layout.DAY_FILE, row_group_rows=ROW_GROUP_ROWS)
-        if not durable.exchange(staging, live):
-            _remove_tree(staging)
-            raise CannotCompact(
-                "this file system cannot swap two directories in one step (Linux "
-                "renameat2 RENAME_EXCHANGE), which compaction needs to keep readers whole"
-            )
-        return CompactedDay(table, day, len(hours), rows.height)
+        raise CannotCompact(
+            "this file system cannot swap two directories in one step (Linux "
+            "renameat2 RENAME_EXCHANGE), which compaction needs to keep readers whole"
+        )
+    return CompactedDay(table, day, len(hours), rows.height)
 
 
 def compact_closed_days(root: Path, *, today: date) -> CompactReport:
@@ -183,26 +174,25 @@ def replace_hour(root: Path, table: str, hour: Hour, rows: pl.DataFrame) -> bool
     day_file = layout.warehouse_day_file(root, table, hour.day)
     if table not in COMPACTED_TABLES:
         return False
-    with _day_lock(table, hour.day):
-        if not day_file.exists():
-            return False
-        live = day_file.parent
-        for name in _hour_names(_names(live)):
-            durable.unlink(live / name)  # leftovers: the day file stands for them
-        try:
-            old = pl.read_parquet(day_file)
-        except (OSError, pl.exceptions.PolarsError) as exc:
-            raise StorageError(
-                f"cannot read {day_file} to put {hour} in it: {str(exc).splitlines()[0]}",
-                hint="run `gravix recover`: it quarantines a damaged file and rebuilds its "
-                "hours from raw",
-            ) from None
-        start = pl.lit(hour.start).cast(old.schema["bucket_start"])
-        end = pl.lit(hour.start + timedelta(hours=1)).cast(old.schema["bucket_start"])
-        kept = old.filter((pl.col("bucket_start") < start) | (pl.col("bucket_start") >= end))
-        day = pl.concat([kept, rows.select(old.columns)], how="vertical").sort(SORT_KEYS)
-        if day.height:
-            write_parquet(root, day, day_file, row_group_rows=ROW_GROUP_ROWS)
-        else:
-            remove_output(day_file)
-        return True
+    if not day_file.exists():
+        return False
+    live = day_file.parent
+    for name in _hour_names(_names(live)):
+        durable.unlink(live / name)  # leftovers: the day file stands for them
+    try:
+        old = pl.read_parquet(day_file)
+    except (OSError, pl.exceptions.PolarsError) as exc:
+        raise StorageError(
+            f"cannot read {day_file} to put {hour} in it: {str(exc).splitlines()[0]}",
+            hint="run `gravix recover`: it quarantines a damaged file and rebuilds its "
+            "hours from raw",
+        ) from None
+    start = pl.lit(hour.start).cast(old.schema["bucket_start"])
+    end = pl.lit(hour.start + timedelta(hours=1)).cast(old.schema["bucket_start"])
+    kept = old.filter((pl.col("bucket_start") < start) | (pl.col("bucket_start") >= end))
+    day = pl.concat([kept, rows.select(old.columns)], how="vertical").sort(SORT_KEYS)
+    if day.height:
+        write_parquet(root, day, day_file, row_group_rows=ROW_GROUP_ROWS)
+    else:
+        remove_output(day_file)
+    return True

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import builtins
 import os
+import stat
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
@@ -94,7 +95,7 @@ class LocalStore:
             st = os.stat(self._path(key), follow_symlinks=False)
         except FileNotFoundError:
             return None
-        return ObjectInfo(key, st.st_size) if os.path.isfile(self._path(key)) else None
+        return ObjectInfo(key, st.st_size) if stat.S_ISREG(st.st_mode) else None
 
     def read(self, key: str) -> bytes:
         fd = os.open(self._path(key), os.O_RDONLY | os.O_CLOEXEC | os.O_NOFOLLOW)

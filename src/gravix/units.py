@@ -63,6 +63,15 @@ def parse_size(value: str | int, flag: str = "") -> int:
     return int(float(m.group(1)) * _SIZE_UNITS[unit])
 
 
+def format_size(n: float) -> str:
+    """A byte count for people: ``512 B``, ``1.5 KiB`` … ``2.0 TiB``."""
+    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
+        if abs(n) < 1024 or unit == "TiB":
+            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
+        n /= 1024
+    return f"{n:.1f} TiB"  # pragma: no cover (the loop returns at TiB)
+
+
 def parse_duration(value: str | float, flag: str = "") -> float:
     """Seconds from ``90s``, ``15m``, ``24h``, ``7d``, ``2w``, ``500ms`` (bare = seconds)."""
     if isinstance(value, int | float) and not isinstance(value, bool):

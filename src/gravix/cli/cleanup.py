@@ -7,6 +7,7 @@ from typing import TYPE_CHECKING, Annotated
 import typer
 
 from gravix.cli.app import DataDir, Json, StoreUrl, app, boundary
+from gravix.units import format_size
 
 if TYPE_CHECKING:
     from gravix.ops.retention import CleanupReport
@@ -74,15 +75,6 @@ def cleanup_command(
         _render(report)
 
 
-def _size(n: int) -> str:
-    value = float(n)
-    for unit in ("B", "KiB", "MiB", "GiB"):
-        if value < 1024 or unit == "GiB":
-            return f"{value:.0f} {unit}" if unit == "B" else f"{value:.1f} {unit}"
-        value /= 1024
-    return f"{n} B"  # pragma: no cover
-
-
 def _render(report: CleanupReport) -> None:
     from rich.table import Table
 
@@ -106,7 +98,7 @@ def _render(report: CleanupReport) -> None:
             days = sorted(row["days"])
             span = days[0] if len(days) == 1 else f"{days[0]} … {days[-1]}"
             table.add_row(
-                name, str(row["partitions"]), str(row["files"]), _size(row["bytes"]), span
+                name, str(row["partitions"]), str(row["files"]), format_size(row["bytes"]), span
             )
         out.print(table)
     for path, reason in plan.skipped:
@@ -115,7 +107,7 @@ def _render(report: CleanupReport) -> None:
     if report.dry_run:
         out.print(
             f"Would delete {len(plan.partitions)} partitions, {plan.files} files, "
-            f"{_size(plan.bytes)}.",
+            f"{format_size(plan.bytes)}.",
             highlight=False,
         )
         out.print("No files were changed.")
@@ -124,7 +116,7 @@ def _render(report: CleanupReport) -> None:
     else:
         out.print(
             f"Deleted {len(plan.partitions)} partitions: {report.deleted_files} files, "
-            f"{_size(report.deleted_bytes)}; removed {report.removed_dirs} directories.",
+            f"{format_size(report.deleted_bytes)}; removed {report.removed_dirs} directories.",
             highlight=False,
         )
 

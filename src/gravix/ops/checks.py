@@ -27,6 +27,7 @@ from gravix.rollup.plan import MISSING, REMOVED
 from gravix.settings import Settings
 from gravix.storage import durable, guard, layout
 from gravix.storage.orphans import find_orphans
+from gravix.units import format_size
 
 Status = Literal["ok", "warn", "fail"]
 OK: Status = "ok"
@@ -95,14 +96,6 @@ def _ago(seconds: float) -> str:
     return f"{seconds / 86400:.1f} days ago"
 
 
-def _size(n: float) -> str:
-    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
-        if abs(n) < 1024 or unit == "TiB":
-            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
-        n /= 1024
-    return f"{n:.1f} TiB"
-
-
 def _plural(n: int, word: str) -> str:
     return f"{n} {word}" if n == 1 else f"{n} {word}s"
 
@@ -138,7 +131,9 @@ def check_data_root(ctx: Context) -> CheckResult:
 def check_disk(ctx: Context) -> CheckResult:
     usage = shutil.disk_usage(ctx.root)
     floor = ctx.settings.min_free_bytes
-    detail = f"{_size(usage.free)} free of {_size(usage.total)} (floor {_size(floor)})"
+    detail = (
+        f"{format_size(usage.free)} free of {format_size(usage.total)} (floor {format_size(floor)})"
+    )
     hint = (
         "free disk space, or delete old partitions with `gravix cleanup --days N`; "
         "the ingest server stops being ready below the floor"
@@ -269,7 +264,8 @@ def check_buffer(ctx: Context) -> CheckResult:
         return CheckResult(
             "buffer",
             FAIL,
-            f"{_plural(len(orphans), 'orphaned buffer file')} ({_size(size)}) not in raw: {names}",
+            f"{_plural(len(orphans), 'orphaned buffer file')} ({format_size(size)}) not in raw: "
+            f"{names}",
             "run `gravix recover` (an ingest server also recovers them when it starts)",
         )
     return CheckResult(

@@ -10,6 +10,7 @@ from gravix.ops.checks import FAIL, OK, WARN, CheckResult, Context
 from gravix.storage import durable, layout
 from gravix.storage.orphans import find_orphans
 from gravix.storage.upload import backlog
+from gravix.units import format_size
 
 # A file waits for one rotation or so; longer means the uploads are failing or too slow.
 BACKLOG_WARN_SECONDS = 5 * 60
@@ -18,21 +19,13 @@ BACKLOG_FAIL_SECONDS = 60 * 60
 NOT_ON_STORE = ("raw", "rollup", "bad lines", "warehouse", "query", "retention")
 
 
-def _size(n: float) -> str:
-    for unit in ("B", "KiB", "MiB", "GiB"):
-        if n < 1024 or unit == "GiB":
-            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
-        n /= 1024
-    return f"{n:.1f} GiB"
-
-
 def check_uploads(ctx: Context) -> CheckResult:
     store = ctx.settings.store_url
     found = backlog(ctx.root, schema.TOPICS, ctx.now.timestamp())
     if found.files == 0:
         return CheckResult("uploads", OK, f"upload backlog empty: everything is in {store}")
     detail = (
-        f"upload backlog: {found.files} sealed file(s), {_size(found.bytes)} waiting for "
+        f"upload backlog: {found.files} sealed file(s), {format_size(found.bytes)} waiting for "
         f"{store}; the oldest since {found.oldest_seconds:.0f} s"
     )
     if found.oldest_seconds < BACKLOG_WARN_SECONDS:

@@ -79,6 +79,8 @@ class Pieces:
         self._cache: OrderedDict[tuple[Any, ...], pl.DataFrame] = OrderedDict()
         self._lock = threading.Lock()
         self._reading: dict[tuple[Any, ...], threading.Lock] = {}
+        # One background fill at a time: many questions at once cannot start many reads.
+        self._filling = threading.Semaphore(1)
 
     def listing(self) -> list[tuple[str, datetime, datetime]]:
         """Every warehouse file with the span of event time its name says it holds."""
@@ -120,7 +122,8 @@ class Pieces:
         missing = {key: span for key, span in wanted.items() if key not in found}
         if self.size <= 0 or (fill_later and len(missing) > 1):
             answer = collect_stable(lambda: merged(plan([(start, end)]), keys))
-            if self.size > 0:  # nothing is kept without a cache
+            # nothing is kept without a cache; while a fill runs, the next question fills
+            if self.size > 0 and self._filling.acquire(blocking=False):
                 fill = threading.Thread(target=self._fill, args=(missing, keys, plan), daemon=True)
                 fill.start()
             return answer
@@ -153,6 +156,8 @@ class Pieces:
             self._read(missing, keys, plan)
         except Exception as exc:  # the next question reads the pieces itself
             log.warning("reading the dashboard's pieces in the background failed: %r", exc)
+        finally:
+            self._filling.release()
 
     def _read(
         self,

@@ -219,4 +219,3 @@ def test_an_unreachable_store_is_one_error_with_a_hint(tmp_path: Path) -> None:
         assert URL in document["error"] and "reachable" in document["hint"]
         assert document["code"] == StoreError.exit_code
         assert "Traceback" not in result.output
-

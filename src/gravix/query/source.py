@@ -21,9 +21,9 @@ from gravix.query.span import Span
 from gravix.settings import Settings
 from gravix.storage import layout, objects
 from gravix.storage.layout import Hour
+from gravix.storage.s3 import S3Store  # pyarrow's S3 support loads only when a store opens
 
 if TYPE_CHECKING:
-    from gravix.storage.s3 import S3Store
     from gravix.storage.store import ObjectInfo
 
 # Requests to the store at once when a read needs many prefixes or objects (a LIST or GET
@@ -102,8 +102,6 @@ def open_root(settings: Settings) -> Root:
     """The tables' files of ``settings``: its ``--store``, or the data root."""
     if settings.store is None:
         return settings.data_dir
-    from gravix.storage.s3 import S3Store
-
     return StoreRoot(S3Store(settings.store))
 
 

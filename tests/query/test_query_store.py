@@ -219,3 +219,18 @@ def test_an_unreachable_store_is_one_error_with_a_hint(tmp_path: Path) -> None:
         assert URL in document["error"] and "reachable" in document["hint"]
         assert document["code"] == StoreError.exit_code
         assert "Traceback" not in result.output
+
+
+def test_a_damaged_object_is_named_in_the_error(root: Path, moto: MotoServer) -> None:
+    url = f"s3://{BUCKET}/damaged"
+    copy_areas(root, moto, url)
+    store = S3Store(store_config(moto, url))
+    key = layout.object_key(root, Path(table_files(root, schema.REQUEST_METRICS_MINUTE)[2]))
+    good = store.read(key)
+    store.write(key, good[:4] + bytes(len(good) - 8) + good[-4:])  # footer kept, pages zeroed
+    sql = "SELECT sum(request_count) FROM request_metrics_minute"
+    result = run([sql, "--store", url, "--data-dir", str(root), "--json"], moto.env())
+    assert result.exit_code == 1, result.output
+    document = json.loads(result.stdout)
+    assert "damaged" in document["error"] and f"{url}/{key}" in document["error"]
+    assert "gravix recover" in document["hint"]

@@ -29,6 +29,9 @@ if TYPE_CHECKING:
 # Requests to the store at once when a read needs many prefixes or objects (a LIST or GET
 # waits on the network far longer than it uses the CPU).
 PARALLEL_REQUESTS = 8
+# Objects whose listing is remembered: past this, what was seen is forgotten (and listed
+# again by the next question), so a dashboard that runs for months keeps no deleted names.
+SEEN_LIMIT = 200_000
 _DAY = timedelta(days=1)
 T = TypeVar("T")
 R = TypeVar("R")
@@ -64,6 +67,8 @@ class StoreRoot:
         found = [info for infos in parallel(self.store.list, prefixes) for info in infos]
         urls = {self.store.object_url(info.key): info for info in found}
         with self._lock:
+            if len(self._seen) + len(urls) > SEEN_LIMIT:
+                self._seen.clear()
             self._seen.update(urls)
         return sorted(urls)
 

@@ -69,6 +69,8 @@ def dashboard_command(
     Example: gravix dashboard --data-dir demo-data
 
     Example: gravix dashboard --host 0.0.0.0 --port 8091 --api-key-file /etc/gravix/api-keys
+
+    Example: gravix dashboard --store s3://metrics/gravix
     """
     from gravix.dashboard import serve
     from gravix.settings import load_settings

@@ -106,6 +106,8 @@ def query_command(
 
     Example: gravix query --preset health --service frontend --since 24h --step 5
 
+    Example: gravix query --store s3://metrics/gravix --preset top-endpoints --since 3h
+
     Example: gravix query --ddl trino --store s3://metrics/gravix
     """
     from gravix import query

@@ -1,6 +1,6 @@
-"""`--store` on every command that has a data root: the ingest server and doctor take an
-s3:// store; the others refuse one (exit 2, an error and a hint, nothing changed), from
-the flag or from GRAVIX_STORE, instead of quietly using the data root."""
+"""`--store` on every command that has a data root: the ingest server, doctor, query and
+dashboard take an s3:// store; the others refuse one (exit 2, an error and a hint, nothing
+changed), from the flag or from GRAVIX_STORE, instead of quietly using the data root."""
 
 from __future__ import annotations
 
@@ -17,11 +17,9 @@ REFUSING = {
     "rollup": [],
     "cleanup": [],
     "recover": [],
-    "query": ["SELECT 1"],
-    "dashboard": [],
     "demo": [],
 }
-COMMANDS = [*REFUSING, "ingest-server", "doctor"]
+COMMANDS = [*REFUSING, "ingest-server", "doctor", "query", "dashboard"]
 
 
 @pytest.mark.parametrize("command", COMMANDS)
@@ -61,4 +59,21 @@ def test_ingest_server_refuses_a_bad_node_id_before_touching_anything(tmp_path: 
     result = CliRunner().invoke(app, [*args, "--store", "s3://b-1/x", "--node-id", "a/b"], env=ENV)
     assert result.exit_code == 2
     assert "node id" in result.output
+    assert not root.exists()
+
+
+@pytest.mark.parametrize("via_env", [False, True], ids=["flag", "env"])
+def test_query_takes_a_store_and_touches_no_data_root(via_env: bool, tmp_path: Path) -> None:
+    """A statement that reads no table answers without asking the store anything; the
+    store's reads are shown in tests/query/test_query_store.py."""
+    root = tmp_path / "data"
+    args = ["query", "SELECT 1 AS one", "--data-dir", str(root), "--json"]
+    env = dict(ENV)
+    if via_env:
+        env["GRAVIX_STORE"] = "s3://some-bucket/prefix"
+    else:
+        args += ["--store", "s3://some-bucket/prefix"]
+    result = CliRunner().invoke(app, args, env=env)
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.stdout)["rows"] == [{"one": 1}]
     assert not root.exists()

@@ -69,6 +69,8 @@ def dashboard_command(
     Example: gravix dashboard --data-dir demo-data
 
     Example: gravix dashboard --host 0.0.0.0 --port 8091 --api-key-file /etc/gravix/api-keys
+
+    Example: gravix dashboard --store s3://metrics/gravix
     """
     from gravix.dashboard import serve
     from gravix.settings import load_settings
@@ -77,7 +79,7 @@ def dashboard_command(
         from gravix.cli.render import err_console
 
         err_console().print(
-            f"Dashboard on {address} (data in {settings.data_dir}); Ctrl-C stops it.",
+            f"Dashboard on {address} (data in {where}); Ctrl-C stops it.",
             highlight=False,
             soft_wrap=True,
         )
@@ -85,7 +87,6 @@ def dashboard_command(
     with boundary():
         settings = load_settings(
             store=store,
-            local_only="gravix dashboard",
             data_dir=data_dir,
             api_keys=api_key,
             api_key_file=api_key_file,
@@ -93,6 +94,7 @@ def dashboard_command(
             dashboard_port=port,
             url=url,
         )
+        where = settings.store.url if settings.store else settings.data_dir
         code = serve(settings=settings, insecure_no_auth=insecure_no_auth, on_ready=ready)
     if json:
         from gravix.cli.render import print_json

@@ -106,6 +106,8 @@ def query_command(
 
     Example: gravix query --preset health --service frontend --since 24h --step 5
 
+    Example: gravix query --store s3://metrics/gravix --preset top-endpoints --since 3h
+
     Example: gravix query --ddl trino --store s3://metrics/gravix
     """
     from gravix import query
@@ -132,14 +134,14 @@ def query_command(
     if out_fmt is Format.parquet and terminal:
         raise typer.BadParameter("Parquet is binary: give --output FILE or redirect stdout")
     with boundary(json=json):
-        # Only the DDL works on an object store yet: it reads nothing, it names locations.
-        local_only = None if ddl is not None else "gravix query"
-        settings = load_settings(data_dir=data_dir, store=store, local_only=local_only)
-        root = settings.data_dir
+        settings = load_settings(data_dir=data_dir, store=store)
         if ddl is not None:
-            text = query.trino_ddl_for(root, store=settings.store, location_prefix=location_prefix)
+            text = query.trino_ddl_for(
+                settings.data_dir, store=settings.store, location_prefix=location_prefix
+            )
             _emit_text(text, output)
             return
+        root = query.open_root(settings)
         if sql is not None:
             _render_answer(query.answer_sql(root, sql), out_fmt, output, as_document=json)
             return

@@ -24,7 +24,8 @@ from gravix import schema
 from gravix.dashboard.params import Filters, Query, aligned_start, series_step
 from gravix.dashboard.pieces import Pieces, identity, metric_rows, with_estimates
 from gravix.query.merge import MS, remerged
-from gravix.query.tables import collect_stable, scan_table, table_files
+from gravix.query.source import Root
+from gravix.query.tables import collect_stable, scan_files, scan_table, table_files
 from gravix.schema import sketch
 from gravix.storage import layout
 
@@ -51,8 +52,8 @@ def _number(value: Any) -> Any:
 class Data:
     """The answers of the data API for one data root."""
 
-    def __init__(self, root: Path, *, cache_size: int = 64) -> None:
-        self.root = Path(root)
+    def __init__(self, root: Root, *, cache_size: int = 64) -> None:
+        self.root = root
         self.cache_size = cache_size
         self._cache: OrderedDict[tuple[Any, ...], Any] = OrderedDict()
         self._lock = threading.Lock()
@@ -67,7 +68,7 @@ class Data:
             by_day.setdefault(str(Path(path).parent), []).append(path)
         names: set[str] = set()
         for day_files in by_day.values():
-            found = self._cached(("services",), day_files, partial(_names, day_files))
+            found = self._cached(("services",), day_files, partial(_names, self.root, day_files))
             names.update(found)
         return {"services": sorted(names), "data_through": self._through(files)}
 
@@ -232,7 +233,7 @@ class Data:
     def _cached(self, key: tuple[Any, ...], files: list[str], compute: Callable[[], Any]) -> Any:
         if self.cache_size <= 0:
             return compute()
-        full = (*key, identity(files))
+        full = (*key, identity(self.root, files))
         with self._lock:
             if full in self._cache:
                 self._cache.move_to_end(full)
@@ -311,8 +312,8 @@ def _total(groups: pl.DataFrame) -> pl.DataFrame:
     )
 
 
-def _names(files: list[str]) -> list[str]:
-    frame = collect_stable(lambda: pl.scan_parquet(files).select("service").unique())
+def _names(root: Root, files: list[str]) -> list[str]:
+    frame = collect_stable(lambda: scan_files(root, files).select("service").unique())
     return [str(name) for name in frame["service"].to_list()]
 
 

@@ -12,7 +12,6 @@ import asyncio
 import logging
 from collections.abc import Callable
 from datetime import datetime
-from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs
 
@@ -27,7 +26,8 @@ from gravix.dashboard.api import Data
 from gravix.dashboard.assets import Asset, Assets
 from gravix.dashboard.auth import COOKIE, SESSION_SECONDS, Gate, host_name, is_loopback
 from gravix.dashboard.params import parse_query
-from gravix.errors import ConfigError, GravixError, QueryError
+from gravix.errors import ConfigError, GravixError, QueryError, StoreError
+from gravix.query.source import Root
 
 log = logging.getLogger("gravix.dashboard")
 _ENCODER = msgspec.json.Encoder()
@@ -67,7 +67,7 @@ class Dashboard:
 
     def __init__(
         self,
-        root: Path,
+        root: Root,
         keys: tuple[str, ...],
         *,
         ingest_url: str,
@@ -155,7 +155,7 @@ class Dashboard:
             return json_response(self._answer(name, request))
         except ConfigError as exc:
             return error(400, exc.message, exc.hint)
-        except QueryError as exc:
+        except (QueryError, StoreError) as exc:
             return error(503, exc.message, exc.hint)
         except GravixError as exc:
             return error(500, exc.message, exc.hint)
@@ -218,7 +218,7 @@ async def _internal(request: Request, exc: Exception) -> Response:
 
 def create_app(
     *,
-    root: Path,
+    root: Root,
     keys: tuple[str, ...] = (),
     ingest_url: str = "http://127.0.0.1:8090",
     now: Callable[[], datetime] | None = None,

@@ -4,10 +4,11 @@ of the files they were read from.
 A window ``[start, end)`` is cut into whole UTC days, whole hours and the minutes at its
 edges. Each piece is read once (``query.merge``: sums, extremes and the merged histogram
 per group) and kept, keyed by its bounds, the grouping and the (path, inode, size, mtime)
-of its files: a rollup that replaces an hour's file changes its identity, so that piece is
-read again and the others are not. The pieces are then merged once more — summing
-histograms is exact, so the answer is the one a single read of the window gives. The
-dashboard's 60-second refresh and a 7-day view so read a few hundred rows, not millions.
+of its files (of a store's objects: URL, size and the time the store wrote them): a rollup
+that replaces an hour's file changes its identity, so that piece is read again and the
+others are not. The pieces are then merged once more — summing histograms is exact, so the
+answer is the one a single read of the window gives. The dashboard's 60-second refresh and
+a 7-day view so read a few hundred rows, not millions.
 
 Percentiles and Apdex are read from the merged histograms for every row at once, by the
 rank rule of :mod:`gravix.schema.sketch`, in polars rather than row by row.
@@ -28,6 +29,7 @@ import polars as pl
 
 from gravix import schema
 from gravix.query.merge import MS, merged, metrics, remerged
+from gravix.query.source import Root, StoreRoot
 from gravix.query.tables import collect_stable, table_files
 from gravix.schema import sketch
 from gravix.storage import layout
@@ -40,8 +42,11 @@ SUMS = ("requests", "errors", "client_errors", "zero_count")
 Identity = tuple[tuple[str, int, int, int], ...]
 
 
-def identity(files: list[str]) -> Identity:
-    """What changes when a file is replaced: its inode, size and modification time."""
+def identity(root: Root, files: list[str]) -> Identity:
+    """What changes when a file is replaced: its inode, size and modification time (of an
+    object in a store: its size and the time the store wrote it)."""
+    if isinstance(root, StoreRoot):
+        return root.identity(files)
     out = []
     for path in files:
         try:
@@ -73,7 +78,7 @@ def cut(start: datetime, end: datetime) -> list[tuple[datetime, datetime]]:
 class Pieces:
     """Per-piece merged aggregates of one data root, most recently used kept."""
 
-    def __init__(self, root: Path, *, size: int = 4096) -> None:
+    def __init__(self, root: Root, *, size: int = 4096) -> None:
         self.root = root
         self.size = size
         self._cache: OrderedDict[tuple[Any, ...], pl.DataFrame] = OrderedDict()
@@ -115,7 +120,7 @@ class Pieces:
         for lo, hi in cut(start, end):
             files = [path for path, a, b in every_file if a < hi and b > lo]
             if files:
-                wanted[(lo, hi, tuple(keys), tag, identity(files))] = (lo, hi)
+                wanted[(lo, hi, tuple(keys), tag, identity(self.root, files))] = (lo, hi)
         if not wanted:
             return None
         found = self._cached(list(wanted))
@@ -205,7 +210,7 @@ class Pieces:
 
 
 def metric_rows(
-    root: Path,
+    root: Root,
     windows: list[tuple[datetime, datetime]],
     service: str | None,
     method: str | None,

@@ -16,6 +16,7 @@ from typing import Any
 from gravix.dashboard.app import create_app
 from gravix.dashboard.auth import check_exposure, is_loopback
 from gravix.errors import ConfigError
+from gravix.query.source import open_root
 from gravix.settings import Settings
 
 log = logging.getLogger("gravix.dashboard")
@@ -95,10 +96,11 @@ class _Server:
 
 
 def _app_for(settings: Settings, now: Callable[[], datetime] | None, cache_size: int) -> Any:
-    if settings.data_dir.exists() and not settings.data_dir.is_dir():
+    local = settings.store is None
+    if local and settings.data_dir.exists() and not settings.data_dir.is_dir():
         raise ConfigError(f"{settings.data_dir} is not a directory", hint="check --data-dir")
     return create_app(
-        root=settings.data_dir,
+        root=open_root(settings),
         keys=settings.api_keys,
         ingest_url=settings.url,
         now=now,

@@ -24,6 +24,7 @@ from gravix.query.presets import (
     service_health,
     top_endpoints,
 )
+from gravix.query.source import open_root
 from gravix.query.tables import TABLES, scan_table, table_names
 from gravix.query.times import resolve_window
 from gravix.query.trino import trino_ddl, trino_ddl_for, trino_store_ddl
@@ -56,6 +57,7 @@ __all__ = [
     "endpoint_drilldown",
     "find_deploy",
     "format_result",
+    "open_root",
     "prepare_sql",
     "resolve_window",
     "run_preset",

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from pathlib import Path
 from typing import Any, ClassVar
 
 import polars as pl
@@ -20,6 +19,7 @@ from sqlglot import exp
 from gravix.errors import QueryError
 from gravix.query import literals, prune
 from gravix.query import sql as sql_guard
+from gravix.query.source import Root
 from gravix.query.tables import TABLES, Scan, collect_stable, first_line, scan_for_sql
 
 # Columns a constant time is compared with as the UTC string it stands for.
@@ -76,7 +76,7 @@ def _statement(sql: str, now: datetime) -> sql_guard.Statement:
     return statement.with_edits(literals.time_edits(statement, _TIME_COLUMNS, now=now))
 
 
-def _scans(root: Path, statement: sql_guard.Statement, now: datetime) -> dict[str, Scan]:
+def _scans(root: Root, statement: sql_guard.Statement, now: datetime) -> dict[str, Scan]:
     time_columns = {name: info.time_column for name, info in TABLES.items()}
     spans = prune.table_spans(statement, time_columns, now=now)
     return {name: scan_for_sql(root, name, found) for name, found in sorted(spans.items())}
@@ -93,7 +93,7 @@ def _compile(text: str, frames: dict[str, pl.LazyFrame]) -> pl.LazyFrame:
         raise QueryError(f"bad SQL: {first_line(str(exc))}") from None
 
 
-def prepare_sql(root: Path, sql: str, *, now: datetime | None = None) -> pl.LazyFrame:
+def prepare_sql(root: Root, sql: str, *, now: datetime | None = None) -> pl.LazyFrame:
     """Compile SQL over the tables into a lazy query. Only a read of the Gravix tables is
     accepted, and each table is scanned over the files of the hours its filters can match."""
     moment = now or datetime.now(UTC)
@@ -102,7 +102,7 @@ def prepare_sql(root: Path, sql: str, *, now: datetime | None = None) -> pl.Lazy
     return _compile(statement.text, {name: scan.frame for name, scan in scans.items()})
 
 
-def answer_sql(root: Path, sql: str, *, now: datetime | None = None) -> SqlAnswer:
+def answer_sql(root: Root, sql: str, *, now: datetime | None = None) -> SqlAnswer:
     """Run one SQL statement over the tables (names bare, ``raw.x`` or ``gravix.raw.x``)."""
     if sql_guard.is_show_tables(sql):
         return SqlAnswer(show_tables())
@@ -134,7 +134,7 @@ def answer_sql(root: Path, sql: str, *, now: datetime | None = None) -> SqlAnswe
     )
 
 
-def run_sql(root: Path, sql: str) -> pl.DataFrame:
+def run_sql(root: Root, sql: str) -> pl.DataFrame:
     """The rows of one SQL statement over the tables (see :func:`answer_sql`)."""
     return answer_sql(root, sql).frame
 

@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import math
 from datetime import datetime
-from pathlib import Path
 
 import polars as pl
 
 from gravix.errors import ConfigError
 from gravix.query.merge import merged, metrics
 from gravix.query.result import PresetResult
+from gravix.query.source import Root
 from gravix.query.tables import collect_stable, warehouse_files
 from gravix.query.times import resolve_window
 from gravix.schema import sketch
@@ -30,7 +30,7 @@ def _apdex_bounds(threshold: float) -> tuple[int, int]:
 
 def apdex(
     *,
-    root: Path,
+    root: Root,
     threshold_ms: float,
     service: str | None = None,
     path_template: str | None = None,

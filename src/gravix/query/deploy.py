@@ -5,7 +5,6 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 from typing import Any
 
 import polars as pl
@@ -14,6 +13,7 @@ from gravix import schema
 from gravix.errors import QueryError
 from gravix.query.merge import MS, QUANTILE_NAMES, error_rate, merged, metrics, percentile_note
 from gravix.query.merge import with_quantiles as quantiles
+from gravix.query.source import Root
 from gravix.query.tables import READ_ERRORS, read_failure, scan_table, warehouse_files
 from gravix.query.times import MINUTE, check_step, resolve_window
 from gravix.schema import sketch
@@ -91,7 +91,7 @@ class DeployComparison:
 
 
 def find_deploy(
-    root: Path, service: str, start: datetime, end: datetime, deploy: str | None = None
+    root: Root, service: str, start: datetime, end: datetime, deploy: str | None = None
 ) -> DeployEvent:
     """The latest deploy of ``service`` in ``[start, end)`` (or the one whose event or entity
     id is ``deploy``) from the raw service_events: its start and, if found, its completion."""
@@ -150,7 +150,7 @@ def _of_one_deploy(
 
 def deploy_compare(
     *,
-    root: Path,
+    root: Root,
     service: str,
     deploy: str | None = None,
     window_minutes: int = 30,

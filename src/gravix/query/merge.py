@@ -9,11 +9,11 @@ the same facts.
 from __future__ import annotations
 
 from datetime import datetime
-from pathlib import Path
 
 import polars as pl
 
 from gravix import schema
+from gravix.query.source import Root
 from gravix.query.span import Span
 from gravix.query.tables import scan_spans
 from gravix.schema import sketch
@@ -31,7 +31,7 @@ def percentile_note() -> str:
 
 
 def metrics(
-    root: Path,
+    root: Root,
     windows: list[tuple[datetime, datetime]],
     *,
     service: str | None = None,

@@ -9,7 +9,6 @@ aligned to ``since``.
 from __future__ import annotations
 
 from datetime import datetime, timedelta
-from pathlib import Path
 
 import polars as pl
 
@@ -27,6 +26,7 @@ from gravix.query.merge import (
     with_quantiles,
 )
 from gravix.query.result import PresetResult
+from gravix.query.source import Root
 from gravix.query.tables import collect_stable, warehouse_files
 from gravix.query.times import check_step, default_step, resolve_window
 
@@ -48,7 +48,7 @@ def _step_start(start: datetime, step: int) -> pl.Expr:
 
 
 def _series(
-    root: Path,
+    root: Root,
     start: datetime,
     end: datetime,
     step: int,
@@ -122,7 +122,7 @@ def _window_and_step(
 
 def service_health(
     *,
-    root: Path,
+    root: Root,
     service: str | None = None,
     since: str | datetime | None = None,
     until: str | datetime | None = None,
@@ -150,7 +150,7 @@ def service_health(
 
 def top_endpoints(
     *,
-    root: Path,
+    root: Root,
     service: str | None = None,
     since: str | datetime | None = None,
     until: str | datetime | None = None,
@@ -197,7 +197,7 @@ def top_endpoints(
 
 def endpoint_drilldown(
     *,
-    root: Path,
+    root: Root,
     service: str,
     path_template: str,
     method: str | None = None,
@@ -243,7 +243,7 @@ def _need(preset: str, **values: object) -> None:
 
 def run_preset(
     *,
-    root: Path,
+    root: Root,
     preset: str,
     service: str | None = None,
     endpoint: str | None = None,

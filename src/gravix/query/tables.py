@@ -20,10 +20,11 @@ import polars as pl
 
 from gravix import schema
 from gravix.errors import QueryError
+from gravix.query.source import Root, StoreRoot, day_prefixes, owner
 from gravix.query.span import HOUR, PARTITION_COLUMN, Span
 from gravix.schema import RAW_COLUMNS, REQUEST_METRICS_COLUMNS, SERVICE_EVENTS_DAILY_COLUMNS
 from gravix.schema.columns import polars_schema
-from gravix.storage import layout, raw
+from gravix.storage import layout, objects, raw
 
 
 @dataclass(frozen=True)
@@ -68,13 +69,14 @@ def table_names() -> list[str]:
 
 
 def table_files(
-    root: Path, table: str, *, start: datetime | None = None, end: datetime | None = None
+    root: Root, table: str, *, start: datetime | None = None, end: datetime | None = None
 ) -> list[str]:
     """The complete data files of a table that may hold event time in ``[start, end)``
     (None: unbounded), judged by the hour or day each file's path names. Temporaries
     (hidden) never match, and no symlink is followed, so a query never reads outside the
     data root."""
-    return matching_files(_listing(root, table), [Span(start, end)])
+    spans = [Span(start, end)]
+    return matching_files(_listed(root, table, spans)[0], spans)
 
 
 def matching_files(listing: list[tuple[str, list[layout.Hour]]], spans: list[Span]) -> list[str]:
@@ -85,6 +87,41 @@ def matching_files(listing: list[tuple[str, list[layout.Hour]]], spans: list[Spa
         for path, hours in listing
         if not hours or any(span.holds(hours[0].start, hours[-1].start + HOUR) for span in spans)
     ]
+
+
+def _listed(
+    root: Root, table: str, spans: list[Span]
+) -> tuple[list[tuple[str, list[layout.Hour]]], bool]:
+    """The files of ``table`` with their hours (at least those of the partitions that
+    ``spans`` need: a store lists no others), and whether the table has any file at all."""
+    if isinstance(root, StoreRoot):
+        return _store_listing(root, table, spans)
+    every = _listing(root, table)
+    return every, bool(every)
+
+
+def _store_listing(
+    root: StoreRoot, table: str, spans: list[Span]
+) -> tuple[list[tuple[str, list[layout.Hour]]], bool]:
+    """The objects of ``table`` in the partitions ``spans`` need, named by URL, judged by
+    their names as the local listing judges files."""
+    is_raw = _info(table).kind == "raw"
+    prefixes, any_day = day_prefixes(root, table, spans, raw=is_raw)
+    urls = root.urls(prefixes)
+    if is_raw:
+        hours = [(url, objects.raw_hour_of(table, root.key(url))) for url in urls]
+        return [(url, [hour]) for url, hour in hours if hour is not None], any_day
+    by_day: dict[str, list[str]] = {}
+    for url in urls:
+        if objects.warehouse_day_of(table, root.key(url)) is not None:
+            directory, _, name = url.rpartition("/")
+            by_day.setdefault(directory, []).append(name)
+    files: list[tuple[str, list[layout.Hour]]] = []
+    for directory, names in by_day.items():
+        for name in layout.readable_files(table, names):
+            url = f"{directory}/{name}"
+            files.append((url, layout.parse_warehouse_file(table, Path(root.key(url)))))
+    return files, any_day
 
 
 def _listing(root: Path, table: str) -> list[tuple[str, list[layout.Hour]]]:
@@ -119,7 +156,7 @@ def _info(table: str) -> TableInfo:
 
 
 def scan_table(
-    root: Path, table: str, *, start: datetime | None = None, end: datetime | None = None
+    root: Root, table: str, *, start: datetime | None = None, end: datetime | None = None
 ) -> pl.LazyFrame:
     """A lazy scan of one table over the files that may hold event time in ``[start, end)``
     (the rows are not filtered here); raises QueryError (with what to run) when the table
@@ -127,7 +164,7 @@ def scan_table(
     return scan_spans(root, table, [Span(start, end)])
 
 
-def scan_spans(root: Path, table: str, spans: list[Span]) -> pl.LazyFrame:
+def scan_spans(root: Root, table: str, spans: list[Span]) -> pl.LazyFrame:
     """A lazy scan of one table over the files that may hold event time in any of ``spans``;
     raises QueryError (with what to run) when the table has no files at all."""
     scan = scan_for_sql(root, table, spans)
@@ -154,40 +191,53 @@ _EMPTY_HINT = {
 }
 
 
-def scan_for_sql(root: Path, table: str, spans: list[Span]) -> Scan:
+def scan_for_sql(root: Root, table: str, spans: list[Span]) -> Scan:
     """One table over the files that may hold event time in any of ``spans``; a table with
     no files at all is an empty frame with its columns (and says so in ``empty``)."""
     info = _info(table)
-    every = _listing(root, table)
+    every, any_file = _listed(root, table, spans)
     wanted = sorted(matching_files(every, spans))
     listing = dict(every)
     empty = ""
-    if not listing:
-        where = (
-            layout.warehouse_table_dir(root, table)
-            if info.kind == "warehouse"
-            else layout.raw_topic_dir(root, table)
-        )
+    if not any_file:
         what = "no Parquet files" if info.kind == "warehouse" else "no raw files"
-        empty = f"{table} has no data yet ({what} under {where})"
+        empty = f"{table} has no data yet ({what} under {_where(root, table)})"
     if info.kind == "raw":
         hours = {path: listing[path] for path in wanted if path in listing}
-        frame, skipped = _read_raw(table, hours)
+        frame, skipped = _read_raw(root, table, hours)
         return Scan(frame, tuple(wanted), skipped, empty)
-    return Scan(_scan_parquet(table, wanted), tuple(wanted), 0, empty)
+    return Scan(_scan_parquet(root, table, wanted), tuple(wanted), 0, empty)
 
 
-def _read_raw(table: str, files: dict[str, list[layout.Hour]]) -> tuple[pl.LazyFrame, int]:
+def _where(root: Root, table: str) -> str:
+    is_raw = _info(table).kind == "raw"
+    if isinstance(root, StoreRoot):
+        return root.where(table, raw=is_raw)
+    directory = layout.raw_topic_dir if is_raw else layout.warehouse_table_dir
+    return str(directory(root, table))
+
+
+def _read_raw(
+    root: Root, table: str, files: dict[str, list[layout.Hour]]
+) -> tuple[pl.LazyFrame, int]:
     """The good lines of the raw files, hour by hour, judged as the rollup judges them
-    (:mod:`gravix.storage.raw`), and how many lines were skipped."""
+    (:mod:`gravix.storage.raw`), and how many lines were skipped. A store's objects are
+    fetched side by side first (each is a request)."""
     info = TABLES[table]
-    by_hour: dict[layout.Hour, list[Path]] = {}
+    by_hour: dict[layout.Hour, list[str]] = {}
     for name, hours in files.items():
-        by_hour.setdefault(hours[0], []).append(Path(name))
+        by_hour.setdefault(hours[0], []).append(name)
+    fetched: dict[str, bytes | None] = {}
+    if isinstance(root, StoreRoot):
+        fetched = dict(root.read(list(files)))
     frames: list[pl.DataFrame] = []
     skipped = 0
-    for hour, paths in sorted(by_hour.items()):
-        read = raw.read_hour_files(table, hour, paths, list(info.columns))
+    for hour, names in sorted(by_hour.items()):
+        if isinstance(root, StoreRoot):
+            got = [(name, data) for name in names if (data := fetched[name]) is not None]
+            read = raw.read_hour_objects(table, hour, got, list(info.columns))
+        else:
+            read = raw.read_hour_files(table, hour, [Path(n) for n in names], list(info.columns))
         frames.append(read.frame.select(list(info.columns)))
         skipped += read.bad
     if not frames:
@@ -195,7 +245,7 @@ def _read_raw(table: str, files: dict[str, list[layout.Hour]]) -> tuple[pl.LazyF
     return pl.concat(frames, how="vertical").lazy(), skipped
 
 
-def _scan_parquet(table: str, files: list[str]) -> pl.LazyFrame:
+def _scan_parquet(root: Root, table: str, files: list[str]) -> pl.LazyFrame:
     schema = polars_schema(TABLES[table].columns)
     if not files:
         return pl.LazyFrame(schema={**schema, PARTITION_COLUMN: pl.Date()})
@@ -205,7 +255,18 @@ def _scan_parquet(table: str, files: list[str]) -> pl.LazyFrame:
         hive_schema={PARTITION_COLUMN: pl.Date()},
         schema=schema,
         missing_columns="insert",
+        storage_options=_options(root),
     )
+
+
+def scan_files(root: Root, files: list[str]) -> pl.LazyFrame:
+    """A lazy scan of warehouse files listed by :func:`table_files`, as they are."""
+    return pl.scan_parquet(files, storage_options=_options(root))
+
+
+def _options(root: Root) -> dict[str, str] | None:
+    """How polars' own S3 reader reaches a store's objects (None: local files)."""
+    return root.store.scan_options() if isinstance(root, StoreRoot) else None
 
 
 # --- reading -------------------------------------------------------------------------------------
@@ -230,8 +291,12 @@ def damaged_parquet(files: list[str]) -> list[tuple[str, str]]:
 
     found: list[tuple[str, str]] = []
     for name in files:
+        store = owner(name)
         try:
-            with pq.ParquetFile(name) as pf:
+            data = store.read([name])[0][1] if store is not None else None
+            if store is not None and data is None:
+                continue  # removed since it was listed
+            with pq.ParquetFile(name if data is None else pa.BufferReader(data)) as pf:
                 for group in range(pf.num_row_groups):
                     pf.read_row_group(group)
         except FileNotFoundError:
@@ -265,7 +330,7 @@ def read_failure(exc: BaseException, files: list[str]) -> QueryError:
     )
 
 
-def warehouse_files(root: Path) -> list[str]:
+def warehouse_files(root: Root) -> list[str]:
     """Every warehouse data file: where to look when a read of the warehouse fails."""
     warehouse = [name for name, info in TABLES.items() if info.kind == "warehouse"]
     return [path for name in warehouse for path in table_files(root, name)]

@@ -203,8 +203,24 @@ def read_hour_files(
     data, files = read_bytes(paths)
     frame = _decode(data, read_schema)
     del data
-    parsed = _event_times(frame, hour)
-    good = parsed.filter(good_rows(topic, hour))
+    return _judged(topic, hour, frame, files)
+
+
+def read_hour_objects(
+    topic: str,
+    hour: Hour,
+    objects: Sequence[tuple[str, bytes]],
+    columns: Sequence[str] | None = None,
+) -> RawHour:
+    """The good lines of raw objects of ``hour`` already read from a store, as (name,
+    bytes): judged exactly as :func:`read_hour_files` judges files."""
+    chunks = [data + b"\n" if data and not data.endswith(b"\n") else data for _, data in objects]
+    frame = _decode(b"".join(chunks), _read_schema(topic, _columns(topic, columns)))
+    return _judged(topic, hour, frame, {name: len(data) for name, data in objects})
+
+
+def _judged(topic: str, hour: Hour, frame: pl.DataFrame, files: dict[str, int]) -> RawHour:
+    good = _event_times(frame, hour).filter(good_rows(topic, hour))
     return RawHour(good, files, frame.height, frame.height - good.height)
 
 

@@ -9,6 +9,7 @@ leases need, which pyarrow's filesystem has no way to send. boto3 sends it
 
 from __future__ import annotations
 
+import builtins
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
@@ -63,6 +64,26 @@ class S3Store:
     def _path(self, key: str) -> str:
         return f"{self._base}/{layout.check_object_key(key)}"
 
+    def object_url(self, key: str) -> str:
+        """The ``s3://`` URL of object ``key``, as polars' and Spark's readers name it."""
+        return f"s3://{self._path(key)}"
+
+    def scan_options(self) -> dict[str, str]:
+        """The ``storage_options`` with which polars' own S3 reader reaches this store: the
+        endpoint, region and credentials that this store's requests use."""
+        c = self.config
+        given = {
+            "aws_access_key_id": c.access_key,
+            "aws_secret_access_key": c.secret_key,
+            "aws_session_token": c.session_token,
+            "aws_region": c.region,
+            "aws_endpoint_url": c.endpoint,
+        }
+        options = {name: value for name, value in given.items() if value}
+        if c.endpoint and urlsplit(c.endpoint).scheme == "http":
+            options["aws_allow_http"] = "true"
+        return options
+
     @contextmanager
     def _errors(self, action: str, key: str) -> Iterator[None]:
         try:
@@ -86,17 +107,28 @@ class S3Store:
         with self._errors("list", prefix):
             infos = self._fs.get_file_info(selector)
         return sorted(
-            ObjectInfo(info.path[start:], info.size)
+            ObjectInfo(info.path[start:], info.size, info.mtime_ns)
             for info in infos
             if info.type == fs.FileType.File and info.path[start:].startswith(prefix)
         )
+
+    def subdirs(self, prefix: str) -> builtins.list[str]:
+        """The names of the directories directly under ``prefix`` (one delimited LIST): a
+        reader learns which partitions exist without listing every object in them."""
+        from pyarrow import fs
+
+        layout.check_key_prefix(prefix)
+        selector = fs.FileSelector(f"{self._base}/{prefix.rstrip('/')}", allow_not_found=True)
+        with self._errors("list", prefix):
+            infos = self._fs.get_file_info(selector)
+        return sorted(info.base_name for info in infos if info.type == fs.FileType.Directory)
 
     def stat(self, key: str) -> ObjectInfo | None:
         from pyarrow import fs
 
         with self._errors("look up", key):
             info = self._fs.get_file_info(self._path(key))
-        return ObjectInfo(key, info.size) if info.type == fs.FileType.File else None
+        return ObjectInfo(key, info.size, info.mtime_ns) if info.type == fs.FileType.File else None
 
     def read(self, key: str) -> bytes:
         # A random-access file knows its size and reads it in a few ranged GETs; a stream's

@@ -13,7 +13,7 @@ from __future__ import annotations
 import builtins
 import os
 import stat
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Protocol
 
@@ -26,6 +26,9 @@ from gravix.storage import durable, faults, layout, links
 class ObjectInfo:
     key: str
     size: int
+    # When the store last wrote the object (nanoseconds since the epoch; None where a
+    # backend does not say): with the size, what tells a replaced object from the old one.
+    mtime_ns: int | None = field(default=None, compare=False)
 
 
 class Store(Protocol):

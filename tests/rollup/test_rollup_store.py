@@ -53,7 +53,9 @@ def download(moto: MotoServer, url: str, into: Path, area: str = "") -> dict[str
     """Every object of the store (under ``area``) written into ``into`` by its name."""
     bucket, prefix = split_url(url)
     objects = {
-        k.removeprefix(prefix + "/"): v for k, v in moto.objects(bucket, f"{prefix}/{area}").items()
+        k.removeprefix(prefix + "/"): v
+        for k, v in moto.objects(bucket, f"{prefix}/{area}").items()
+        if not k.endswith("/")  # pyarrow's marker of an emptied "directory"
     }
     for name, body in objects.items():
         path = into.joinpath(*name.split("/"))

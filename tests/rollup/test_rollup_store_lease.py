@@ -23,7 +23,7 @@ from gravix import schema
 from gravix.storage.layout import Hour
 from rollup_facts import DAY1, generate
 from s3util import MotoServer
-from test_rollup_store import put_facts, split_url
+from store_facts import put_facts, split_url
 
 LEASE_SECONDS = "2"
 

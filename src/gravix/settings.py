@@ -291,8 +291,8 @@ def _refuse_store(store: StoreConfig | None, command: str | None) -> None:
         raise ConfigError(
             f"{command} does not work on an object store yet (store {store.url})",
             hint="run it without --store and with GRAVIX_STORE unset, on a data root "
-            "(--data-dir); only gravix ingest-server, gravix doctor and gravix query --ddl trino "
-            "take an s3:// store so far",
+            "(--data-dir); gravix ingest-server, rollup, cleanup, recover, doctor and "
+            "query --ddl trino take an s3:// store so far",
         )
 
 

@@ -1,6 +1,7 @@
-"""`--store` on every command that has a data root: the ingest server and doctor take an
-s3:// store; the others refuse one (exit 2, an error and a hint, nothing changed), from
-the flag or from GRAVIX_STORE, instead of quietly using the data root."""
+"""`--store` on every command that has a data root: the ingest server, rollup, cleanup,
+recover and doctor take an s3:// store; the others refuse one (exit 2, an error and a
+hint, nothing changed), from the flag or from GRAVIX_STORE, instead of quietly using the
+data root."""
 
 from __future__ import annotations
 
@@ -14,14 +15,12 @@ from gravix.cli import app
 
 ENV = {"GRAVIX_DATA_DIR": "", "GRAVIX_STORE": "", "GRAVIX_CONSOLE_WIDTH": "200", "NO_COLOR": "1"}
 REFUSING = {
-    "rollup": [],
-    "cleanup": [],
-    "recover": [],
     "query": ["SELECT 1"],
     "dashboard": [],
     "demo": [],
 }
-COMMANDS = [*REFUSING, "ingest-server", "doctor"]
+TAKING = ["ingest-server", "rollup", "cleanup", "recover", "doctor"]
+COMMANDS = [*REFUSING, *TAKING]
 
 
 @pytest.mark.parametrize("command", COMMANDS)
@@ -62,3 +61,18 @@ def test_ingest_server_refuses_a_bad_node_id_before_touching_anything(tmp_path: 
     assert result.exit_code == 2
     assert "node id" in result.output
     assert not root.exists()
+
+
+@pytest.mark.parametrize("command", ["rollup", "cleanup", "recover"])
+def test_commands_on_the_store_no_longer_refuse_it(command: str, tmp_path: Path) -> None:
+    """They get past the settings to the store itself: an unreachable endpoint is a failure
+    to reach it (exit 1), not a usage error."""
+    root = tmp_path / "data"
+    env = {**ENV, "AWS_ENDPOINT_URL": "http://127.0.0.1:9", "AWS_ACCESS_KEY_ID": "k",
+           "AWS_SECRET_ACCESS_KEY": "s", "AWS_REGION": "us-east-1"}  # fmt: skip
+    args = [command, "--data-dir", str(root), "--store", "s3://some-bucket/prefix", "--json"]
+    result = CliRunner().invoke(app, [*args, "--dry-run"] if command != "rollup" else args, env=env)
+    assert result.exit_code == 1, result.output
+    document = json.loads(result.stdout)
+    assert "does not work on an object store" not in document["error"]
+    assert "127.0.0.1:9" in document["hint"]

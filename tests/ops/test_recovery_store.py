@@ -96,8 +96,10 @@ def test_recover_on_a_store_repairs_what_a_crash_leaves_and_reports_the_rest(
     assert done.lease_removed
     (rebuilt,) = done.rebuilt
     assert rebuilt["mode"] == "rebuild" and rebuilt["hours_built"] == 3
-    leases = {k.rsplit("/", 1)[-1]: json.loads(v) for k, v in
-              moto.objects(bucket, f"{prefix}/state/leases/").items() if not k.endswith("/")}  # fmt: skip
+    objects = moto.objects(bucket, f"{prefix}/state/leases/")
+    leases = {
+        k.rsplit("/", 1)[-1]: json.loads(v) for k, v in objects.items() if not k.endswith("/")
+    }
     assert (
         list(leases) == ["lease-000000000003.json"]
         and leases["lease-000000000003.json"]["released"]

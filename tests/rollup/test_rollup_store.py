@@ -121,3 +121,32 @@ def test_dask_executor_with_a_store_is_refused_before_anything_is_written(
         store_rollup(s3_store_url, tmp_path / "runner", executor="dask://127.0.0.1:1")
     bucket, prefix = split_url(s3_store_url)
     assert moto.objects(bucket, prefix) == {}
+
+
+def test_an_hour_rebuilt_without_rows_loses_its_object_as_it_loses_its_file(
+    both: tuple[str, Path, Path], moto: MotoServer, tmp_path: Path
+) -> None:
+    """Every raw line of one hour replaced by a damaged one: the rebuilt hour has no rows,
+    and its old Parquet object goes, as its file goes under a data root."""
+    url, local, node = both
+    bucket, prefix = split_url(url)
+    client: Any = moto.client()
+    hour_dir = layout.raw_hour_dir(local, schema.REQUEST_FACTS, HOURS[2])
+    for path in layout.raw_files(hour_dir):
+        path.write_bytes(b"not a fact\n")
+        client.put_object(
+            Bucket=bucket, Key=f"{prefix}/{layout.object_key(local, path)}", Body=b"not a fact\n"
+        )
+    files = layout.raw_files(hour_dir)
+    (result,) = store_rollup(url, node).hours
+    assert (result.hour, result.rows, result.bad_lines) == (HOURS[2], 0, len(files))
+    run_rollup(root=local)
+    hour_file = layout.warehouse_hour_file(local, schema.REQUEST_METRICS_MINUTE, HOURS[2])
+    assert not hour_file.exists()
+    copy = tmp_path / "copy"
+    names = download(moto, url, copy, "warehouse/")
+    assert layout.object_key(local, hour_file) not in names
+    assert set(names) == local_files(local, "warehouse")
+    assert table_rows(copy, schema.REQUEST_METRICS_MINUTE) == table_rows(
+        local, schema.REQUEST_METRICS_MINUTE
+    )

@@ -6,7 +6,8 @@ A task copies the raw objects it reads into a private work directory on the loca
 :mod:`gravix.rollup.build` does, then puts what the build wrote into the store under the
 same names: every warehouse file first (each object replaced by one PUT: readers see the
 old object or the new, never neither), then, for an hour left without rows, the removal
-of its old object, and the manifests last. A task that dies before its manifests are in
+of its old object (its own: an hour object, or the daily table's day), and the manifests
+last. A task that dies before its manifests are in
 the store leaves the hour planned again, as on a data root; the work directory goes when
 the task ends, and one left by a killed process is swept by the next run. Disk and memory
 stay bounded by the hours in flight.
@@ -100,10 +101,9 @@ def publish(store: Store, work: Path) -> list[str]:
         for hour, path in sorted(layout.manifest_hours(work, table).items())
     ]
     for table, hour, _path in manifests:
-        outputs = layout.warehouse_outputs(work, table, hour)
-        if not any(path.exists() for path in outputs):
-            for path in outputs:
-                store.delete(key(work, path))
+        own = layout.warehouse_outputs(work, table, hour)[0]  # never a compacted day's file
+        if not own.exists():
+            store.delete(key(work, own))
     for _table, _hour, path in manifests:
         store.write(key(work, path), path.read_bytes())
         written.append(key(work, path))

@@ -129,3 +129,24 @@ def test_a_holder_that_stalled_past_its_expiry_finds_the_lease_lost(
     assert leases["lease-000000000002.json"]["purpose"] == "taker"
     assert leases["lease-000000000002.json"]["released"] is False
     taker.release()
+
+
+def test_a_lease_with_fields_this_version_does_not_know_still_holds(
+    s3_store_url: str, tmp_path: Path
+) -> None:
+    store = _store(s3_store_url, tmp_path)
+    now = time.time()
+    doc = {
+        "generation": 1,
+        "host": "h",
+        "pid": 7,
+        "node": "n",
+        "purpose": "gravix rollup",
+        "acquired_at": now,
+        "expires_at": now + 60,
+        "released": False,
+        "added_later": [1],
+    }
+    assert store.create(layout.lease_key(lease.ROLLUP_LEASE, 1), json.dumps(doc).encode())
+    with pytest.raises(LockHeld, match="pid 7 on h"):
+        lease.acquire(store, purpose="gravix rollup", node="b", seconds=30)

@@ -25,7 +25,7 @@ import threading
 import time
 from collections.abc import Callable
 from contextlib import suppress
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, fields
 from datetime import UTC, datetime
 
 from gravix.errors import GravixError, LockHeld, StoreError
@@ -68,12 +68,15 @@ class LeaseState:
 
     @classmethod
     def decode(cls, data: bytes, generation: int) -> LeaseState:
-        """A generation whose content cannot be read counts as expired (it cannot be
-        renewed either: the create or the renewal that wrote it wrote it whole)."""
+        """A generation whose content cannot be read counts as expired (each write of it
+        is whole, so that is a lease no Gravix wrote); fields it does not know are passed
+        over, so a lease written by a later version still holds."""
         try:
             doc = json.loads(data)
-            return cls(**{**doc, "generation": generation})
-        except (ValueError, TypeError):
+            known = {f.name for f in fields(cls)}
+            values = {k: v for k, v in doc.items() if k in known and k != "generation"}
+            return cls(**values, generation=generation)
+        except (ValueError, TypeError, AttributeError):
             return cls(generation, "?", 0, "?", "?", 0.0, 0.0)
 
 

@@ -29,6 +29,9 @@ DEFAULT_MAX_BATCH_BYTES = 16 * 1024 * 1024
 DEFAULT_MIN_FREE_BYTES = 256 * 1024 * 1024
 DEFAULT_EXECUTOR = "local"
 DASK_SCHEME = "dask://"
+# How long a rollup's lease on a store lasts unless renewed (DESIGN §11): the holder renews
+# it every third of this, so a killed runner's lease is taken over within this time.
+DEFAULT_LEASE_SECONDS = 60.0
 # A node id goes into object names (raw/…/<node-id>-<id>.jsonl): letters, digits, _ and -.
 NODE_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{0,62}$")
 # S3 bucket names (the rules AWS states for new buckets, which every S3-compatible store takes).
@@ -74,6 +77,7 @@ class Settings:
     executor: str = DEFAULT_EXECUTOR  # local, or dask://HOST:PORT (DESIGN §11)
     store: StoreConfig | None = None  # None: raw/, warehouse/, quarantine/ under data_dir
     node_id: str = "node"
+    lease_seconds: float = DEFAULT_LEASE_SECONDS
     # Test-only fault injection plan for the durable-file module (JSON); see durable.py.
     fault_plan: str | None = field(default=None, repr=False)
 
@@ -287,8 +291,7 @@ def _refuse_store(store: StoreConfig | None, command: str | None) -> None:
         raise ConfigError(
             f"{command} does not work on an object store yet (store {store.url})",
             hint="run it without --store and with GRAVIX_STORE unset, on a data root "
-            "(--data-dir); only gravix ingest-server, gravix doctor, gravix query and "
-            "gravix dashboard take an s3:// store so far",
+            "(--data-dir); every command but gravix demo takes an s3:// store",
         )
 
 
@@ -373,5 +376,8 @@ def load_settings(
         executor=_executor(src.pick(executor, "--executor", "GRAVIX_EXECUTOR")),
         store=store_config,
         node_id=_node_id(src.pick(node_id, "--node-id", "GRAVIX_NODE_ID")),
+        lease_seconds=src.seconds(
+            None, "--lease-seconds", "GRAVIX_LEASE_SECONDS", DEFAULT_LEASE_SECONDS, 1.0
+        ),
         fault_plan=src.env.get("GRAVIX_FAULT_PLAN") or None,
     )

@@ -1,6 +1,6 @@
-"""`--store` on every command that has a data root: the ingest server, doctor, query and
-dashboard take an s3:// store; the others refuse one (exit 2, an error and a hint, nothing
-changed), from the flag or from GRAVIX_STORE, instead of quietly using the data root."""
+"""`--store` on every command that has a data root: every command but the demo takes an
+s3:// store; the demo refuses one (exit 2, an error and a hint, nothing changed), from the
+flag or from GRAVIX_STORE, instead of quietly using the data root."""
 
 from __future__ import annotations
 
@@ -14,12 +14,10 @@ from gravix.cli import app
 
 ENV = {"GRAVIX_DATA_DIR": "", "GRAVIX_STORE": "", "GRAVIX_CONSOLE_WIDTH": "200", "NO_COLOR": "1"}
 REFUSING = {
-    "rollup": [],
-    "cleanup": [],
-    "recover": [],
     "demo": [],
 }
-COMMANDS = [*REFUSING, "ingest-server", "doctor", "query", "dashboard"]
+TAKING = ["ingest-server", "rollup", "cleanup", "recover", "doctor", "query", "dashboard"]
+COMMANDS = [*REFUSING, *TAKING]
 
 
 @pytest.mark.parametrize("command", COMMANDS)
@@ -77,3 +75,18 @@ def test_query_takes_a_store_and_touches_no_data_root(via_env: bool, tmp_path: P
     assert result.exit_code == 0, result.output
     assert json.loads(result.stdout)["rows"] == [{"one": 1}]
     assert not root.exists()
+
+
+@pytest.mark.parametrize("command", ["rollup", "cleanup", "recover"])
+def test_commands_on_the_store_no_longer_refuse_it(command: str, tmp_path: Path) -> None:
+    """They get past the settings to the store itself: an unreachable endpoint is a failure
+    to reach it (exit 1), not a usage error."""
+    root = tmp_path / "data"
+    env = {**ENV, "AWS_ENDPOINT_URL": "http://127.0.0.1:9", "AWS_ACCESS_KEY_ID": "k",
+           "AWS_SECRET_ACCESS_KEY": "s", "AWS_REGION": "us-east-1"}  # fmt: skip
+    args = [command, "--data-dir", str(root), "--store", "s3://some-bucket/prefix", "--json"]
+    result = CliRunner().invoke(app, [*args, "--dry-run"] if command != "rollup" else args, env=env)
+    assert result.exit_code == 1, result.output
+    document = json.loads(result.stdout)
+    assert "does not work on an object store" not in document["error"]
+    assert "127.0.0.1:9" in document["hint"]

@@ -74,5 +74,5 @@ def test_checks_that_need_raw_or_the_warehouse_say_they_did_not_run(data_root: P
     (data_root / "buffer").mkdir()
     status, detail = _checks(data_root)["store"]
     assert status == WARN
-    for name in ("raw", "rollup", "warehouse", "query", "retention"):
+    for name in ("raw", "warehouse", "query", "retention"):
         assert name in detail

@@ -42,7 +42,8 @@ def cleanup_command(
 ) -> None:
     """Delete raw and warehouse partitions whose event day is older than the retention,
     judged by the partition's date. The buffer is never touched; a running rollup is
-    waited for.
+    waited for. With --store the partitions are the store's objects (closed days are not
+    compacted there).
 
     Example: gravix cleanup --days 30 --warehouse-days 90 --dry-run
     """
@@ -53,7 +54,6 @@ def cleanup_command(
     with boundary(json=json):
         settings = load_settings(
             store=store,
-            local_only="gravix cleanup",
             data_dir=data_dir,
             retention_days=days,
             warehouse_retention_days=warehouse_days,
@@ -65,6 +65,9 @@ def cleanup_command(
                 warehouse_days=settings.warehouse_retention_days,
                 dry_run=dry_run,
                 progress=bar,
+                store=settings.store,
+                node_id=settings.node_id,
+                lease_seconds=settings.lease_seconds,
             )
     if json:
         from gravix.cli.render import print_json
@@ -84,7 +87,7 @@ def _render(report: CleanupReport) -> None:
     out = console()
     out.print(
         f"Retention: raw before {plan.raw_cutoff} ({plan.days} days), warehouse before "
-        f"{plan.warehouse_cutoff} ({plan.warehouse_days} days), in {plan.root}",
+        f"{plan.warehouse_cutoff} ({plan.warehouse_days} days), in {plan.store or plan.root}",
         highlight=False,
     )
     tables = plan.tables()
@@ -125,6 +128,9 @@ def _render_compaction(report: CleanupReport) -> None:
     from gravix.cli.render import console
 
     out = console()
+    if report.plan.store is not None:
+        out.print("Closed days are not compacted on a store: hour objects stay.")
+        return
     if report.dry_run:
         if report.plan.compact:
             out.print(f"Would compact {len(report.plan.compact)} closed day(s) into one file each.")

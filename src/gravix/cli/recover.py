@@ -12,6 +12,7 @@ from gravix.cli.app import TIME, DataDir, Json, StoreUrl, app, boundary
 
 if TYPE_CHECKING:
     from gravix.ops.recovery import RecoverReport
+    from gravix.ops.store_recovery import StoreRecoverReport
     from gravix.storage.orphans import BufferRecoveryReport
 
 
@@ -58,13 +59,16 @@ def recover_command(
 ) -> None:
     """Recover after a crash: move orphaned buffer files into raw (torn tails dropped,
     damaged lines quarantined), remove stray temporary files, quarantine unreadable Parquet
-    and rebuild its hours from raw. Safe to interrupt and run again.
+    and rebuild its hours from raw. Safe to interrupt and run again. With --store: seal
+    this node's orphaned buffer files (its uploader sends them), take over a dead
+    rollup's lease, and rebuild the hours whose manifest and Parquet object disagree.
 
     Example: gravix recover --deep --dry-run
     """
     from gravix.cli.render import progress
     from gravix.errors import ConfigError
     from gravix.ops.recovery import run_recover
+    from gravix.ops.store_recovery import StoreRecoverReport
     from gravix.settings import load_settings
     from gravix.storage import durable
 
@@ -80,7 +84,7 @@ def recover_command(
                 hint="e.g. --rebuild --start-time 2026-02-16T10:00:00Z "
                 "--end-time 2026-02-16T11:00:00Z",
             )
-        settings = load_settings(data_dir=data_dir, store=store, local_only="gravix recover")
+        settings = load_settings(data_dir=data_dir, store=store)
         durable.install_fault_plan(settings.fault_plan)
         with progress(not json, "recovering") as bar:
             report = run_recover(
@@ -90,12 +94,17 @@ def recover_command(
                 rebuild_start=start_time,
                 rebuild_end=end_time,
                 progress=bar,
+                store=settings.store,
+                node_id=settings.node_id,
+                lease_seconds=settings.lease_seconds,
             )
     if json:
         from gravix.cli.render import print_json
         from gravix.report import to_json
 
         print_json(to_json(report))
+    elif isinstance(report, StoreRecoverReport):
+        _render_store(report)
     else:
         _render(report)
 
@@ -197,3 +206,46 @@ def _render_buffers(out: Any, buffers: BufferRecoveryReport, would: Callable[[st
             f"  buffer: {len(buffers.skipped_live)} file(s) held by a live server, left alone",
             highlight=False,
         )
+
+
+def _render_store(report: StoreRecoverReport) -> None:
+    from gravix.cli.render import console
+
+    out = console()
+    dry = report.dry_run
+
+    def would(past: str) -> str:
+        return _WOULD[past] if dry else past
+
+    out.print(f"Recover {report.store} (node {report.data_dir})", highlight=False)
+    if report.buffers is not None:
+        sealed = len(report.buffers.activated)
+        out.print(
+            f"  buffer: {sealed} orphaned active file(s) sealed for upload"
+            + (" (dry run)" if dry else ""),
+            highlight=False,
+        )
+    if report.dead_lease is not None:
+        out.print(
+            f"  lease: left by {report.dead_lease.holder()}, expired; "
+            f"{would('removed') if dry else 'taken over and released'}",
+            highlight=False,
+        )
+    else:
+        out.print("  lease: no lease of a dead runner", highlight=False)
+    out.print(f"  parquet: {report.parquet_checked} object footer(s) checked", highlight=False)
+    for problem in report.problems:
+        action = would("rebuilt") if problem.rebuildable else "kept (no raw objects left)"
+        out.print(
+            f"    {problem.table} {problem.hour}: {problem.problem}; {action}",
+            highlight=False,
+            markup=False,
+        )
+    for table, hours in report.pending.items():
+        out.print(
+            f"  pending: {table}: {len(hours)} hour(s) for the next `gravix rollup --store`",
+            highlight=False,
+        )
+    for summary in report.rebuilt:
+        out.print(f"  rollup: {summary['message']}", highlight=False)
+    out.print("No files were changed." if dry else "Recovery complete.")

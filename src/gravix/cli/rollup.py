@@ -57,7 +57,7 @@ def rollup_command(
     Without a window it is incremental: it rebuilds exactly the hours whose raw files
     changed since they were built (new hours, late facts). With --start-time/--end-time
     it rebuilds every hour the window touches. Each hour is replaced atomically; one
-    rollup runs at a time per data root.
+    rollup runs at a time per data root, or per store with --store (a lease in the store).
 
     Example: gravix rollup --start-time 2026-02-16T10:00:00Z --end-time 2026-02-16T11:00:00Z
     """
@@ -73,9 +73,7 @@ def rollup_command(
     from gravix.storage import durable
 
     with boundary(json=json):
-        settings = load_settings(
-            data_dir=data_dir, store=store, executor=executor, local_only="gravix rollup"
-        )
+        settings = load_settings(data_dir=data_dir, store=store, executor=executor)
         durable.install_fault_plan(settings.fault_plan)
         with progress(not json, "rollup") as bar:
             summary = run_rollup(
@@ -85,6 +83,9 @@ def rollup_command(
                 tables=table,
                 progress=bar,
                 executor=settings.executor,
+                store=settings.store,
+                node_id=settings.node_id,
+                lease_seconds=settings.lease_seconds,
             )
     if json:
         from gravix.cli.render import print_json

@@ -38,6 +38,7 @@ from gravix.ops.checks import (
     check_rollup,
 )
 from gravix.ops.probe import UNAUTHORIZED_HINT, check_ingestion
+from gravix.ops.store_checks import check_store_lease, check_store_rollup
 from gravix.ops.uploads import check_node_buffer, check_not_on_store, check_uploads
 from gravix.ops.warehouse import check_warehouse
 from gravix.settings import Settings
@@ -92,7 +93,8 @@ CHECKS: tuple[tuple[str, Check], ...] = (
     ("locks", check_locks),
 )
 
-# An ingest node with a store (DESIGN §11): its buffer, its upload backlog and its disk.
+# With a store (DESIGN §11): the node's buffer, upload backlog and disk, and the store's
+# rollup state and lease.
 NODE_CHECKS: tuple[tuple[str, Check], ...] = (
     ("ingestion", check_ingestion),
     ("permissions", check_permissions),
@@ -100,6 +102,8 @@ NODE_CHECKS: tuple[tuple[str, Check], ...] = (
     ("uploads", check_uploads),
     ("disk", check_disk),
     ("locks", check_locks),
+    ("rollup", check_store_rollup),
+    ("lease", check_store_lease),
     ("store", check_not_on_store),
 )
 
@@ -127,7 +131,7 @@ def run_doctor(
 ) -> DoctorReport:
     """Run every check (or those named in ``only``) against ``settings.data_dir`` and
     ``settings.url`` (with a store, those of an ingest node: its buffer, upload backlog and
-    disk); never raises for what it finds."""
+    disk, and the store's rollup state and lease); never raises for what it finds."""
     started = time.perf_counter()
     ctx = Context(
         settings=settings, now=now or datetime.now(UTC), limits=thresholds or Thresholds()

@@ -12,7 +12,9 @@ from typing import Any
 
 from gravix import rollup, schema
 from gravix.errors import ConfigError, StorageError
+from gravix.ops.store_recovery import StoreRecoverReport, run_store_recover
 from gravix.report import to_json
+from gravix.settings import DEFAULT_LEASE_SECONDS, StoreConfig
 from gravix.storage import durable, guard, layout, links, raw
 from gravix.storage.orphans import BufferRecoveryReport, recover_buffers
 from gravix.units import parse_time, utc_stamp
@@ -237,13 +239,33 @@ def run_recover(
     rebuild_end: datetime | str | None = None,
     progress: Progress | None = None,
     lock_timeout: float = 600.0,
-) -> RecoverReport:
+    store: StoreConfig | None = None,
+    node_id: str = "",
+    lease_seconds: float = DEFAULT_LEASE_SECONDS,
+) -> RecoverReport | StoreRecoverReport:
     """``gravix recover``: orphaned buffer files → raw; stray temporaries removed; unreadable
     Parquet quarantined and its hours rebuilt from raw; optionally a window rolled up again.
+    With ``store``: :mod:`gravix.ops.store_recovery`.
 
     Safe to interrupt and re-run at any point: each step is idempotent."""
 
     root = Path(root)
+    if store is not None:
+        if deep or rebuild_start is not None or rebuild_end is not None:
+            raise ConfigError(
+                "--deep and --rebuild do not apply with --store",
+                hint="recover --store reads every Parquet footer the manifests name; to roll "
+                "a window up again run `gravix rollup --store … --start-time … --end-time …`",
+            )
+        return run_store_recover(
+            root,
+            store,
+            dry_run=dry_run,
+            progress=progress,
+            node_id=node_id,
+            lease_seconds=lease_seconds,
+            lock_timeout=lock_timeout,
+        )
     with guard.guarded(root):
         return _recover(root, dry_run, deep, rebuild_start, rebuild_end, progress, lock_timeout)
 

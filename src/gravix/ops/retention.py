@@ -20,7 +20,9 @@ from typing import Any, ClassVar
 from gravix import schema
 from gravix.errors import ConfigError, StorageError, UnsafePath
 from gravix.rollup.compact import CompactReport, closed_days, compact_closed_days
+from gravix.settings import DEFAULT_LEASE_SECONDS, Settings, StoreConfig
 from gravix.storage import durable, guard, layout, links
+from gravix.storage.store import open_store
 
 Progress = Callable[[str, int, int], None]
 
@@ -59,6 +61,8 @@ class CleanupPlan:
     skipped: list[tuple[Path, str]] = field(default_factory=list)
     # Closed days kept by the retention whose hour files will be joined into one file.
     compact: list[tuple[str, date]] = field(default_factory=list)
+    # The object store cleaned instead of the data root's raw/ and warehouse/ (DESIGN §11).
+    store: str | None = None
 
     @property
     def raw_cutoff(self) -> date:
@@ -109,6 +113,7 @@ class CleanupReport:
         "tables",
         "skipped",
         "compact_days",
+        "store",
     )
 
     plan: CleanupPlan = field(metadata={"json": False})
@@ -160,6 +165,10 @@ class CleanupReport:
     @property
     def skipped(self) -> list[dict[str, str]]:
         return [{"path": str(p), "reason": r} for p, r in self.plan.skipped]
+
+    @property
+    def store(self) -> str | None:
+        return self.plan.store
 
     @property
     def compact_days(self) -> list[dict[str, str]]:
@@ -309,10 +318,30 @@ def run_cleanup(
     progress: Progress | None = None,
     today: date | None = None,
     lock_timeout: float = DEFAULT_LOCK_TIMEOUT,
+    store: StoreConfig | None = None,
+    node_id: str = "",
+    lease_seconds: float = DEFAULT_LEASE_SECONDS,
 ) -> CleanupReport:
-    """Plan, then (unless ``dry_run``) delete, holding the rollup lock while deleting."""
+    """Plan, then (unless ``dry_run``) delete, holding the rollup lock while deleting.
+    With ``store`` the partitions are that object store's, deleted under its rollup lease
+    (:mod:`gravix.ops.store_retention`)."""
     root = Path(root)
     _check_days(days, warehouse_days)
+    if store is not None:
+        from gravix.ops.store_retention import run_store_cleanup
+
+        return run_store_cleanup(
+            open_store(Settings(data_dir=root, store=store)),
+            root,
+            days=days,
+            warehouse_days=warehouse_days,
+            dry_run=dry_run,
+            progress=progress,
+            today=today,
+            node_id=node_id,
+            lease_seconds=lease_seconds,
+            lock_timeout=lock_timeout,
+        )
     with guard.guarded(root):
         return _cleanup(root, days, warehouse_days, dry_run, progress, today, lock_timeout)
 

@@ -16,7 +16,7 @@ from gravix.units import format_size
 BACKLOG_WARN_SECONDS = 5 * 60
 BACKLOG_FAIL_SECONDS = 60 * 60
 # The checks that read raw/, the warehouse or rollup state: not yet on a store.
-NOT_ON_STORE = ("raw", "rollup", "bad lines", "warehouse", "query", "retention")
+NOT_ON_STORE = ("raw", "bad lines", "warehouse", "query", "retention")
 
 
 def check_uploads(ctx: Context) -> CheckResult:

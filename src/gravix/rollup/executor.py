@@ -22,14 +22,15 @@ import uuid
 from collections.abc import Iterator
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
 from concurrent.futures.process import BrokenProcessPool
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, Protocol
 
 from gravix.errors import ConfigError, GravixError
 from gravix.rollup.build import HourResult, build_request_hour
 from gravix.rollup.plan import PlannedHour
-from gravix.settings import DASK_SCHEME, DEFAULT_EXECUTOR
+from gravix.rollup.store_build import build_store_hours
+from gravix.settings import DASK_SCHEME, DEFAULT_EXECUTOR, StoreConfig
 from gravix.storage import faults
 
 # A pool's start-up (a fresh interpreter that imports polars, per worker: ~0.3 s of CPU)
@@ -50,6 +51,9 @@ class HourTask:
     root: Path
     hours: tuple[PlannedHour, ...]
     fault_plans: tuple[str, ...] = ()
+    # With a store (DESIGN §11) the hours are read from and written to it; ``root`` then
+    # only holds the task's local work directory.
+    store: StoreConfig | None = None
 
     @property
     def raw_bytes(self) -> int:
@@ -64,6 +68,12 @@ def run_task(task: HourTask) -> list[HourResult]:
     for plan in task.fault_plans:
         if plan not in faults.installed_plans():
             faults.install_fault_plan(plan)
+    return _build(task)
+
+
+def _build(task: HourTask) -> list[HourResult]:
+    if task.store is not None:
+        return build_store_hours(task.root, task.store, task.hours)
     return [build_request_hour(task.root, planned) for planned in task.hours]
 
 
@@ -117,8 +127,7 @@ class LocalExecutor:
         work = sum(t.raw_bytes for t in tasks)
         if self.workers == 1 or len(tasks) < 2 or work < self.min_bytes:
             for task in tasks:  # this process's fault plans are already installed
-                for planned in task.hours:
-                    yield build_request_hour(task.root, planned)
+                yield from _build(task)
             return
         todo = list(tasks)
         failures = 0
@@ -150,7 +159,7 @@ class LocalExecutor:
         ) as pool:
             plans = faults.installed_plans()
             pending: dict[Future[list[HourResult]], HourTask] = {
-                pool.submit(run_task, HourTask(t.root, t.hours, plans)): t for t in tasks
+                pool.submit(run_task, replace(t, fault_plans=plans)): t for t in tasks
             }
             try:
                 while pending:
@@ -207,7 +216,7 @@ class DaskExecutor:
             futures = [
                 client.submit(
                     run_task,
-                    HourTask(t.root, t.hours, plans),
+                    replace(t, fault_plans=plans),
                     key=f"gravix-rollup-{t.hours[0].table}-{t.hours[0].hour}-{run}",
                     pure=False,
                 )

@@ -9,9 +9,10 @@ from __future__ import annotations
 
 import json
 import os
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import datetime
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -70,10 +71,16 @@ def _current_files(root: Path, table: str, hour: Hour) -> dict[str, int]:
 def read_manifest(root: Path, table: str, hour: Hour) -> dict[str, Any] | None:
     """The record of what ``hour`` of ``table`` was built from, or None (never built or
     unreadable, which both mean "build it")."""
-    path = layout.rollup_manifest_path(root, table, hour)
     try:
-        data = json.loads(path.read_bytes())
-    except (OSError, ValueError):
+        return parse_manifest(layout.rollup_manifest_path(root, table, hour).read_bytes())
+    except OSError:
+        return None
+
+
+def parse_manifest(text: bytes) -> dict[str, Any] | None:
+    try:
+        data = json.loads(text)
+    except ValueError:
         return None
     if not isinstance(data, dict) or not isinstance(data.get("files"), dict):
         return None
@@ -100,6 +107,20 @@ def _output_exists(root: Path, table: str, hour: Hour) -> bool:
     return any(path.exists() for path in reversed(layout.warehouse_outputs(root, table, hour)))
 
 
+def hour_reason(
+    manifest: dict[str, Any] | None, files: dict[str, int], output_exists: Callable[[], bool]
+) -> str | None:
+    """Why an hour needs work, from its manifest and its raw files now (None: it does not);
+    the output is looked for only when the rest says the hour is up to date."""
+    if manifest is None:
+        return NEW if files else None
+    if manifest["files"] != files:
+        return CHANGED if files else REMOVED
+    if int(manifest.get("facts", 0) or 0) > 0 and not output_exists():
+        return MISSING
+    return None
+
+
 def plan_table(
     root: Path, table: str, only: set[Hour] | None = None, *, since: float | None = None
 ) -> list[PlannedHour]:
@@ -119,14 +140,7 @@ def plan_table(
             continue
         files, newest = _raw_files(root, table, hour) if hour in raw else ({}, 0.0)
         manifest = read_manifest(root, table, hour)
-        if manifest is None:
-            reason = NEW if files else None
-        elif manifest["files"] != files:
-            reason = CHANGED if files else REMOVED
-        elif int(manifest.get("facts", 0) or 0) > 0 and not _output_exists(root, table, hour):
-            reason = MISSING
-        else:
-            reason = None
+        reason = hour_reason(manifest, files, partial(_output_exists, root, table, hour))
         if reason is not None:
             plan.append(PlannedHour(table, hour, reason, newest, sum(files.values())))
     return plan

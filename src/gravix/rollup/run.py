@@ -38,7 +38,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from functools import partial
 from pathlib import Path
-from typing import ClassVar
+from typing import Any, ClassVar
 
 from gravix import schema
 from gravix.errors import ConfigError
@@ -54,6 +54,7 @@ from gravix.rollup.plan import (
     window_plan,
 )
 from gravix.rollup.runlog import append_run, recent_runs
+from gravix.settings import DEFAULT_LEASE_SECONDS, StoreConfig
 from gravix.storage import durable, guard, layout
 from gravix.storage.layout import Hour
 from gravix.units import ceil_to, floor_to, parse_time, utc_stamp
@@ -223,13 +224,18 @@ def _execute(
 # --- runs log -------------------------------------------------------------------------------
 
 
-def _record_run(root: Path, summary: RollupSummary) -> None:
-    document = to_json(summary)
+def run_document(summary: RollupSummary) -> dict[str, Any]:
+    """A run's entry in the runs log: its summary without the per-hour rows."""
+    document: dict[str, Any] = to_json(summary)
     document.pop("hours")
     document["bad_lines_by_hour"] = {
         f"{h.table} {h.hour}": h.bad_lines for h in summary.hours if h.bad_lines
     }
-    append_run(root, document)
+    return document
+
+
+def _record_run(root: Path, summary: RollupSummary) -> None:
+    append_run(root, run_document(summary))
 
 
 # --- entry points ---------------------------------------------------------------------------
@@ -253,6 +259,29 @@ def _lock(root: Path, purpose: str) -> durable.FileLock:
     return durable.FileLock(layout.lock_path(root, LOCK_NAME), purpose).acquire()
 
 
+def new_summary(
+    tables: Iterable[str] | str | None,
+    start: datetime | str | None,
+    end: datetime | str | None,
+) -> RollupSummary:
+    """The summary a run starts from: its tables and its window (checked, widened to whole
+    hours), or incremental without one."""
+    chosen = choose_tables(tables)
+    requested_start = None if start in (None, "") else parse_time(start, "--start-time")
+    requested_end = None if end in (None, "") else parse_time(end, "--end-time")
+    if requested_start and requested_end and requested_start >= requested_end:
+        raise ConfigError("--start-time must be before --end-time (the end is exclusive)")
+    windowed = requested_start is not None or requested_end is not None
+    return RollupSummary(
+        mode="window" if windowed else "incremental",
+        tables=chosen,
+        requested_start=requested_start,
+        requested_end=requested_end,
+        start=floor_to(requested_start, HOUR) if requested_start else None,
+        end=ceil_to(requested_end, HOUR) if requested_end else None,
+    )
+
+
 def run_rollup(
     *,
     root: Path,
@@ -261,25 +290,25 @@ def run_rollup(
     tables: Iterable[str] | str | None = None,
     progress: Progress | None = None,
     executor: str | Executor | None = None,
+    store: StoreConfig | None = None,
+    node_id: str = "",
+    lease_seconds: float = DEFAULT_LEASE_SECONDS,
 ) -> RollupSummary:
     """``gravix rollup``: with a window, rebuild every hour it touches (widened to whole
     hours); without one, rebuild exactly the hours whose raw file set changed. The hours
-    of request_metrics_minute run on ``executor`` (``local`` or ``dask://HOST:PORT``)."""
-    chosen = choose_tables(tables)
+    of request_metrics_minute run on ``executor`` (``local`` or ``dask://HOST:PORT``).
+    With ``store`` the raw objects, the tables and the manifests are in that object store
+    (:mod:`gravix.rollup.store_run`), and ``root`` holds only the work directories."""
+    summary = new_summary(tables, start, end)
+    if store is not None:
+        from gravix.rollup.store_run import run_store_rollup
+
+        return run_store_rollup(
+            root, store, summary, progress, executor, node_id=node_id, lease_seconds=lease_seconds
+        )
+    chosen = summary.tables
     runner = open_executor(executor)
-    requested_start = None if start in (None, "") else parse_time(start, "--start-time")
-    requested_end = None if end in (None, "") else parse_time(end, "--end-time")
-    if requested_start and requested_end and requested_start >= requested_end:
-        raise ConfigError("--start-time must be before --end-time (the end is exclusive)")
-    windowed = requested_start is not None or requested_end is not None
-    summary = RollupSummary(
-        mode="window" if windowed else "incremental",
-        tables=chosen,
-        requested_start=requested_start,
-        requested_end=requested_end,
-        start=floor_to(requested_start, HOUR) if requested_start else None,
-        end=ceil_to(requested_end, HOUR) if requested_end else None,
-    )
+    windowed = summary.mode == "window"
     started = time.perf_counter()
     with guard.explain_permissions(root):
         lock = _lock(root, "gravix rollup")

@@ -22,6 +22,7 @@ Object names in a store (DESIGN §11) are the same paths relative to the store's
 
     raw/<topic>/event_day=YYYY-MM-DD/hour=HH/<node-id>-<id>.jsonl
     quarantine/<kind>/<node-id>-<name>
+    state/leases/<name>/lease-<generation>.json                     (one rollup at a time)
 """
 
 from __future__ import annotations
@@ -455,6 +456,25 @@ def raw_object_key(topic: str, hour: Hour, node_id: str, file_id: str) -> str:
 
 def quarantine_object_key(kind: str, node_id: str, name: str) -> str:
     return check_object_key(f"quarantine/{check_file_id(kind)}/{check_file_id(node_id)}-{name}")
+
+
+def object_hour(key: str) -> Hour | None:
+    """The hour of a raw object (``…/event_day=…/hour=HH/<name>``) or manifest (``….json``)."""
+    parts = key.removesuffix(".json").split("/")
+    for day, hour in zip(map(parse_day_dir, parts), map(parse_hour_dir, parts[1:]), strict=False):
+        if day is not None and hour is not None:
+            return Hour(day, hour)
+    return None
+
+
+def lease_key(name: str, generation: int) -> str:
+    """Generation ``generation`` of lease ``name``, zero-padded: names sort by generation."""
+    return f"state/leases/{check_file_id(name)}/lease-{generation:012d}.json"
+
+
+def store_work_dir(root: Path, name: str = "") -> Path:
+    """A rollup task's private data root for the store objects it reads and writes."""
+    return state_root(root) / "work" / (check_file_id(name) if name else "")
 
 
 def object_path(root: Path, key: str) -> Path:

@@ -14,7 +14,6 @@ from typing import Any
 import pytest
 
 from gravix import schema
-from gravix.errors import ConfigError
 from gravix.rollup import run_rollup
 from gravix.rollup.executor import LocalExecutor
 from gravix.storage import layout
@@ -112,15 +111,6 @@ def test_window_on_the_store_rebuilds_the_hours_it_touches(
     assert summary.widened
     assert {(h.table, h.hour) for h in summary.hours} >= {(schema.REQUEST_METRICS_MINUTE, HOURS[1])}
     assert {h.hour for h in summary.hours if h.table == schema.REQUEST_METRICS_MINUTE} == {HOURS[1]}
-
-
-def test_dask_executor_with_a_store_is_refused_before_anything_is_written(
-    s3_store_url: str, moto: MotoServer, tmp_path: Path
-) -> None:
-    with pytest.raises(ConfigError, match="dask"):
-        store_rollup(s3_store_url, tmp_path / "runner", executor="dask://127.0.0.1:1")
-    bucket, prefix = split_url(s3_store_url)
-    assert moto.objects(bucket, prefix) == {}
 
 
 def test_an_hour_rebuilt_without_rows_loses_its_object_as_it_loses_its_file(

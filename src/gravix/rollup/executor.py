@@ -54,6 +54,9 @@ class HourTask:
     # With a store (DESIGN §11) the hours are read from and written to it; ``root`` then
     # only holds the task's local work directory.
     store: StoreConfig | None = None
+    # On a Dask worker, which need not see the runner's disk, a store's task works in the
+    # worker's own local directory instead of under ``root``.
+    worker_scratch: bool = False
 
     @property
     def raw_bytes(self) -> int:
@@ -73,8 +76,17 @@ def run_task(task: HourTask) -> list[HourResult]:
 
 def _build(task: HourTask) -> list[HourResult]:
     if task.store is not None:
-        return build_store_hours(task.root, task.store, task.hours)
+        root = _worker_directory() if task.worker_scratch else task.root
+        return build_store_hours(root, task.store, task.hours)
     return [build_request_hour(task.root, planned) for planned in task.hours]
+
+
+def _worker_directory() -> Path:
+    """The local directory of the Dask worker running this task (``--local-directory``;
+    Dask's own scratch space on the worker's disk)."""
+    import distributed
+
+    return Path(distributed.get_worker().local_directory)
 
 
 class Executor(Protocol):
@@ -216,7 +228,7 @@ class DaskExecutor:
             futures = [
                 client.submit(
                     run_task,
-                    replace(t, fault_plans=plans),
+                    replace(t, fault_plans=plans, worker_scratch=t.store is not None),
                     key=f"gravix-rollup-{t.hours[0].table}-{t.hours[0].hour}-{run}",
                     pure=False,
                 )

@@ -7,11 +7,11 @@ by one PUT; the manifest follows the output. One rollup runs at a time per store
 lease (:mod:`gravix.storage.lease`) taken before planning, renewed while the run lasts and
 checked before each hour's result is accepted; a run that has lost it stops.
 
-The hours of request_metrics_minute run as tasks of the local executor, each in a private
-work directory under the data root (:mod:`gravix.rollup.store_build`). A store does not
-take the local compaction of closed days (it renames directories): hour objects stay.
-The Dask executor is refused with a store: its workers would need the runner's data root
-for their work directories.
+The hours of request_metrics_minute run as tasks of the executor, each in a private work
+directory (:mod:`gravix.rollup.store_build`): under the data root for the local pool, in
+the worker's own local directory on a Dask cluster, whose workers then need nothing but
+the store. A store does not take the local compaction of closed days (it renames
+directories): hour objects stay.
 """
 
 from __future__ import annotations
@@ -24,9 +24,8 @@ from functools import partial
 from pathlib import Path
 
 from gravix import schema
-from gravix.errors import ConfigError
 from gravix.rollup.build import HourResult
-from gravix.rollup.executor import DaskExecutor, Executor, HourTask, open_executor
+from gravix.rollup.executor import Executor, HourTask, open_executor
 from gravix.rollup.plan import REMOVED, REQUESTED, PlannedHour
 from gravix.rollup.run import Progress, RollupSummary, run_document
 from gravix.rollup.runlog import append_run
@@ -44,17 +43,6 @@ from gravix.storage.layout import Hour
 from gravix.storage.store import Store
 
 PURPOSE = "gravix rollup"
-
-
-def _local_executor(spec: str | Executor | None) -> Executor:
-    runner = open_executor(spec)
-    if isinstance(runner, DaskExecutor):
-        raise ConfigError(
-            "--executor dask:// does not work with --store yet",
-            hint="run the store's rollup with --executor local (worker processes on this "
-            "machine), or roll up a shared data root on the Dask cluster without --store",
-        )
-    return runner
 
 
 def _execute(
@@ -127,7 +115,7 @@ def run_under_lease(
 ) -> RollupSummary:
     """Plan with ``planner`` over one look at the store, build, record the run; the caller
     holds the lease."""
-    runner = _local_executor(executor)
+    runner = open_executor(executor)
     store = store_for(config)
     started = time.perf_counter()
     sweep_work_dirs(root)
@@ -151,7 +139,7 @@ def run_store_rollup(
     lease_seconds: float,
 ) -> RollupSummary:
     """``gravix rollup --store``: incremental, or the window of ``summary``."""
-    _local_executor(executor)  # refused before the lease is taken
+    open_executor(executor)  # a bad spec is refused before the lease is taken
 
     def planner(view: StoreView) -> list[PlannedHour]:
         if summary.mode == "window":

@@ -11,10 +11,12 @@ from typing import Annotated, Any, NoReturn
 import typer
 
 from gravix import __version__, units
+from gravix.cli.coerce import Group
 from gravix.errors import ConfigError, GravixError
 
 app = typer.Typer(
     name="gravix",
+    cls=Group,
     help="Gravix: a self-hosted health monitor for HTTP services.\n\n"
     "Services POST one JSON fact per request; Gravix keeps them durably, rolls them up into "
     "per-minute Parquet metrics and answers SQL and incident questions over them.\n\n"

@@ -11,8 +11,12 @@ from typing import Annotated, Any, NoReturn
 import typer
 
 from gravix import __version__, units
-from gravix.cli.coerce import Group
 from gravix.errors import ConfigError, GravixError
+
+try:
+    from gravix.cli.coerce import Group
+except ImportError:  # a typer without the helpers it reuses: typer's conversion throughout
+    from typer.core import TyperGroup as Group  # type: ignore[assignment]
 
 app = typer.Typer(
     name="gravix",

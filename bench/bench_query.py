@@ -313,6 +313,7 @@ def _timed(cmd: list[str], runs: int = 9) -> tuple[float, float]:
     the CPU time is what the wall time would be on an idle one."""
     import resource
 
+    subprocess.run(cmd, capture_output=True, check=True)  # a first start writes bytecode
     walls, cpus = [], []
     for _ in range(runs):
         before = resource.getrusage(resource.RUSAGE_CHILDREN)

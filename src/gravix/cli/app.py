@@ -13,8 +13,14 @@ import typer
 from gravix import __version__, units
 from gravix.errors import ConfigError, GravixError
 
+try:
+    from gravix.cli.coerce import Group
+except ImportError:  # a typer without the helpers it reuses: typer's conversion throughout
+    from typer.core import TyperGroup as Group  # type: ignore[assignment]
+
 app = typer.Typer(
     name="gravix",
+    cls=Group,
     help="Gravix: a self-hosted health monitor for HTTP services.\n\n"
     "Services POST one JSON fact per request; Gravix keeps them durably, rolls them up into "
     "per-minute Parquet metrics and answers SQL and incident questions over them.\n\n"

@@ -298,18 +298,28 @@
       "zoomIn2d", "zoomOut2d", "toggleSpikelines", "hoverClosestCartesian", "hoverCompareCartesian"],
   };
 
+  // read once: reading a computed style after the DOM changed makes the browser redo the
+  // page's styles, once per chart otherwise
+  let fontFamily = null;
+
   function layout(series, events, extra) {
+    fontFamily = fontFamily || getComputedStyle(document.body).fontFamily;
     return {
       // fixed margins, wide enough for every axis label and a one-row legend: margins that
       // grow to fit would draw each chart twice
       height: 250, margin: { l: 72, r: 14, t: 40, b: 34, autoexpand: false },
-      font: { family: getComputedStyle(document.body).fontFamily, size: 11, color: C.text },
+      font: { family: fontFamily, size: 11, color: C.text },
       paper_bgcolor: "rgba(0,0,0,0)", plot_bgcolor: "rgba(0,0,0,0)",
       xaxis: {
         type: "date", range: [plotTime(series.from), plotTime(series.to)],
         gridcolor: C.grid, linecolor: C.line, showspikes: false,
       },
-      yaxis: { gridcolor: C.grid, zeroline: false, rangemode: "tozero", fixedrange: true, automargin: false },
+      // y labels sit inside the fixed left margin: none is measured to see if it overflows
+      // (a layout pass per label)
+      yaxis: {
+        gridcolor: C.grid, zeroline: false, rangemode: "tozero", fixedrange: true, automargin: false,
+        ticklabeloverflow: "allow",
+      },
       yaxis2: { overlaying: "y", range: [0, 1], visible: false, fixedrange: true },
       legend: { orientation: "h", x: 0, y: 1.02, yanchor: "bottom", font: { size: 11 } },
       hovermode: "x unified", dragmode: "zoom", showlegend: true,

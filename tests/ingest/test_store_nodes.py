@@ -199,6 +199,24 @@ def test_three_nodes_share_a_store_and_a_node_killed_mid_upload_loses_nothing(
     assert {str(d["event_id"]) for d in every} <= set(clients.sent)
     assert set(clients.all_acked()) <= {str(d["event_id"]) for d in every}
     assert set(clients.statuses) <= {200}
+    # The store's own rollup counts each event once, however many nodes stored it.
+    distinct = {str(d["event_id"]) for d in every}
+    rolled = _gravix(moto, ["rollup", "--data-dir", str(tmp_path / "runner"), "--store", url])
+    assert (rolled["facts"], rolled["duplicates"]) == (len(distinct), len(every) - len(distinct))
+    sql = "SELECT sum(request_count) AS n FROM request_metrics_minute"
+    answer = _gravix(moto, ["query", sql, "--data-dir", str(tmp_path / "runner"), "--store", url])
+    assert answer["rows"] == [{"n": len(distinct)}]
+
+
+def _gravix(moto: MotoServer, args: list[str]) -> dict[str, object]:
+    """A gravix command against the store, as its own process; its JSON document."""
+    result = subprocess.run(
+        [sys.executable, "-m", "gravix", *args, "--json"],
+        capture_output=True, env={**moto.env(), "GRAVIX_DATA_DIR": ""}, timeout=120, check=False,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr.decode()[-2000:]
+    document: dict[str, object] = json.loads(result.stdout)
+    return document
 
 
 def _metric(node: ServerProcess, name: str) -> float:

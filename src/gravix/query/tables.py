@@ -43,6 +43,13 @@ TABLES: dict[str, TableInfo] = {
         (PARTITION_COLUMN,),
         "bucket_start",
     ),
+    schema.REQUEST_METRICS_HOUR: TableInfo(
+        schema.REQUEST_METRICS_HOUR,
+        "warehouse",
+        REQUEST_METRICS_COLUMNS,
+        (PARTITION_COLUMN,),
+        "bucket_start",
+    ),
     schema.SERVICE_EVENTS_DAILY: TableInfo(
         schema.SERVICE_EVENTS_DAILY, "warehouse", SERVICE_EVENTS_DAILY_COLUMNS, (PARTITION_COLUMN,)
     ),

@@ -23,7 +23,7 @@ import polars as pl
 from gravix import schema
 from gravix.dashboard.params import Filters, Query, aligned_start, series_step
 from gravix.dashboard.pieces import Pieces, identity, metric_rows, with_estimates
-from gravix.query.merge import MS, remerged
+from gravix.query.merge import MS, Steps, remerged
 from gravix.query.tables import collect_stable, scan_table, table_files
 from gravix.schema import sketch
 from gravix.storage import layout
@@ -113,7 +113,8 @@ class Data:
         filters = query.filters
 
         def plan(windows: list[tuple[datetime, datetime]]) -> pl.LazyFrame:
-            return metric_rows(self.root, windows, filters.service, filters.method, filters.path)
+            f = filters
+            return metric_rows(self.root, windows, f.service, f.method, f.path, Steps())
 
         tag = ("endpoints", filters)
         found = self.pieces.aggregate(query.start, query.end, keys, plan, tag, fill_later=True)
@@ -203,7 +204,8 @@ class Data:
             offset = (pl.col("bucket_start").dt.epoch("ms") - origin_ms) // step_ms * step_ms
             t = (pl.lit(origin_ms, dtype=pl.Int64) + offset).cast(MS).alias("t")
             f = filters
-            rows = metric_rows(self.root, windows, f.service, f.method, f.path)
+            steps = Steps(origin_ms, step_ms)
+            rows = metric_rows(self.root, windows, f.service, f.method, f.path, steps)
             return rows.with_columns(t)
 
         tag = ("steps", step, origin_ms % step_ms, filters)

@@ -9,7 +9,7 @@ from pathlib import Path
 import polars as pl
 
 from gravix.errors import ConfigError
-from gravix.query.merge import merged, metrics
+from gravix.query.merge import Steps, merged, metrics
 from gravix.query.result import PresetResult
 from gravix.query.tables import collect_stable, warehouse_files
 from gravix.query.times import resolve_window
@@ -55,7 +55,12 @@ def apdex(
     groups = collect_stable(
         lambda: merged(
             metrics(
-                root, [(start, end)], service=service, method=method, path_template=path_template
+                root,
+                [(start, end)],
+                service=service,
+                method=method,
+                path_template=path_template,
+                steps=Steps(),
             ),
             keys,
         ),

@@ -94,6 +94,11 @@ def matching_files(listing: list[tuple[str, list[layout.Hour]]], spans: list[Spa
     ]
 
 
+def held_hours(root: Path, table: str) -> set[layout.Hour]:
+    """The hours that the files of ``table`` hold, judged by their names."""
+    return {hour for _, hours in _listing(root, table) for hour in hours}
+
+
 def _listing(root: Path, table: str) -> list[tuple[str, list[layout.Hour]]]:
     """Every complete data file of ``table`` with the hours its path says it holds."""
     info = _info(table)

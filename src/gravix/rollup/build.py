@@ -13,10 +13,10 @@ from typing import TYPE_CHECKING, Any
 
 from gravix import schema
 from gravix.errors import StorageError
+from gravix.rollup import hourly
 from gravix.rollup.compact import replace_hour
 from gravix.rollup.files import remove_output as _remove_output
 from gravix.rollup.files import write_parquet as _write_parquet
-from gravix.rollup import hourly
 from gravix.rollup.plan import MISSING, REMOVED, PlannedHour, read_manifest
 from gravix.rollup.read import load_hour
 from gravix.schema import sketch

@@ -5,8 +5,10 @@ A data root holding 7 days of facts — one for every minute of 12 services × 1
 ``bench-results/cache/`` and rolled up with the real rollup. Two answers are timed, each
 for the whole 7 days and all services:
 
-* series — the page's main question: per 15-minute step (672 points), requests, 5xx,
-  4xx and p50/p95/p99 merged from the minute histograms;
+* series — the page's main question: per 15-minute step (672 points, the step chosen for
+  7 days), requests, 5xx, 4xx and p50/p95/p99 merged from the minute histograms; and the
+  same at 1-hour steps (168 points), which the dashboard reads from
+  ``request_metrics_hour``;
 * endpoints — every endpoint over the 7 days, ranked by server errors, with merged
   percentiles.
 
@@ -15,7 +17,8 @@ References, each in its own fresh process, in the same run:
 * DuckDB in-process computing the same counts per step or endpoint from the same Parquet
   files (the figure the target is set against), and
 * DuckDB computing the counts *and* the merged percentiles (histograms unnested, summed by
-  index and read with the same rank rule), the whole answer.
+  index and read with the same rank rule), the whole answer; and, beside them for the
+  answers made of whole hours, DuckDB computing the counts from ``request_metrics_hour``.
 
 "warm" is the median of several calls after one warm-up in the same process: the
 dashboard keeps each day's and hour's merged aggregates in memory, keyed by the identity of

@@ -9,13 +9,16 @@ rollup. Three questions are timed on each:
 * top endpoints — every endpoint over the last 24 hours, ranked by errors, with merged
   percentiles (the preset), and the same ranking as a user writes it in SQL (sums only).
 
-The reference is DuckDB answering the same question in SQL over the same Parquet files
-(Hive partitions pruned on ``event_day`` the same way, histograms unnested, summed by index
-and read with the same rank rule). In-process, each engine runs in its own fresh subprocess —
-one warm-up call, then the median of several — so each gets a clean peak RSS and the same
-treatment. Whole-process, ``gravix query … --json`` is timed against a Python process that
-imports DuckDB and runs the same SQL (median of several runs each). A month must not cost
-much more than a week: each 30-day answer is also set against its 7-day one.
+The reference is DuckDB answering the same question in SQL over the same Parquet files (Hive
+partitions pruned on ``event_day`` the same way, histograms unnested, summed by index and
+read with the same rank rule): the minute table, the files a user's DuckDB reads. The
+presets read whole hours from ``request_metrics_hour``, so DuckDB answering from that table
+is reported beside it (and the SQL question is also timed with both engines reading it).
+In-process, each engine runs in its own fresh subprocess — one warm-up call, then the median
+of several — so each gets a clean peak RSS and the same treatment. Whole-process, ``gravix
+query … --json`` is timed against a Python process that imports DuckDB and runs the same SQL
+(median of several runs each). A month must not cost much more than a week: each 30-day
+answer is also set against its 7-day one.
 """
 
 from __future__ import annotations

@@ -1,7 +1,8 @@
 """The dashboard's data API (DESIGN §10): services, series, endpoints, events and heatmap,
-answered from the warehouse's minute rows (and the raw service events, for exact times).
+answered from the warehouse's rows (and the raw service events, for exact times): whole
+hours that fall in one step from ``request_metrics_hour``, the rest from the minutes.
 
-Every percentile is merged from the minute rows' histograms (:mod:`gravix.query.merge`),
+Every percentile is merged from the rows' histograms (:mod:`gravix.query.merge`),
 never a max or mean of per-minute values. Answers are plain JSON types. Reads go through
 :mod:`gravix.dashboard.pieces`, which keeps each day's and hour's merged aggregates keyed by
 the identity (path, inode, size, mtime) of its files: the page's panels, its 60-second

@@ -121,9 +121,10 @@ def _check_complete(root: Path, table: str, day: date, hours: list[str]) -> None
     built_by = schema.BUILT_BY[table]
     if built_by == table:
         return
-    held = {int(name[len("part-") : -len(layout.PARQUET)]) for name in hours}
+    live = layout.warehouse_day_dir(root, table, day)
+    held = {h for name in hours for h in layout.parse_warehouse_file(table, live / name)}
     for hour in (Hour(day, h) for h in range(24)):
-        if hour.hour in held:
+        if hour in held:
             continue
         manifest = read_manifest(root, built_by, hour)
         if manifest is not None and int(manifest.get("facts", 0) or 0) > 0:

@@ -92,6 +92,11 @@ def test_compacted_days_answer_as_duckdb_does_over_the_raw_facts(data_root: Path
     frame = pl.read_parquet(layout.warehouse_day_file(data_root, TABLE, DAY1))
     assert frame.equals(frame.sort(compact.SORT_KEYS))
     assert day.metadata.num_row_groups == -(-frame.height // compact.ROW_GROUP_ROWS)
+    hours = layout.warehouse_day_file(data_root, HOURS_TABLE, DAY1)
+    rows = pl.read_parquet(hours)
+    assert rows.equals(rows.sort(compact.SORT_KEYS))
+    groups = -(-rows.height // compact.HOUR_TABLE_ROW_GROUP_ROWS)
+    assert pq.ParquetFile(hours).metadata.num_row_groups == groups > 1
     # the next cleanup has nothing to join, and the swapped-out hour files are gone
     assert cleanup(data_root).compacted.days == []
     assert layout.compact_staging_days(data_root) == []

@@ -5,8 +5,10 @@ A data root holding 7 days of facts — one for every minute of 12 services × 1
 ``bench-results/cache/`` and rolled up with the real rollup. Two answers are timed, each
 for the whole 7 days and all services:
 
-* series — the page's main question: per 15-minute step (672 points), requests, 5xx,
-  4xx and p50/p95/p99 merged from the minute histograms;
+* series — the page's main question: per 15-minute step (672 points, the step chosen for
+  7 days), requests, 5xx, 4xx and p50/p95/p99 merged from the minute histograms; and the
+  same at 1-hour steps (168 points), which the dashboard reads from
+  ``request_metrics_hour``;
 * endpoints — every endpoint over the 7 days, ranked by server errors, with merged
   percentiles.
 
@@ -15,7 +17,8 @@ References, each in its own fresh process, in the same run:
 * DuckDB in-process computing the same counts per step or endpoint from the same Parquet
   files (the figure the target is set against), and
 * DuckDB computing the counts *and* the merged percentiles (histograms unnested, summed by
-  index and read with the same rank rule), the whole answer.
+  index and read with the same rank rule), the whole answer; and, beside them for the
+  answers made of whole hours, DuckDB computing the counts from ``request_metrics_hour``.
 
 "warm" is the median of several calls after one warm-up in the same process: the
 dashboard keeps each day's and hour's merged aggregates in memory, keyed by the identity of
@@ -126,16 +129,26 @@ def _data_root(quick: bool) -> tuple[Path, int]:
         shutil.rmtree(root, ignore_errors=True)
         _build(root, days)
         marker.write_text("ok\n")
+    from gravix.rollup import run_rollup
+
+    run_rollup(root=root)  # incremental: builds what a root cached by an older version lacks
     return root, days
 
 
 # --- DuckDB: the same answers in SQL -------------------------------------------------------------
 
 
-def _source(root: Path, step: int | None) -> str:
+MINUTES, HOURS = "request_metrics_minute", "request_metrics_hour"
+
+
+def _step(case: str, days: int) -> int:
+    return 3600 if case == "series-1h" else 900 if days == 7 else 120
+
+
+def _source(root: Path, step: int | None, table: str = MINUTES) -> str:
     from gravix.storage import layout
 
-    glob = layout.warehouse_glob(root, "request_metrics_minute")
+    glob = layout.warehouse_glob(root, table)
     if step is None:
         return f"read_parquet('{glob}', hive_partitioning = true)"
     return (
@@ -154,26 +167,21 @@ def _where(since: datetime, until: datetime) -> str:
 
 
 def _duck_sql(
-    case: str, full: bool, root: Path, since: datetime, until: datetime, step: int
+    case: str, full: bool, root: Path, since: datetime, until: datetime, step: int, table: str
 ) -> str:
-    keys = "t" if case == "series" else "service, method, path_template"
-    source = _source(root, step if case == "series" else None)
+    series = case.startswith("series")
+    keys = "t" if series else "service, method, path_template"
+    source = _source(root, step if series else None, table)
     if full:
         body = _duck_merged(keys, _where(since, until), source, f"t.{keys.replace(', ', ', t.')}")
-        order = (
-            "t"
-            if case == "series"
-            else "errors DESC, requests DESC, service, method, path_template"
-        )
+        order = "t" if series else "errors DESC, requests DESC, service, method, path_template"
         return f"SELECT * FROM ({body}) ORDER BY {order}"
     counts = (
         f"SELECT {keys}, sum(request_count) AS requests, sum(error_count) AS errors, "
         f"sum(client_error_count) AS client_errors FROM {source} WHERE {_where(since, until)} "
         "GROUP BY ALL"
     )
-    order = (
-        "t" if case == "series" else "errors DESC, requests DESC, service, method, path_template"
-    )
+    order = "t" if series else "errors DESC, requests DESC, service, method, path_template"
     return f"SELECT * FROM ({counts}) ORDER BY {order}"
 
 
@@ -184,7 +192,7 @@ def worker(engine: str, case: str, root_text: str, days: int, cached: bool = Fal
     import resource
 
     root = Path(root_text)
-    since, until, step = END - timedelta(days=days), END, 900 if days == 7 else 120
+    since, until, step = END - timedelta(days=days), END, _step(case, days)
     if engine == "gravix":
         from gravix.dashboard import Data
         from gravix.dashboard.params import parse_query
@@ -193,7 +201,7 @@ def worker(engine: str, case: str, root_text: str, days: int, cached: bool = Fal
         query = parse_query(_params(case, days))
 
         def call() -> Any:
-            return data.series(query) if case == "series" else data.endpoints(query)
+            return data.endpoints(query) if case == "endpoints" else data.series(query)
 
         def summary(answer: Any) -> list[int]:
             return _summary(case, answer)
@@ -203,13 +211,14 @@ def worker(engine: str, case: str, root_text: str, days: int, cached: bool = Fal
         con = duckdb.connect()
         con.execute("SET TimeZone = 'UTC'")
         con.execute("SET enable_progress_bar = false")  # stdout carries the result
-        sql = _duck_sql(case, engine == "duckdb-full", root, since, until, step)
+        table = HOURS if engine == "duckdb-hour" else MINUTES
+        sql = _duck_sql(case, engine == "duckdb-full", root, since, until, step, table)
 
         def call() -> Any:
             return con.execute(sql).fetchall()
 
         def summary(rows: Any) -> list[int]:
-            index = 1 if case == "series" else 3
+            index = 3 if case == "endpoints" else 1
             return [len(rows), int(sum(r[index] for r in rows))]
 
     started = time.perf_counter()  # imported and connected: DuckDB is up
@@ -246,11 +255,13 @@ def _params(case: str, days: int) -> dict[str, str]:
     params = {"from": (END - timedelta(days=days)).isoformat(), "to": END.isoformat()}
     if case == "endpoints":
         params["limit"] = "1000"
+    if case == "series-1h":
+        params["step"] = "3600"
     return params
 
 
 def _summary(case: str, answer: dict[str, Any]) -> list[int]:
-    rows = answer["points"] if case == "series" else answer["rows"]
+    rows = answer["rows"] if case == "endpoints" else answer["points"]
     return [len(rows), sum(r["requests"] for r in rows)]
 
 
@@ -283,7 +294,8 @@ def _server_cold(case: str, root: Path, days: int) -> dict[str, Any]:
                 except httpx.TransportError:
                     time.sleep(0.01)
             up = time.perf_counter()
-            response = http.get(f"/api/v1/{case}", params=_params(case, days))
+            route = "endpoints" if case == "endpoints" else "series"
+            response = http.get(f"/api/v1/{route}", params=_params(case, days))
             done = time.perf_counter()
             response.raise_for_status()
             answer = response.json()
@@ -312,9 +324,34 @@ def _run_worker(
     return dict(json.loads(out.stdout.strip().splitlines()[-1]))
 
 
+def _hour_table_figures(
+    case: str, root: Path, days: int, ours: dict[str, Any], cold: dict[str, Any]
+) -> list[tuple[str, float, float, str, float | None]]:
+    """The same counts by DuckDB from ``request_metrics_hour`` (one row per hour and
+    endpoint), beside the reference that reads the minutes: a 15-minute step cannot be
+    read from hours, so the default series has none."""
+    if case == "series" and _step(case, days) % 3600:
+        return []
+    hours = _run_worker("duckdb-hour", case, root, days)
+    hours_cold = _median_of([_run_worker("duckdb-hour", case, root, days) for _ in range(3)])
+    if hours["summary"] != ours["summary"]:
+        raise AssertionError(f"{case}: answers differ: {ours['summary']} vs {hours['summary']}")
+    against = "DuckDB reading request_metrics_hour, same counts"
+    return [
+        ("warm", ours["seconds"], hours["seconds"], against, None),
+        (
+            "cold: a started server's first answer once it listens",
+            cold["cold"],
+            hours_cold["cold"],
+            against + ", first answer once connected",
+            None,
+        ),
+    ]
+
+
 def _answer_rows(root: Path, days: int) -> list[dict[str, Any]]:
     rows: list[dict[str, Any]] = []
-    for case in ("series", "endpoints"):
+    for case in ("series", "series-1h", "endpoints"):
         ours = _run_worker("gravix", case, root, days, cached=True)
         bare = _run_worker("gravix", case, root, days)
         counts = _run_worker("duckdb", case, root, days)
@@ -326,7 +363,10 @@ def _answer_rows(root: Path, days: int) -> list[dict[str, Any]]:
                 raise AssertionError(
                     f"{case}: answers differ: {ours['summary']} vs {ref['summary']}"
                 )
-        label = f"dashboard {case}, {days} days, all services"
+        name = "series, 1-hour steps" if case == "series-1h" else case
+        if case == "series":
+            name += f", {_step(case, days) // 60}-minute steps (the default)"
+        label = f"dashboard {name}, {days} days, all services"
         figures = [
             ("warm", ours["seconds"], counts["seconds"], "DuckDB, same counts", 1.0),
             ("warm", ours["seconds"], full["seconds"], "DuckDB, counts + merged percentiles", 1.0),
@@ -358,6 +398,7 @@ def _answer_rows(root: Path, days: int) -> list[dict[str, Any]]:
                 "DuckDB, import included",
                 None,
             ),
+            *_hour_table_figures(case, root, days, ours, cold),
         ]
         for kind, value, reference, against, target in figures:
             ratio = value / reference

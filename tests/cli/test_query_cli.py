@@ -388,6 +388,7 @@ def test_show_tables_lists_every_table_and_its_kind(root: Path) -> None:
     assert result.exit_code == 0, result.output
     assert list(csv.DictReader(io.StringIO(result.stdout))) == [
         {"name": "request_metrics_minute", "kind": "warehouse"},
+        {"name": "request_metrics_hour", "kind": "warehouse"},
         {"name": "service_events_daily", "kind": "warehouse"},
         {"name": "request_facts", "kind": "raw"},
         {"name": "service_events", "kind": "raw"},

@@ -249,8 +249,8 @@ def test_bad_raw_lines_in_recent_runs_warn_with_their_hour(healthy: Path) -> Non
 # --- warehouse and query -----------------------------------------------------------------------
 
 
-def _hour_files(root: Path) -> list[Path]:
-    return sorted(Path(root / "warehouse").rglob("part-*.parquet"))
+def _hour_files(root: Path, table: str = schema.REQUEST_METRICS_MINUTE) -> list[Path]:
+    return sorted(layout.warehouse_table_dir(root, table).rglob("part-*.parquet"))
 
 
 def test_corrupt_parquet_fails_warehouse_check_with_recover_hint(healthy: Path) -> None:
@@ -264,6 +264,18 @@ def test_corrupt_parquet_fails_warehouse_check_with_recover_hint(healthy: Path) 
     # the query layer reads every footer too, so the runbook's check query fails as well
     assert not_ok(report) == {"warehouse": FAIL, "query": FAIL}
     assert "gravix recover --deep" in report.by_name()["query"].hint
+
+
+def test_corrupt_hour_table_file_fails_warehouse_check_as_a_minute_file_does(
+    healthy: Path,
+) -> None:
+    victim = _hour_files(healthy, schema.REQUEST_METRICS_HOUR)[0]
+    data = victim.read_bytes()
+    victim.write_bytes(data[: len(data) // 2])
+    report = doctor(healthy)
+    assert report.by_name()["warehouse"].status == FAIL
+    assert f"{schema.REQUEST_METRICS_HOUR}/" in report.by_name()["warehouse"].detail
+    assert "gravix recover" in report.by_name()["warehouse"].hint
 
 
 def test_damaged_pages_in_the_newest_hour_file_fail_warehouse_check(healthy: Path) -> None:

@@ -21,10 +21,11 @@ from gravix.storage import orphans
 from publish_facts import fact_lines, uuid7, write_buffer
 
 HOURLY = "request_metrics_minute"
+HOUR_TABLE = "request_metrics_hour"
 
 
-def warehouse(root: Path) -> Path:
-    return root / "warehouse" / HOURLY / "event_day=2026-02-16"
+def warehouse(root: Path, table: str = HOURLY) -> Path:
+    return root / "warehouse" / table / "event_day=2026-02-16"
 
 
 def rows(path: Path) -> list[tuple[object, ...]]:
@@ -80,10 +81,26 @@ def test_truncated_parquet_is_quarantined_and_its_hour_rebuilt_from_raw(built: P
     assert report.rebuild_hours == {HOURLY: problem.hours}
     assert [str(h) for h in problem.hours] == ["2026-02-16T11"]
     assert rows(target) == good
-    assert report.parquet_checked == 6
+    assert report.parquet_checked == 12  # six hours, each in the minute and the hour table
     # a second run finds nothing to do
     again = recovery.run_recover(root=built)
     assert again.parquet_problems == [] and again.rebuild_hours == {}
+
+
+def test_a_truncated_hour_table_file_is_quarantined_and_rebuilt_from_raw(built: Path) -> None:
+    target = warehouse(built, HOUR_TABLE) / "part-11.parquet"
+    good = rows(target)
+    original = target.read_bytes()
+    target.write_bytes(original[: len(original) // 2])
+
+    report = recovery.run_recover(root=built)
+
+    assert [(p.table, p.path) for p in report.parquet_problems] == [(HOUR_TABLE, target)]
+    assert report.parquet_problems[0].quarantined is not None
+    # rebuilt by its minute table's hour task, from raw
+    assert report.rebuild_hours == {HOURLY: report.parquet_problems[0].hours}
+    assert rows(target) == good
+    assert rollup.plan_hours(built) == []
 
 
 def test_plain_recover_finds_damaged_pages_behind_an_intact_footer(built: Path) -> None:

@@ -92,7 +92,7 @@ def test_cleanup_on_a_store_removes_the_same_days_as_on_a_data_root(
     left = set(download(moto, url, copy))
     for area in ("raw/", "state/rollup/"):
         assert _kept(left, area) == _kept(local_files(local, area.rstrip("/")), area), area
-    for table in schema.TABLES:
+    for table in schema.WAREHOUSE_TABLES:
         assert table_rows(copy, table) == table_rows(local, table), table
     days = {r[-1] for r in table_rows(copy, schema.REQUEST_METRICS_MINUTE)}
     assert {str(d) for d in days} == {str(TODAY - timedelta(days=a)) for a in (30, 10, 1)}
@@ -100,7 +100,7 @@ def test_cleanup_on_a_store_removes_the_same_days_as_on_a_data_root(
     assert {h.reason for h in store_rollup(url, runner).hours} == {"removed"}
     after = tmp_path / "after"
     download(moto, url, after, "warehouse/")
-    for table in schema.TABLES:
+    for table in schema.WAREHOUSE_TABLES:
         assert table_rows(after, table) == table_rows(copy, table), table
 
 

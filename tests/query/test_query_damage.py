@@ -67,16 +67,10 @@ def unreadable(path: Path) -> bool:
     return True
 
 
-@pytest.fixture(scope="module")
-def damaged(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
-    """A real rollup's file with one data page corrupted (the footer intact) so that polars
-    cannot read it whole nor for one service: corrupted bytes do not always fail a read
-    (polars may decode them silently), so the first column chunk whose damage does is kept."""
-    root = tmp_path_factory.mktemp("damage") / "data"
-    populate(root, minutes=240)
-    build_warehouse(root)
-    # the hour of the deploy, so that every preset (the deploy's windows too) reads it
-    target = layout.warehouse_hour_file(root, "request_metrics_minute", Hour.of(DEPLOY_STARTED))
+def damage(target: Path) -> None:
+    """One data page of ``target`` corrupted (the footer intact) so that polars cannot read
+    it whole nor for one service: corrupted bytes do not always fail a read (polars may
+    decode them silently), so the first column chunk whose damage does is kept."""
     original = target.read_bytes()
     meta = pq.ParquetFile(target).metadata.row_group(0)
     for i in range(meta.num_columns):
@@ -84,8 +78,26 @@ def damaged(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
         flip_column_page(target, meta.column(i).path_in_schema)
         assert pq.ParquetFile(target).metadata.num_rows > 0  # the footer still reads
         if unreadable(target):
-            return root, target
+            return
     raise AssertionError("no single corrupted page made the file unreadable")
+
+
+@pytest.fixture(scope="module")
+def damaged(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, list[Path]]:
+    """A real rollup's files of one hour, in the minute and in the hour table, each with a
+    data page corrupted: the hour of the deploy, so that every preset (the deploy's windows
+    too) reads one of them (a whole hour of a window is read from the hour table)."""
+    root = tmp_path_factory.mktemp("damage") / "data"
+    populate(root, minutes=240)
+    build_warehouse(root)
+    hour = Hour.of(DEPLOY_STARTED)
+    targets = [
+        layout.warehouse_hour_file(root, table, hour)
+        for table in ("request_metrics_minute", "request_metrics_hour")
+    ]
+    for target in targets:
+        damage(target)
+    return root, targets
 
 
 @pytest.mark.parametrize(
@@ -101,14 +113,14 @@ def damaged(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
     ],
 )
 def test_a_damaged_parquet_page_is_one_error_naming_the_file_and_the_fix(
-    damaged: tuple[Path, Path], args: tuple[str, ...]
+    damaged: tuple[Path, list[Path]], args: tuple[str, ...]
 ) -> None:
-    root, target = damaged
+    root, targets = damaged
     result = invoke(root, *args)
     output = result.stdout + result.stderr
     assert result.exit_code == 1, output
     assert "Traceback" not in output and "ComputeError" not in output
-    assert str(target) in result.stderr
+    assert any(str(target) in result.stderr for target in targets), result.stderr
     assert "gravix recover --deep" in result.stderr
 
 

@@ -64,11 +64,12 @@ def test_warehouse_tables_match_their_parquet_schema_and_partitions(root: Path) 
     tables = parse(ddl)
     assert set(tables) == {
         "request_metrics_minute",
+        "request_metrics_hour",
         "service_events_daily",
         "request_facts",
         "service_events",
     }
-    for name in ("request_metrics_minute", "service_events_daily"):
+    for name in ("request_metrics_minute", "request_metrics_hour", "service_events_daily"):
         files = sorted(layout.warehouse_table_dir(root, name).rglob("*.parquet"))
         assert files
         schema = pq.read_schema(files[0])

@@ -23,6 +23,7 @@ def store(url: str) -> StoreConfig:
 
 AREA = {
     "request_metrics_minute": "warehouse",
+    "request_metrics_hour": "warehouse",
     "service_events_daily": "warehouse",
     "request_facts": "raw",
     "service_events": "raw",

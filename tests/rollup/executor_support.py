@@ -116,11 +116,11 @@ def dask_cluster(tmp_path: Path, workers: int = 2) -> Iterator[Cluster]:
 
 
 def table_rows(root: Path) -> dict[str, list[tuple[Any, ...]]]:
-    """Every row of both warehouse tables, as DuckDB reads them."""
+    """Every row of every warehouse table, as DuckDB reads them."""
     con = duckdb.connect()
     con.execute("SET TimeZone = 'UTC'")
     out: dict[str, list[tuple[Any, ...]]] = {}
-    for table in schema.TABLES:
+    for table in schema.WAREHOUSE_TABLES:
         glob = layout.warehouse_glob(root, table)
         out[table] = con.execute(
             f"SELECT * FROM read_parquet('{glob}', hive_partitioning = true) ORDER BY ALL"

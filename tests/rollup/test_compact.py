@@ -26,6 +26,7 @@ from gravix.storage.layout import Hour
 from rollup_facts import DAY1, DAY2, generate
 
 TABLE = schema.REQUEST_METRICS_MINUTE
+HOURS_TABLE = schema.REQUEST_METRICS_HOUR
 TODAY = DAY2 + timedelta(days=1)
 HOURLY_SQL = (
     "SELECT date_trunc('hour', bucket_start) AS hour, sum(request_count) AS n "
@@ -43,8 +44,8 @@ def cleanup(root: Path) -> retention.CleanupReport:
     return retention.run_cleanup(root=root, days=30, warehouse_days=30, today=TODAY)
 
 
-def day_files(root: Path, day: date) -> list[str]:
-    return sorted(p.name for p in layout.warehouse_day_dir(root, TABLE, day).iterdir())
+def day_files(root: Path, day: date, table: str = TABLE) -> list[str]:
+    return sorted(p.name for p in layout.warehouse_day_dir(root, table, day).iterdir())
 
 
 def raw_hourly(root: Path) -> list[tuple[object, int]]:
@@ -69,9 +70,13 @@ def test_compacted_days_answer_as_duckdb_does_over_the_raw_facts(data_root: Path
     assert [(d.table, d.day, d.hour_files) for d in report.compacted.days] == [
         (TABLE, DAY1, 24),
         (TABLE, DAY2, 24),
+        (HOURS_TABLE, DAY1, 24),
+        (HOURS_TABLE, DAY2, 24),
     ]
     assert day_files(data_root, DAY1) == day_files(data_root, DAY2) == [layout.DAY_FILE]
+    assert day_files(data_root, DAY1, HOURS_TABLE) == [layout.DAY_FILE]
     assert_matches_duckdb(data_root)  # every minute row, as DuckDB aggregates the raw facts
+    assert_matches_duckdb(data_root, HOURS_TABLE)  # and every hour row
     assert gravix_hourly(data_root) == expected
     # a preset over the compacted days: every hour's requests as DuckDB counts them
     health = service_health(
@@ -87,6 +92,11 @@ def test_compacted_days_answer_as_duckdb_does_over_the_raw_facts(data_root: Path
     frame = pl.read_parquet(layout.warehouse_day_file(data_root, TABLE, DAY1))
     assert frame.equals(frame.sort(compact.SORT_KEYS))
     assert day.metadata.num_row_groups == -(-frame.height // compact.ROW_GROUP_ROWS)
+    hours = layout.warehouse_day_file(data_root, HOURS_TABLE, DAY1)
+    rows = pl.read_parquet(hours)
+    assert rows.equals(rows.sort(compact.SORT_KEYS))
+    groups = -(-rows.height // compact.HOUR_TABLE_ROW_GROUP_ROWS)
+    assert pq.ParquetFile(hours).metadata.num_row_groups == groups > 1
     # the next cleanup has nothing to join, and the swapped-out hour files are gone
     assert cleanup(data_root).compacted.days == []
     assert layout.compact_staging_days(data_root) == []
@@ -104,7 +114,9 @@ def test_a_late_fact_into_a_compacted_day_rebuilds_exactly_its_hour(data_root: P
 
     assert [(h.hour, h.reason) for h in summary.hours] == [(late, "changed")]
     assert day_files(data_root, DAY1) == [layout.DAY_FILE]  # still one file
+    assert day_files(data_root, DAY1, HOURS_TABLE) == [layout.DAY_FILE]
     assert_matches_duckdb(data_root)  # the late facts are counted, nothing twice
+    assert_matches_duckdb(data_root, HOURS_TABLE)  # in the hour table too
     after = pl.read_parquet(day_file)
     outside = pl.col("bucket_start").dt.hour() != 13
     assert after.filter(outside).equals(before.filter(outside))  # other hours untouched
@@ -160,7 +172,7 @@ def test_a_reader_during_compaction_never_sees_an_hour_missing_or_twice(data_roo
         durable.set_hook(previous)
         for reader in readers:
             reader.join(timeout=30)
-    assert len(report.compacted.days) == len(days)
+    assert len(report.compacted.days) == len(days) * len(compact.COMPACTED_TABLES)
     assert all(day_files(data_root, day) == [layout.DAY_FILE] for day in days)
     assert wrong == []
     assert answers["gravix"] >= 10 and answers["duckdb"] >= 10, answers
@@ -177,7 +189,7 @@ def test_days_stay_as_hour_files_where_directories_cannot_be_swapped(
 
     assert report.compacted.days == []
     assert [where for where, _ in report.compacted.skipped] == [
-        str(layout.warehouse_day_dir(data_root, TABLE, DAY1))
+        str(layout.warehouse_day_dir(data_root, table, DAY1)) for table in (TABLE, HOURS_TABLE)
     ]
     assert "swap" in report.compacted.skipped[0][1]
     assert len(day_files(data_root, DAY1)) == 24

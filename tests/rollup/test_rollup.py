@@ -47,21 +47,25 @@ def raw_facts(con: duckdb.DuckDBPyConnection, root: Path) -> None:
     )
 
 
-def metrics_view(con: duckdb.DuckDBPyConnection, root: Path) -> None:
-    glob = layout.warehouse_glob(root, schema.REQUEST_METRICS_MINUTE)
+def metrics_view(
+    con: duckdb.DuckDBPyConnection, root: Path, table: str = schema.REQUEST_METRICS_MINUTE
+) -> None:
+    glob = layout.warehouse_glob(root, table)
     con.execute(
         "CREATE OR REPLACE VIEW metrics AS SELECT * FROM "
         f"read_parquet('{glob}', hive_partitioning = true)"
     )
 
 
-def assert_matches_duckdb(root: Path) -> int:
-    """Every row of request_metrics_minute equals DuckDB's aggregate of the raw facts."""
+def assert_matches_duckdb(root: Path, table: str = schema.REQUEST_METRICS_MINUTE) -> int:
+    """Every row of ``table`` (request_metrics_minute, or _hour) equals DuckDB's aggregate
+    of the raw facts per minute (or hour)."""
     con = connect()
     raw_facts(con, root)
-    metrics_view(con, root)
-    reference = """
-        SELECT date_trunc('minute', event_time) AS bucket_start, service, method, path_template,
+    metrics_view(con, root, table)
+    unit = "hour" if table == schema.REQUEST_METRICS_HOUR else "minute"
+    reference = f"""
+        SELECT date_trunc('{unit}', event_time) AS bucket_start, service, method, path_template,
           count(*) AS n, count(*) FILTER (WHERE status_code >= 500) AS errors,
           count(*) FILTER (WHERE status_code >= 400 AND status_code < 500) AS client_errors,
           sum(latency_ms) AS s, min(latency_ms) AS lo, max(latency_ms) AS hi,

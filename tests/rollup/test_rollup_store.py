@@ -61,7 +61,7 @@ def test_store_tables_equal_the_data_roots_row_for_row_under_the_same_names(
     assert {n for n in objects if n.startswith("warehouse/")} == local_files(local, "warehouse")
     manifests = {n for n in objects if n.startswith("state/rollup/") and n.endswith(".json")}
     assert manifests == {n for n in local_files(local, "state/rollup") if n.endswith(".json")}
-    for table in schema.TABLES:
+    for table in schema.WAREHOUSE_TABLES:
         rows = table_rows(copy, table)
         assert rows and rows == table_rows(local, table), table
     # the runs log is in the store, not on the runner's disk; no work directory is left
@@ -90,14 +90,14 @@ def test_late_facts_rebuild_exactly_their_hour_in_the_store(
         for k in moto.objects(bucket, f"{prefix}/warehouse/")
     }
     changed = {k.removeprefix(prefix + "/") for k in after if after[k] != before.get(k)}
-    hour_file = layout.warehouse_hour_file(local, schema.REQUEST_METRICS_MINUTE, HOURS[1])
-    assert changed == {layout.object_key(local, hour_file)}
+    outputs = schema.TABLE_OUTPUTS[schema.REQUEST_METRICS_MINUTE]  # the minute and hour tables
+    hour_files = [layout.warehouse_hour_file(local, table, HOURS[1]) for table in outputs]
+    assert changed == {layout.object_key(local, path) for path in hour_files}
     run_rollup(root=local)
     copy = tmp_path / "copy"
     download(moto, url, copy, "warehouse/")
-    assert table_rows(copy, schema.REQUEST_METRICS_MINUTE) == table_rows(
-        local, schema.REQUEST_METRICS_MINUTE
-    )
+    for table in outputs:
+        assert table_rows(copy, table) == table_rows(local, table), table
     assert store_rollup(url, node).nothing_to_do
 
 

@@ -43,7 +43,8 @@ def _opt(flag: str, text: str) -> Any:
 
 
 _EPILOG = (
-    "Tables: request_metrics_minute, service_events_daily (warehouse); request_facts, "
+    "Tables: request_metrics_minute, request_metrics_hour, service_events_daily (warehouse); "
+    "request_facts, "
     "service_events (raw). Names may be bare, raw.<t> or gravix.raw.<t>. A filter on event_day, "
     "bucket_start or raw event_time reads only the matching partitions.\n\n"
     "Presets: health (--service, --step), top-endpoints (--limit), endpoint (--service "

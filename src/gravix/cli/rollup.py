@@ -36,7 +36,11 @@ def rollup_command(
     ] = None,
     table: Annotated[
         str,
-        typer.Option("--table", help="request_metrics_minute, service_events_daily or all."),
+        typer.Option(
+            "--table",
+            help="request_metrics_minute (which also writes request_metrics_hour), "
+            "service_events_daily or all.",
+        ),
     ] = "all",
     executor: Annotated[
         str | None,

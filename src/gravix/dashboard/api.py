@@ -1,7 +1,8 @@
 """The dashboard's data API (DESIGN §10): services, series, endpoints, events and heatmap,
-answered from the warehouse's minute rows (and the raw service events, for exact times).
+answered from the warehouse's rows (and the raw service events, for exact times): whole
+hours that fall in one step from ``request_metrics_hour``, the rest from the minutes.
 
-Every percentile is merged from the minute rows' histograms (:mod:`gravix.query.merge`),
+Every percentile is merged from the rows' histograms (:mod:`gravix.query.merge`),
 never a max or mean of per-minute values. Answers are plain JSON types. Reads go through
 :mod:`gravix.dashboard.pieces`, which keeps each day's and hour's merged aggregates keyed by
 the identity (path, inode, size, mtime) of its files: the page's panels, its 60-second
@@ -23,7 +24,7 @@ import polars as pl
 from gravix import schema
 from gravix.dashboard.params import Filters, Query, aligned_start, series_step
 from gravix.dashboard.pieces import Pieces, identity, metric_rows, with_estimates
-from gravix.query.merge import MS, remerged
+from gravix.query.merge import MS, Steps, remerged
 from gravix.query.source import Root
 from gravix.query.tables import collect_stable, scan_files, scan_table, table_files
 from gravix.schema import sketch
@@ -114,7 +115,8 @@ class Data:
         filters = query.filters
 
         def plan(windows: list[tuple[datetime, datetime]]) -> pl.LazyFrame:
-            return metric_rows(self.root, windows, filters.service, filters.method, filters.path)
+            f = filters
+            return metric_rows(self.root, windows, f.service, f.method, f.path, Steps())
 
         tag = ("endpoints", filters)
         found = self.pieces.aggregate(query.start, query.end, keys, plan, tag, fill_later=True)
@@ -204,7 +206,8 @@ class Data:
             offset = (pl.col("bucket_start").dt.epoch("ms") - origin_ms) // step_ms * step_ms
             t = (pl.lit(origin_ms, dtype=pl.Int64) + offset).cast(MS).alias("t")
             f = filters
-            rows = metric_rows(self.root, windows, f.service, f.method, f.path)
+            steps = Steps(origin_ms, step_ms)
+            rows = metric_rows(self.root, windows, f.service, f.method, f.path, steps)
             return rows.with_columns(t)
 
         tag = ("steps", step, origin_ms % step_ms, filters)

@@ -28,7 +28,7 @@ from typing import Any
 import polars as pl
 
 from gravix import schema
-from gravix.query.merge import MS, merged, metrics, remerged
+from gravix.query.merge import MS, Steps, merged, metrics, remerged
 from gravix.query.source import Root, StoreRoot
 from gravix.query.tables import collect_stable, table_files
 from gravix.schema import sketch
@@ -215,8 +215,11 @@ def metric_rows(
     service: str | None,
     method: str | None,
     path: str | None,
+    steps: Steps,
 ) -> pl.LazyFrame:
-    return metrics(root, windows, service=service, method=method, path_template=path)
+    """Rows of ``windows``: whole hours that fall in one of ``steps`` from the hour table,
+    the rest from the minutes (:func:`gravix.query.merge.metrics`)."""
+    return metrics(root, windows, service=service, method=method, path_template=path, steps=steps)
 
 
 def _empty(keys: list[str]) -> pl.DataFrame:

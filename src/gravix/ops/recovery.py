@@ -183,7 +183,7 @@ class RecoverReport:
 def _scan_parquet(
     root: Path, report: RecoverReport, progress: Progress | None, *, quarantine: bool
 ) -> None:
-    files = [(t, p) for t in schema.TABLES for p in _parquet_files(root, t)]
+    files = [(t, p) for t in schema.WAREHOUSE_TABLES for p in _parquet_files(root, t)]
     total = len(files)
     for done, (table, path) in enumerate(files):
         if progress is not None:
@@ -207,11 +207,12 @@ def _scan_parquet(
 
 def _plan_rebuild(root: Path, report: RecoverReport) -> None:
     """Hours to rebuild from raw: those of unreadable files, and hours whose output is
-    missing though the rollup built it (e.g. quarantined by an interrupted recover)."""
+    missing though the rollup built it (e.g. quarantined by an interrupted recover). An
+    hour of ``request_metrics_hour`` is rebuilt by its minute table's hour task."""
 
     wanted: dict[str, set[layout.Hour]] = {}
     for problem in report.parquet_problems:
-        wanted.setdefault(problem.table, set()).update(problem.hours)
+        wanted.setdefault(schema.BUILT_BY[problem.table], set()).update(problem.hours)
     for planned in rollup.plan_hours(root):
         if planned.reason == "missing":
             wanted.setdefault(planned.table, set()).add(planned.hour)

@@ -264,7 +264,7 @@ def plan_cleanup(
     )
     for topic in schema.TOPICS:
         _day_partitions(root, RAW, topic, layout.raw_topic_dir(root, topic), plan.raw_cutoff, plan)
-    for table in schema.TABLES:
+    for table in schema.WAREHOUSE_TABLES:
         _day_partitions(
             root,
             WAREHOUSE,

@@ -63,7 +63,7 @@ def plan_store_cleanup(
 
     for topic in schema.TOPICS:
         _partitions(store, RAW, topic, layout.raw_object_prefix(topic), plan.raw_cutoff, plan)
-    for table in schema.TABLES:
+    for table in schema.WAREHOUSE_TABLES:
         where = prefix(layout.warehouse_table_dir(root, table))
         _partitions(store, WAREHOUSE, table, where, plan.warehouse_cutoff, plan)
     for table in schema.TABLES:

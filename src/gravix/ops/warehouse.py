@@ -23,7 +23,7 @@ VERIFY_HOURS = 48
 
 def _parquet_files(root: Path) -> list[Path]:
     files: list[Path] = []
-    for table in schema.TABLES:
+    for table in schema.WAREHOUSE_TABLES:
         for day_dir in layout.warehouse_days(root, table).values():
             with suppress(FileNotFoundError), os.scandir(day_dir) as entries:
                 files.extend(
@@ -66,7 +66,10 @@ def _unusable(root: Path, files: list[Path]) -> list[str]:
     verify = _newest_hours(files)
     base = layout.warehouse_root(root)
     expected = set(schema.REQUEST_METRICS_COLUMNS)
-    metrics_dir = layout.warehouse_table_dir(root, schema.REQUEST_METRICS_MINUTE)
+    metrics_dirs = [
+        layout.warehouse_table_dir(root, table)
+        for table in (schema.REQUEST_METRICS_MINUTE, schema.REQUEST_METRICS_HOUR)
+    ]
     broken: list[str] = []
     for path in files:
         try:
@@ -75,7 +78,7 @@ def _unusable(root: Path, files: list[Path]) -> list[str]:
             if path.exists():  # else removed meanwhile by cleanup or recovery
                 broken.append(f"{path.relative_to(base)} ({str(exc).splitlines()[0][:60]})")
             continue
-        if metrics_dir in path.parents and not expected <= columns:
+        if path.parent.parent in metrics_dirs and not expected <= columns:
             missing = ", ".join(sorted(expected - columns)[:3])
             broken.append(f"{path.relative_to(base)} (columns missing: {missing})")
         elif path in verify and (problem := check_parquet(path)) is not None:

@@ -1,8 +1,9 @@
 """SQL over the Gravix tables, incident presets with merged percentiles, and Trino DDL.
 
 ``run_sql`` answers SQL through polars' engine over lazy scans of the warehouse
-(``request_metrics_minute``, ``service_events_daily``) and raw (``request_facts``,
-``service_events``) layouts; table names may be bare, ``raw.<t>`` or ``gravix.raw.<t>``.
+(``request_metrics_minute``, ``request_metrics_hour``, ``service_events_daily``) and raw
+(``request_facts``, ``service_events``) layouts; table names may be bare, ``raw.<t>`` or
+``gravix.raw.<t>``.
 
 The SQL entry points (:mod:`gravix.query.answer`) need the SQL parser, which costs about
 as much to import as polars itself; they are loaded when first asked for, so that a preset

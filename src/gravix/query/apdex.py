@@ -8,7 +8,7 @@ from datetime import datetime
 import polars as pl
 
 from gravix.errors import ConfigError
-from gravix.query.merge import merged, metrics
+from gravix.query.merge import Steps, merged, metrics
 from gravix.query.result import PresetResult
 from gravix.query.source import Root
 from gravix.query.tables import collect_stable, warehouse_files
@@ -55,7 +55,12 @@ def apdex(
     groups = collect_stable(
         lambda: merged(
             metrics(
-                root, [(start, end)], service=service, method=method, path_template=path_template
+                root,
+                [(start, end)],
+                service=service,
+                method=method,
+                path_template=path_template,
+                steps=Steps(),
             ),
             keys,
         ),

@@ -11,7 +11,15 @@ import polars as pl
 
 from gravix import schema
 from gravix.errors import QueryError
-from gravix.query.merge import MS, QUANTILE_NAMES, error_rate, merged, metrics, percentile_note
+from gravix.query.merge import (
+    MS,
+    QUANTILE_NAMES,
+    Steps,
+    error_rate,
+    merged,
+    metrics,
+    percentile_note,
+)
 from gravix.query.merge import with_quantiles as quantiles
 from gravix.query.source import Root
 from gravix.query.tables import READ_ERRORS, read_failure, scan_table, warehouse_files
@@ -175,7 +183,7 @@ def deploy_compare(
         .alias("window")
     )
     windows = [w for w in (before, after) if w[1] > w[0]]
-    lf = metrics(root, windows, service=service).with_columns(label)
+    lf = metrics(root, windows, service=service, steps=Steps()).with_columns(label)
     try:
         frames = pl.collect_all(
             [merged(lf, ["window"]), merged(lf, ["window", "method", "path_template"])]

@@ -1,22 +1,30 @@
-"""Merged percentiles: the warehouse's minute rows summed per group, histograms included.
+"""Merged percentiles: the warehouse's rows summed per group, histograms included.
 
 Percentiles are merged, not averaged: the rows' latency histograms are exploded and summed
 by bucket index in polars, and the rank rule of :mod:`gravix.schema.sketch` reads each merged
 histogram, so every percentile is within ``sketch.RELATIVE_ERROR`` of the exact value over
 the same facts.
+
+A reader that says how it groups rows by time (:class:`Steps`) gets the whole hours of its
+windows from ``request_metrics_hour`` — one row per hour and endpoint instead of sixty —
+and only the minutes at the windows' edges (and of hours that table does not hold yet)
+from ``request_metrics_minute``. Sums, extremes and histograms of an hour row are those of
+its minutes added, so every answer is the one the minutes alone give.
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from datetime import datetime
 
 import polars as pl
 
 from gravix import schema
 from gravix.query.source import Root
-from gravix.query.span import Span
-from gravix.query.tables import scan_spans
+from gravix.query.span import HOUR, Span
+from gravix.query.tables import held_hours, scan_spans
 from gravix.schema import sketch
+from gravix.storage.layout import Hour
 
 QUANTILES: tuple[tuple[str, float], ...] = (("p50_ms", 0.50), ("p95_ms", 0.95), ("p99_ms", 0.99))
 QUANTILE_NAMES: tuple[str, ...] = tuple(name for name, _ in QUANTILES)
@@ -30,6 +38,25 @@ def percentile_note() -> str:
     )
 
 
+@dataclass(frozen=True)
+class Steps:
+    """How a reader groups rows by time: in steps of ``step_ms`` from ``origin_ms`` (epoch
+    milliseconds), or, with ``step_ms`` 0, each window as one group. An hour row can stand
+    for its minutes only where the whole hour falls in one step."""
+
+    origin_ms: int = 0
+    step_ms: int = 0
+
+    def holds_hour(self, hour_start: datetime) -> bool:
+        if self.step_ms <= 0:
+            return True
+        offset = int(hour_start.timestamp() * 1000) - self.origin_ms
+        return offset // self.step_ms == (offset + _HOUR_MS - 1) // self.step_ms
+
+
+_HOUR_MS = 3_600_000
+
+
 def metrics(
     root: Root,
     windows: list[tuple[datetime, datetime]],
@@ -37,17 +64,16 @@ def metrics(
     service: str | None = None,
     method: str | None = None,
     path_template: str | None = None,
+    steps: Steps | None = None,
 ) -> pl.LazyFrame:
-    """Minute rows inside any of ``windows``; only the files of those hours are opened."""
-    spans = [Span(start, end) for start, end in windows]
-    lf = scan_spans(root, schema.REQUEST_METRICS_MINUTE, spans)
-    in_window = pl.lit(False)
-    for start, end in _joined(windows):
-        in_window = in_window | (
-            (pl.col("bucket_start") >= pl.lit(start).cast(MS))
-            & (pl.col("bucket_start") < pl.lit(end).cast(MS))
-        )
-    lf = lf.filter(in_window)
+    """Rows inside any of ``windows`` with the minute table's columns; only the files of
+    those hours are opened. Without ``steps`` every row is a minute row; with them, the
+    whole hours that fall in one step are hour rows where the hour table holds them."""
+    hours, minutes = _by_table(root, windows, steps)
+    parts = [_rows(root, schema.REQUEST_METRICS_MINUTE, minutes)] if minutes or not hours else []
+    if hours:
+        parts.append(_rows(root, schema.REQUEST_METRICS_HOUR, hours))
+    lf = parts[0] if len(parts) == 1 else pl.concat(parts, how="vertical")
     if service is not None:
         lf = lf.filter(pl.col("service") == service)
     if method is not None:
@@ -55,6 +81,45 @@ def metrics(
     if path_template is not None:
         lf = lf.filter(pl.col("path_template") == path_template)
     return lf
+
+
+def _by_table(
+    root: Root, windows: list[tuple[datetime, datetime]], steps: Steps | None
+) -> tuple[list[tuple[datetime, datetime]], list[tuple[datetime, datetime]]]:
+    """``windows`` cut into the hours to read from the hour table and the rest (minutes).
+    Each window is cut on its own: a caller may group rows by window."""
+    spans = [Span(start, end) for start, end in windows]
+    held = set() if steps is None else held_hours(root, schema.REQUEST_METRICS_HOUR, spans)
+    if not held:
+        return [], list(windows)
+    hours: list[tuple[datetime, datetime]] = []
+    minutes: list[tuple[datetime, datetime]] = []
+    for start, end in windows:
+        at = start
+        hour = start.replace(minute=0, second=0, microsecond=0)
+        hour = hour if hour == start else hour + HOUR
+        while hour + HOUR <= end:
+            if Hour.of(hour) in held and steps is not None and steps.holds_hour(hour):
+                if at < hour:
+                    minutes.append((at, hour))
+                hours.append((hour, hour + HOUR))
+                at = hour + HOUR
+            hour += HOUR
+        if at < end:
+            minutes.append((at, end))
+    return hours, minutes
+
+
+def _rows(root: Root, table: str, windows: list[tuple[datetime, datetime]]) -> pl.LazyFrame:
+    joined = _joined(windows)
+    lf = scan_spans(root, table, [Span(start, end) for start, end in joined])
+    in_window = pl.lit(False)
+    for start, end in joined:
+        in_window = in_window | (
+            (pl.col("bucket_start") >= pl.lit(start).cast(MS))
+            & (pl.col("bucket_start") < pl.lit(end).cast(MS))
+        )
+    return lf.filter(in_window)
 
 
 # A minute row's columns under the names of a merged row: a minute is a merged row of one.

@@ -1,4 +1,5 @@
-"""Presets for the incident questions, answered from the warehouse's minute rows: service
+"""Presets for the incident questions, answered from the warehouse's rows (whole hours from
+``request_metrics_hour`` where a step holds them, the rest from the minutes): service
 health over time, top failing endpoints, one endpoint's drill-down, and :func:`run_preset`,
 which also reaches Apdex (:mod:`gravix.query.apdex`) and the deploy comparison
 (:mod:`gravix.query.deploy`). Percentiles are merged from the histograms
@@ -18,6 +19,7 @@ from gravix.query.deploy import DeployComparison, deploy_compare
 from gravix.query.merge import (
     MS,
     QUANTILE_NAMES,
+    Steps,
     empty_note,
     error_rate,
     merged,
@@ -62,7 +64,12 @@ def _series(
 
     def plan() -> pl.LazyFrame:
         lf = metrics(
-            root, [(start, end)], service=service, method=method, path_template=path_template
+            root,
+            [(start, end)],
+            service=service,
+            method=method,
+            path_template=path_template,
+            steps=Steps(int(start.timestamp() * 1000), step * 60_000),
         )
         return merged(lf.with_columns(_step_start(start, step).alias("bucket_start")), keys)
 
@@ -164,7 +171,7 @@ def top_endpoints(
     keys = ["service", "method", "path_template"]
     groups = with_quantiles(
         collect_stable(
-            lambda: merged(metrics(root, [(start, end)], service=service), keys),
+            lambda: merged(metrics(root, [(start, end)], service=service, steps=Steps()), keys),
             suspects=lambda: warehouse_files(root),
         )
     )

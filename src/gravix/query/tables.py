@@ -44,6 +44,13 @@ TABLES: dict[str, TableInfo] = {
         (PARTITION_COLUMN,),
         "bucket_start",
     ),
+    schema.REQUEST_METRICS_HOUR: TableInfo(
+        schema.REQUEST_METRICS_HOUR,
+        "warehouse",
+        REQUEST_METRICS_COLUMNS,
+        (PARTITION_COLUMN,),
+        "bucket_start",
+    ),
     schema.SERVICE_EVENTS_DAILY: TableInfo(
         schema.SERVICE_EVENTS_DAILY, "warehouse", SERVICE_EVENTS_DAILY_COLUMNS, (PARTITION_COLUMN,)
     ),
@@ -122,6 +129,12 @@ def _store_listing(
             url = f"{directory}/{name}"
             files.append((url, layout.parse_warehouse_file(table, Path(root.key(url)))))
     return files, any_day
+
+
+def held_hours(root: Root, table: str, spans: list[Span]) -> set[layout.Hour]:
+    """The hours that the files of ``table`` hold, judged by their names (at least those of
+    the partitions ``spans`` need)."""
+    return {hour for _, hours in _listed(root, table, spans)[0] for hour in hours}
 
 
 def _listing(root: Path, table: str) -> list[tuple[str, list[layout.Hour]]]:

@@ -1,4 +1,4 @@
-"""Rollup: raw facts → per-minute Parquet metrics (DESIGN §6, §7)."""
+"""Rollup: raw facts → per-minute and per-hour Parquet metrics (DESIGN §6, §7)."""
 
 from gravix.rollup.build import HourResult
 from gravix.rollup.plan import PlannedHour, plan_hours, read_manifest

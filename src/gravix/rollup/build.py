@@ -13,10 +13,11 @@ from typing import TYPE_CHECKING, Any
 
 from gravix import schema
 from gravix.errors import StorageError
+from gravix.rollup import hourly
 from gravix.rollup.compact import replace_hour
 from gravix.rollup.files import remove_output as _remove_output
 from gravix.rollup.files import write_parquet as _write_parquet
-from gravix.rollup.plan import REMOVED, PlannedHour, read_manifest
+from gravix.rollup.plan import MISSING, REMOVED, PlannedHour, read_manifest
 from gravix.rollup.read import load_hour
 from gravix.schema import sketch
 from gravix.schema.columns import polars_schema, polars_type
@@ -62,13 +63,12 @@ def _quantile(lat: pl.Expr, q: float) -> pl.Expr:
     return low + (high - low) * (pos - below)
 
 
-def _request_metrics(frame: pl.DataFrame) -> pl.DataFrame:
-    """One row per (minute, service, method, path_template) with the columns of DESIGN §6."""
+def _request_metrics(frame: pl.DataFrame) -> tuple[pl.DataFrame, pl.DataFrame]:
+    """Rows of ``request_metrics_minute`` and of ``request_metrics_hour`` with the columns of
+    DESIGN §6: one row per (minute or hour, service, method, path_template), both from the
+    same facts sorted once."""
     import polars as pl
 
-    keys = ["service", "bucket_start", "method", "path_template"]
-    lat = pl.col("latency_ms")
-    status = pl.col("status_code")
     facts = frame.lazy().select(
         pl.col("event_time").dt.truncate("1m").alias("bucket_start"),
         "service",
@@ -76,15 +76,29 @@ def _request_metrics(frame: pl.DataFrame) -> pl.DataFrame:
         "path_template",
         "status_code",
         "latency_ms",
-        sketch.bucket_index_expr(lat).alias("idx"),
+        sketch.bucket_index_expr(pl.col("latency_ms")).alias("idx"),
     )
-    # One group-by computes everything. Sorted by latency, every group meets its rows in
-    # ascending latency (a group keeps the order of the rows), so a quantile is read off
-    # its closest ranks, and its histogram is its distinct bucket indexes in order of
+    # One group-by per table computes everything. Sorted by latency, every group meets its
+    # rows in ascending latency (a group keeps the order of the rows), so a quantile is read
+    # off its closest ranks, and its histogram is its distinct bucket indexes in order of
     # appearance with their counts (the index grows with the latency): cheap per-group
     # passes, where a sort per group, a run-length encoding, or a second group-by on
-    # (keys, idx) plus a join cost more.
-    facts = facts.sort("latency_ms")
+    # (keys, idx) plus a join cost more. The hour's rows are grouped from the same sorted
+    # facts, so their percentiles are exact for the hour, not merged from the minutes.
+    # The sorted facts are made once; the two group-bys run one after the other, so the
+    # hour's rows cost little more memory than the minutes' alone.
+    facts = facts.sort("latency_ms").collect().lazy()
+    minute = _grouped(facts).collect()
+    hour = _grouped(facts.with_columns(pl.col("bucket_start").dt.truncate("1h"))).collect()
+    return minute, hour
+
+
+def _grouped(facts: pl.LazyFrame) -> pl.LazyFrame:
+    import polars as pl
+
+    keys = ["service", "bucket_start", "method", "path_template"]
+    lat = pl.col("latency_ms")
+    status = pl.col("status_code")
     idx = pl.col("idx").drop_nulls()
     metrics = facts.group_by(keys).agg(
         pl.len().cast(pl.Int64).alias("request_count"),
@@ -98,7 +112,7 @@ def _request_metrics(frame: pl.DataFrame) -> pl.DataFrame:
         idx.unique(maintain_order=True).alias("lat_idx"),
         idx.unique_counts().alias("lat_cnt"),
     )
-    out = (
+    return (
         metrics.with_columns(
             (pl.col("error_count") / pl.col("request_count")).alias("error_rate"),
             pl.lit(sketch.SCALE, dtype=pl.Int8).alias("lat_scale"),
@@ -106,7 +120,6 @@ def _request_metrics(frame: pl.DataFrame) -> pl.DataFrame:
         .sort(keys)
         .select(_request_columns())
     )
-    return out.collect()
 
 
 def _request_columns() -> list[pl.Expr]:
@@ -192,7 +205,7 @@ def keep_removed(root: Path, planned: PlannedHour) -> HourResult:
         facts=int(old.get("facts", 0)),
         rows=int(old.get("rows", 0)),
     )
-    outputs = layout.warehouse_outputs(root, planned.table, planned.hour)
+    outputs = layout.table_outputs(root, planned.table, planned.hour)
     existing = [path for path in outputs if path.exists()]
     result.output = existing[-1] if existing else None
     _write_manifest(root, planned.table, planned.hour, {}, result, {"raw_removed": True})
@@ -201,10 +214,16 @@ def keep_removed(root: Path, planned: PlannedHour) -> HourResult:
 
 
 def build_request_hour(root: Path, planned: PlannedHour) -> HourResult:
+    """Build one hour of ``request_metrics_minute`` and of ``request_metrics_hour`` (the
+    minute table first: a task that stops between the two leaves the manifest as it was,
+    so the next rollup builds both again); an hour whose minute rows are in place and
+    whose hour rows are missing gets only those."""
+    if planned.reason == MISSING and hourly.minute_rows_exist(root, planned.hour):
+        return _build_hour_table(root, planned)
     started = time.perf_counter()
     table, hour = planned.table, planned.hour
     loaded = load_hour(root, schema.REQUEST_FACTS, hour)
-    metrics = _request_metrics(loaded.frame)
+    metrics, hour_rows = _request_metrics(loaded.frame)
     output = layout.warehouse_hour_file(root, table, hour)
     if replace_hour(root, table, hour, metrics):  # the day is compacted: into its file
         output = layout.warehouse_day_file(root, table, hour.day)
@@ -225,7 +244,38 @@ def build_request_hour(root: Path, planned: PlannedHour) -> HourResult:
         rows=metrics.height,
         output=output if metrics.height else None,
     )
+    hourly.write_hour(root, hour, hour_rows)
     _write_manifest(root, table, hour, loaded.files, result)
+    result.seconds = time.perf_counter() - started
+    return result
+
+
+def _build_hour_table(root: Path, planned: PlannedHour) -> HourResult:
+    """Only the hour table's rows of an hour whose minute rows are in place: from the raw
+    facts the manifest records (exact percentiles), or, when retention has removed them,
+    summed from the minute rows. The manifest stays as it is: the raw file set is the
+    one it records."""
+    started = time.perf_counter()
+    hour = planned.hour
+    loaded = load_hour(root, schema.REQUEST_FACTS, hour)
+    if loaded.files:
+        rows = _request_metrics(loaded.frame)[1]
+    else:
+        rows = hourly.from_minutes(hourly.read_minutes(root, hour))
+    output = hourly.write_hour(root, hour, rows)
+    result = HourResult(
+        planned.table,
+        hour,
+        planned.reason,
+        files=len(loaded.files),
+        bytes=sum(loaded.files.values()),
+        lines=loaded.lines,
+        bad_lines=loaded.bad,
+        duplicates=loaded.duplicates,
+        facts=loaded.frame.height,
+        rows=rows.height,
+        output=output,
+    )
     result.seconds = time.perf_counter() - started
     return result
 

@@ -38,6 +38,7 @@ from typing import TYPE_CHECKING
 from gravix import schema
 from gravix.errors import StorageError
 from gravix.rollup.files import remove_output, write_parquet
+from gravix.rollup.plan import read_manifest
 from gravix.storage import durable, layout
 from gravix.storage.layout import Hour
 
@@ -45,11 +46,17 @@ if TYPE_CHECKING:
     import polars as pl
 
 # The hourly tables: the daily table is one file per day already.
-COMPACTED_TABLES = (schema.REQUEST_METRICS_MINUTE,)
+COMPACTED_TABLES = (schema.REQUEST_METRICS_MINUTE, schema.REQUEST_METRICS_HOUR)
 SORT_KEYS = ["service", "bucket_start", "method", "path_template"]
 # Rows per row group of a day file: a few groups per service on a busy day, so a filter on
-# one service reads a fraction of the day, and few enough that a footer stays small.
+# one service reads a fraction of the day, and few enough that a footer stays small. The
+# hour table has a sixtieth of the minutes' rows, each with a longer histogram.
 ROW_GROUP_ROWS = 4096
+HOUR_TABLE_ROW_GROUP_ROWS = 128
+
+
+def row_group_rows(table: str) -> int:
+    return HOUR_TABLE_ROW_GROUP_ROWS if table == schema.REQUEST_METRICS_HOUR else ROW_GROUP_ROWS
 
 
 @dataclass(frozen=True)
@@ -112,6 +119,24 @@ class CannotCompact(Exception):
     """A day that is left as it is, and why."""
 
 
+def _check_complete(root: Path, table: str, day: date, hours: list[str]) -> None:
+    """A day of a table written beside another (the hour table beside the minutes) is
+    joined only when it holds every hour the other holds: a day file stands for all 24
+    hours, so one joined while an hour was still to be built would hide that hour's minutes
+    from the readers that take the hour table's files as the whole of those hours."""
+    built_by = schema.BUILT_BY[table]
+    if built_by == table:
+        return
+    live = layout.warehouse_day_dir(root, table, day)
+    held = {h for name in hours for h in layout.parse_warehouse_file(table, live / name)}
+    for hour in (Hour(day, h) for h in range(24)):
+        if hour in held:
+            continue
+        manifest = read_manifest(root, built_by, hour)
+        if manifest is not None and int(manifest.get("facts", 0) or 0) > 0:
+            raise CannotCompact(f"hour {hour.hour:02d} is not built yet (run `gravix rollup`)")
+
+
 def compact_day(root: Path, table: str, day: date) -> CompactedDay | None:
     """Join the hour files of one day into its day file, swapped in for the day's
     directory in one step; None when there is nothing to join. The directory swapped out
@@ -130,11 +155,12 @@ def compact_day(root: Path, table: str, day: date) -> CompactedDay | None:
     if sorted(names) != hours:
         others = sorted(set(names) - set(hours))
         raise CannotCompact(f"it holds other files than hour files ({', '.join(others[:3])})")
+    _check_complete(root, table, day, hours)
     rows = _read_day(live, hours)
     staging = layout.compact_staging_dir(root, table, day)
     _remove_tree(staging)
     durable.makedirs(staging)
-    write_parquet(root, rows, staging / layout.DAY_FILE, row_group_rows=ROW_GROUP_ROWS)
+    write_parquet(root, rows, staging / layout.DAY_FILE, row_group_rows=row_group_rows(table))
     if not durable.exchange(staging, live):
         _remove_tree(staging)
         raise CannotCompact(
@@ -192,7 +218,7 @@ def replace_hour(root: Path, table: str, hour: Hour, rows: pl.DataFrame) -> bool
     kept = old.filter((pl.col("bucket_start") < start) | (pl.col("bucket_start") >= end))
     day = pl.concat([kept, rows.select(old.columns)], how="vertical").sort(SORT_KEYS)
     if day.height:
-        write_parquet(root, day, day_file, row_group_rows=ROW_GROUP_ROWS)
+        write_parquet(root, day, day_file, row_group_rows=row_group_rows(table))
     else:
         remove_output(day_file)
     return True

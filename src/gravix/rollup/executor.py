@@ -1,12 +1,13 @@
 """Where rollup's hour tasks run: ``local`` (a pool of worker processes, one per core) or
 ``dask://HOST:PORT`` (the workers of an existing Dask distributed cluster, DESIGN §11).
 
-An hour task builds one hour of ``request_metrics_minute``: it reads the hour's raw files,
-writes the hour's Parquet to a temporary sibling renamed over the old file, then the
-hour's manifest. It is idempotent (the same raw files give the same rows) and publishes
-atomically, so a worker that dies in the middle of one costs a retry: the task runs again
-in another worker, and readers see the hour's old rows until the new ones replace them
-whole. The run that hands out the tasks holds the rollup lock for all of them.
+An hour task builds one hour of ``request_metrics_minute`` and of ``request_metrics_hour``:
+it reads the hour's raw files, writes each table's Parquet for the hour to a temporary
+sibling renamed over the old file, then the hour's manifest. It is idempotent (the same raw
+files give the same rows) and publishes atomically, so a worker that dies in the middle of
+one costs a retry: the task runs again in another worker, and readers see the hour's old
+rows until the new ones replace them whole. The run that hands out the tasks holds the
+rollup lock for all of them.
 
 Workers must see the data root at the same path (one machine, or a shared file system).
 """

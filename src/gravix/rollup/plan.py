@@ -1,8 +1,9 @@
 """Which hours to build: the one planner, asked by ``gravix rollup`` and by the doctor.
 
 An hour of a table needs work when its raw file set (names and sizes) differs from the
-manifest of its last build (``new``, ``changed``, ``removed``), or when its output file
-has gone (``missing``).
+manifest of its last build (``new``, ``changed``, ``removed``), or when one of its output
+files has gone (``missing``; ``request_metrics_minute``'s hour task also writes
+``request_metrics_hour``).
 """
 
 from __future__ import annotations
@@ -102,9 +103,14 @@ def _unchanged_since(root: Path, table: str, hour: Hour, hour_dir: Path, since: 
 
 
 def _output_exists(root: Path, table: str, hour: Hour) -> bool:
-    """Whether a file holds ``hour``: its own, or its day's (daily table, compacted day).
-    The day's is asked first: all but the last day of a month are compacted."""
-    return any(path.exists() for path in reversed(layout.warehouse_outputs(root, table, hour)))
+    """Whether every table the hour task writes has a file that holds ``hour``: its own,
+    or its day's (daily table, compacted day). The day's is asked first: all but the last
+    day of a month are compacted. A warehouse made before ``request_metrics_hour`` existed
+    thus gets that table built by its next rollup."""
+    return all(
+        any(path.exists() for path in reversed(layout.table_outputs(root, out, hour)))
+        for out in schema.TABLE_OUTPUTS[table]
+    )
 
 
 def hour_reason(

@@ -177,7 +177,10 @@ def _hour_tasks(root: Path, hours: list[PlannedHour]) -> list[HourTask]:
     tasks: list[HourTask] = []
     by_day: dict[date, list[PlannedHour]] = {}
     for planned in hours:
-        if layout.warehouse_day_file(root, planned.table, planned.hour.day).exists():
+        if any(
+            layout.warehouse_day_file(root, table, planned.hour.day).exists()
+            for table in schema.TABLE_OUTPUTS[planned.table]
+        ):
             by_day.setdefault(planned.hour.day, []).append(planned)
         else:
             tasks.append(HourTask(root, (planned,)))
@@ -244,7 +247,8 @@ def _record_run(root: Path, summary: RollupSummary) -> None:
 def _sweep_temporaries(root: Path, tables: Iterable[str]) -> None:
     """Temporaries left by a killed run (we hold the lock, so none is in use)."""
     for table in tables:
-        for base in (layout.warehouse_table_dir(root, table), layout.rollup_state_dir(root, table)):
+        outputs = [layout.warehouse_table_dir(root, out) for out in schema.TABLE_OUTPUTS[table]]
+        for base in (*outputs, layout.rollup_state_dir(root, table)):
             if not base.is_dir():
                 continue
             for dirpath, _dirs, names in os.walk(base):

@@ -89,7 +89,7 @@ def publish(store: Store, work: Path) -> list[str]:
     table, then the removal of the old output of an hour built without rows, then the
     manifests. The object names written."""
     written: list[str] = []
-    for table in schema.TABLES:
+    for table in schema.WAREHOUSE_TABLES:
         for directory in layout.warehouse_days(work, table).values():
             for path in sorted(directory.iterdir()):
                 if path.name.endswith(layout.PARQUET) and not layout.is_tmp(path):
@@ -101,9 +101,10 @@ def publish(store: Store, work: Path) -> list[str]:
         for hour, path in sorted(layout.manifest_hours(work, table).items())
     ]
     for table, hour, _path in manifests:
-        own = layout.warehouse_outputs(work, table, hour)[0]  # never a compacted day's file
-        if not own.exists():
-            store.delete(key(work, own))
+        for out in schema.TABLE_OUTPUTS[table]:
+            own = layout.table_outputs(work, out, hour)[0]  # never a compacted day's file
+            if not own.exists():
+                store.delete(key(work, own))
     for _table, _hour, path in manifests:
         store.write(key(work, path), path.read_bytes())
         written.append(key(work, path))

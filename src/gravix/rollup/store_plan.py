@@ -69,9 +69,10 @@ def look(store: Store, root: Path, tables: list[str]) -> StoreView:
             if hour is not None and name.endswith(layout.JSONL):
                 hours.setdefault(hour, {})[name] = info.size
         view.raw[topic] = dict(sorted(hours.items()))
-    for table in tables:
-        listed = store.list(_prefix(root, layout.warehouse_table_dir(root, table)))
+    for out in sorted({out for table in tables for out in schema.TABLE_OUTPUTS[table]}):
+        listed = store.list(_prefix(root, layout.warehouse_table_dir(root, out)))
         view.outputs.update(info.key for info in listed)
+    for table in tables:
         names: dict[Hour, str] = {}
         for info in store.list(_prefix(root, layout.rollup_state_dir(root, table))):
             hour = layout.object_hour(info.key)
@@ -84,7 +85,12 @@ def look(store: Store, root: Path, tables: list[str]) -> StoreView:
 
 
 def output_exists(root: Path, view: StoreView, table: str, hour: Hour) -> bool:
-    return any(key(root, p) in view.outputs for p in layout.warehouse_outputs(root, table, hour))
+    """Whether every table the hour task writes has an object that holds ``hour``, as
+    :func:`gravix.rollup.plan` asks of a data root's files."""
+    return all(
+        any(key(root, p) in view.outputs for p in layout.table_outputs(root, out, hour))
+        for out in schema.TABLE_OUTPUTS[table]
+    )
 
 
 def plan_store_table(root: Path, view: StoreView, table: str) -> list[PlannedHour]:

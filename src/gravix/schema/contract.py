@@ -16,11 +16,28 @@ SERVICE_EVENTS = "service_events"
 TOPICS: tuple[str, ...] = (REQUEST_FACTS, SERVICE_EVENTS)
 
 REQUEST_METRICS_MINUTE = "request_metrics_minute"
+REQUEST_METRICS_HOUR = "request_metrics_hour"
 SERVICE_EVENTS_DAILY = "service_events_daily"
+# The tables rollup plans and records (one manifest per hour of each).
 TABLES: tuple[str, ...] = (REQUEST_METRICS_MINUTE, SERVICE_EVENTS_DAILY)
+# Every table with files in the warehouse: the hour table is a second output of the minute
+# table's hour task, recorded by that table's manifests.
+WAREHOUSE_TABLES: tuple[str, ...] = (
+    REQUEST_METRICS_MINUTE,
+    REQUEST_METRICS_HOUR,
+    SERVICE_EVENTS_DAILY,
+)
+# The tables an hour task of each rolled-up table writes.
+TABLE_OUTPUTS: dict[str, tuple[str, ...]] = {
+    REQUEST_METRICS_MINUTE: (REQUEST_METRICS_MINUTE, REQUEST_METRICS_HOUR),
+    SERVICE_EVENTS_DAILY: (SERVICE_EVENTS_DAILY,),
+}
+# The rolled-up table whose hour task writes each warehouse table.
+BUILT_BY: dict[str, str] = {out: table for table, outs in TABLE_OUTPUTS.items() for out in outs}
 # Which raw topic each warehouse table is built from.
 TABLE_SOURCE: dict[str, str] = {
     REQUEST_METRICS_MINUTE: REQUEST_FACTS,
+    REQUEST_METRICS_HOUR: REQUEST_FACTS,
     SERVICE_EVENTS_DAILY: SERVICE_EVENTS,
 }
 

@@ -38,7 +38,7 @@ from pathlib import Path
 from typing import ClassVar
 
 from gravix.errors import UnsafePath
-from gravix.schema.contract import SERVICE_EVENTS_DAILY, TABLES, TOPICS
+from gravix.schema.contract import SERVICE_EVENTS_DAILY, TABLE_OUTPUTS, TOPICS, WAREHOUSE_TABLES
 from gravix.storage import links
 
 TMP_SUFFIX = ".tmp"
@@ -111,7 +111,7 @@ def _topic(topic: str) -> str:
 
 
 def _table(table: str) -> str:
-    if table not in TABLES:
+    if table not in WAREHOUSE_TABLES:
         raise ValueError(f"unknown table {table!r}")
     return table
 
@@ -262,12 +262,19 @@ def warehouse_day_file(root: Path, table: str, day: date) -> Path:
     return warehouse_day_dir(root, table, day) / DAY_FILE
 
 
-def warehouse_outputs(root: Path, table: str, hour: Hour) -> tuple[Path, ...]:
-    """The files that may hold ``hour`` of ``table``: for an hourly table its hour file and
-    its day's compacted file (which, once there, is the one readers use)."""
+def table_outputs(root: Path, table: str, hour: Hour) -> tuple[Path, ...]:
+    """The files of one table that may hold ``hour``: for an hourly table its hour file
+    and its day's compacted file (which, once there, is the one readers use)."""
     if table == SERVICE_EVENTS_DAILY:
         return (warehouse_day_file(root, table, hour.day),)
     return (warehouse_hour_file(root, table, hour), warehouse_day_file(root, table, hour.day))
+
+
+def warehouse_outputs(root: Path, table: str, hour: Hour) -> tuple[Path, ...]:
+    """The files that an hour task of ``table`` may write for ``hour``: those of
+    :func:`table_outputs` for each table the task writes (``request_metrics_minute``'s
+    task also writes ``request_metrics_hour``)."""
+    return tuple(p for out in TABLE_OUTPUTS[table] for p in table_outputs(root, out, hour))
 
 
 def readable_files(table: str, names: list[str]) -> list[str]:
@@ -487,14 +494,7 @@ def object_key(root: Path, path: Path) -> str:
     return "/".join(path.relative_to(root).parts)
 
 
-def data_areas(root: Path) -> list[Path]:
-    """The data root's top directories, resolved (the root itself may be a link)."""
-    real = root.resolve()
-    return [
-        area(real) for area in (buffer_root, raw_root, warehouse_root, quarantine_root, state_root)
-    ]
-
-
 def refuse_links(root: Path) -> None:
-    """Raise UnsafePath naming the first symlink under the data root and where it leads."""
-    links.refuse_links(data_areas(root))
+    """Raise UnsafePath naming the first symlink in the data root's areas and its target."""
+    areas = (buffer_root, raw_root, warehouse_root, quarantine_root, state_root)
+    links.refuse_links([area(root.resolve()) for area in areas])

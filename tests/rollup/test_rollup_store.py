@@ -140,3 +140,31 @@ def test_an_hour_rebuilt_without_rows_loses_its_object_as_it_loses_its_file(
     assert table_rows(copy, schema.REQUEST_METRICS_MINUTE) == table_rows(
         local, schema.REQUEST_METRICS_MINUTE
     )
+
+
+def test_an_hour_object_lost_after_retention_is_summed_from_its_minutes_on_the_store(
+    both: tuple[str, Path, Path], moto: MotoServer, tmp_path: Path
+) -> None:
+    """Raw facts of one hour removed (retention), then that hour's request_metrics_hour
+    object lost: the next rollup builds it again from the minute rows, on the store as on a
+    data root, and the minute rows stay."""
+    url, local, node = both
+    bucket, prefix = split_url(url)
+    client: Any = moto.client()
+    hour = HOURS[0]
+    for path in layout.raw_files(layout.raw_hour_dir(local, schema.REQUEST_FACTS, hour)):
+        client.delete_object(Bucket=bucket, Key=f"{prefix}/{layout.object_key(local, path)}")
+        path.unlink()
+    assert {h.reason for h in store_rollup(url, node).hours} == {"removed"}
+    assert {h.reason for h in run_rollup(root=local).hours} == {"removed"}
+    lost = layout.warehouse_hour_file(local, schema.REQUEST_METRICS_HOUR, hour)
+    client.delete_object(Bucket=bucket, Key=f"{prefix}/{layout.object_key(local, lost)}")
+    lost.unlink()
+    assert [(h.hour, h.reason) for h in store_rollup(url, node).hours] == [(hour, "missing")]
+    assert [(h.hour, h.reason) for h in run_rollup(root=local).hours] == [(hour, "missing")]
+    copy = tmp_path / "copy"
+    download(moto, url, copy, "warehouse/")
+    for table in schema.TABLE_OUTPUTS[schema.REQUEST_METRICS_MINUTE]:
+        rows = table_rows(copy, table)
+        assert any(row[0].hour == hour.hour for row in rows), table  # the hour's rows are there
+        assert rows == table_rows(local, table), table

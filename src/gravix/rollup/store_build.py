@@ -26,7 +26,7 @@ from pathlib import Path
 
 from gravix import schema
 from gravix.rollup.build import HourResult, build_event_day, build_request_hour, keep_removed
-from gravix.rollup.plan import PlannedHour
+from gravix.rollup.plan import MISSING, PlannedHour
 from gravix.rollup.store_plan import key
 from gravix.settings import Settings, StoreConfig
 from gravix.storage import durable, layout
@@ -121,10 +121,23 @@ def build_store_hours(
     for planned in hours:
         with work_dir(root) as work:
             _fetch_raw(store, work, schema.REQUEST_FACTS, planned.hour)
+            if planned.reason == MISSING:
+                _fetch_minutes(store, work, planned.hour)
             results.append(build_request_hour(work, planned))
             publish(store, work)
             _name_objects(work, results[-1:])
     return results
+
+
+def _fetch_minutes(store: Store, work: Path, hour: Hour) -> None:
+    """The hour's minute rows, for an hour whose hour-table object is missing: the build
+    then adds only that object, from the raw objects or, when retention removed them, from
+    these rows (never an empty rebuild that would remove the minute rows too)."""
+    for path in layout.table_outputs(work, schema.REQUEST_METRICS_MINUTE, hour):
+        with suppress(FileNotFoundError):
+            data = store.read(key(work, path))
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_bytes(data)
 
 
 def _name_objects(work: Path, results: list[HourResult]) -> None:

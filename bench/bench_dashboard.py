@@ -33,6 +33,10 @@ Against it, DuckDB's first answer in a fresh process once ``duckdb`` is imported
 connected. Each is the median of three fresh processes. Reported beside it: from process
 start to that first answer, imports included, for both.
 
+Every answer is timed twice: on the root as the rollup leaves it (one file per hour and
+table, 168 per table), and on a copy whose closed days are joined into one file per day
+and table, as the runbook's daily `gravix cleanup` leaves a data root.
+
 Finally the page's first complete render (every panel drawn) in headless Chromium, in a
 fresh browser, on the same 7 days.
 """
@@ -349,7 +353,33 @@ def _hour_table_figures(
     ]
 
 
-def _answer_rows(root: Path, days: int) -> list[dict[str, Any]]:
+def _compacted(root: Path, days: int) -> Path:
+    """The same warehouse with its closed days joined into one file per day and table, as
+    the daily `gravix cleanup` of the runbook leaves a data root (raw request facts are not
+    copied: the dashboard reads the warehouse, and raw service events for markers)."""
+    from gravix import schema
+    from gravix.rollup.compact import compact_closed_days
+    from gravix.storage import layout
+
+    copy = root.with_name(root.name + "-compacted")
+    marker = copy / ".complete"
+    if not marker.exists():
+        shutil.rmtree(copy, ignore_errors=True)
+        for area in (
+            layout.warehouse_root(root),
+            layout.state_root(root),
+            layout.raw_topic_dir(root, schema.SERVICE_EVENTS),
+        ):
+            if area.exists():
+                shutil.copytree(area, copy / area.relative_to(root))
+        report = compact_closed_days(copy, today=END.date())
+        if not report.days:
+            raise AssertionError(f"nothing was compacted in {copy}")
+        marker.write_text("ok\n")
+    return copy
+
+
+def _answer_rows(root: Path, days: int, where: str = "") -> list[dict[str, Any]]:
     rows: list[dict[str, Any]] = []
     for case in ("series", "series-1h", "endpoints"):
         ours = _run_worker("gravix", case, root, days, cached=True)
@@ -366,7 +396,7 @@ def _answer_rows(root: Path, days: int) -> list[dict[str, Any]]:
         name = "series, 1-hour steps" if case == "series-1h" else case
         if case == "series":
             name += f", {_step(case, days) // 60}-minute steps (the default)"
-        label = f"dashboard {name}, {days} days, all services"
+        label = f"dashboard {name}, {days} days, all services{where}"
         figures = [
             ("warm", ours["seconds"], counts["seconds"], "DuckDB, same counts", 1.0),
             ("warm", ours["seconds"], full["seconds"], "DuckDB, counts + merged percentiles", 1.0),
@@ -471,7 +501,12 @@ def _render_rows(root: Path, days: int) -> list[dict[str, Any]]:
 
 def run(quick: bool) -> list[dict[str, Any]]:
     root, days = _data_root(quick)
-    return _answer_rows(root, days) + _render_rows(root, days)
+    compacted = _compacted(root, days)
+    return (
+        _answer_rows(root, days, ", hour files")
+        + _answer_rows(compacted, days, ", closed days compacted (after `gravix cleanup`)")
+        + _render_rows(root, days)
+    )
 
 
 if __name__ == "__main__":

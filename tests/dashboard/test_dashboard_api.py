@@ -34,6 +34,7 @@ from dashboard_support import (
 )
 from gravix import schema
 from gravix.dashboard import running
+from gravix.dashboard.params import MAX_POINTS
 from gravix.rollup import run_rollup
 from gravix.schema import sketch
 from gravix.settings import load_settings
@@ -150,7 +151,9 @@ def test_series_counts_exact_and_percentiles_within_the_bound(
         seconds=seconds
     )
     assert parse_z(answer["to"]) == until
-    assert len(answer["points"]) == math.ceil((until - origin).total_seconds() / seconds) <= 720
+    assert (
+        len(answer["points"]) == math.ceil((until - origin).total_seconds() / seconds) <= MAX_POINTS
+    )
     where = " AND ".join(
         [
             *([f"service = '{service}'"] if service else []),
@@ -213,12 +216,18 @@ def test_compare_puts_the_previous_period_onto_this_one(client: httpx.Client, co
         }
 
 
-def test_default_step_keeps_any_window_within_720_points(client: httpx.Client) -> None:
+def test_default_step_keeps_any_window_within_300_points(client: httpx.Client) -> None:
     for hours in (0.25, 3, 24, 24 * 7, 24 * 30, 24 * 90):
         since = END - timedelta(hours=hours)
         answer = get(client, "series", **{"from": since.strftime(Z), "to": END.strftime(Z)})
-        assert len(answer["points"]) <= 720
+        assert len(answer["points"]) <= MAX_POINTS == 300
         assert answer["step_seconds"] % 60 == 0
+    steps = {}
+    for hours in (1, 24, 48, 24 * 7, 24 * 30):  # the steps a user sees by default
+        since = END - timedelta(hours=hours)
+        answer = get(client, "series", **{"from": since.strftime(Z), "to": END.strftime(Z)})
+        steps[hours] = answer["step_seconds"]
+    assert steps == {1: 60, 24: 300, 48: 600, 24 * 7: 3600, 24 * 30: 10800}
 
 
 def endpoint_reference(

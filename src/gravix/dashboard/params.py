@@ -20,7 +20,11 @@ from gravix.units import ceil_to, floor_to, parse_time
 MINUTE = timedelta(minutes=1)
 DEFAULT_WINDOW = timedelta(hours=3)
 MAX_WINDOW = timedelta(days=400)
-MAX_POINTS = 720  # a default step keeps a series at or under this many points
+# A default step keeps a series at or under this many points: about one per four pixels
+# of a wide chart, and the steps the common monitoring tools choose (5 minutes for a day,
+# 10 for two, an hour for a week, 3 hours for a month). A step of whole hours is read from
+# request_metrics_hour; a user who wants finer points zooms in or asks for a step.
+MAX_POINTS = 300
 MAX_EXPLICIT_POINTS = 20_000  # an explicit step may ask for more, up to this
 NICE_STEPS = (60, 120, 300, 600, 900, 1800, 3600, 7200, 10800, 21600, 43200, 86400)
 COMPARE = {"1d": timedelta(days=1), "7d": timedelta(days=7)}

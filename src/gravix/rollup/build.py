@@ -18,7 +18,7 @@ from gravix.rollup.compact import replace_hour
 from gravix.rollup.files import remove_output as _remove_output
 from gravix.rollup.files import write_parquet as _write_parquet
 from gravix.rollup.plan import MISSING, REMOVED, PlannedHour, read_manifest
-from gravix.rollup.read import load_hour
+from gravix.rollup.read import HourInput, load_hour
 from gravix.schema import sketch
 from gravix.schema.columns import polars_schema, polars_type
 from gravix.storage import durable, layout
@@ -231,9 +231,18 @@ def build_request_hour(root: Path, planned: PlannedHour) -> HourResult:
         _write_parquet(root, metrics, output)
     else:
         _remove_output(output)
-    result = HourResult(
-        table,
-        hour,
+    result = _result(planned, loaded, metrics.height, output if metrics.height else None)
+    hourly.write_hour(root, hour, hour_rows)
+    _write_manifest(root, table, hour, loaded.files, result)
+    result.seconds = time.perf_counter() - started
+    return result
+
+
+def _result(planned: PlannedHour, loaded: HourInput, rows: int, output: Path | None) -> HourResult:
+    """What building an hour did, from what its raw files gave (``loaded``)."""
+    return HourResult(
+        planned.table,
+        planned.hour,
         planned.reason,
         files=len(loaded.files),
         bytes=sum(loaded.files.values()),
@@ -241,13 +250,9 @@ def build_request_hour(root: Path, planned: PlannedHour) -> HourResult:
         bad_lines=loaded.bad,
         duplicates=loaded.duplicates,
         facts=loaded.frame.height,
-        rows=metrics.height,
-        output=output if metrics.height else None,
+        rows=rows,
+        output=output,
     )
-    hourly.write_hour(root, hour, hour_rows)
-    _write_manifest(root, table, hour, loaded.files, result)
-    result.seconds = time.perf_counter() - started
-    return result
 
 
 def _build_hour_table(root: Path, planned: PlannedHour) -> HourResult:
@@ -263,19 +268,7 @@ def _build_hour_table(root: Path, planned: PlannedHour) -> HourResult:
     else:
         rows = hourly.from_minutes(hourly.read_minutes(root, hour))
     output = hourly.write_hour(root, hour, rows)
-    result = HourResult(
-        planned.table,
-        hour,
-        planned.reason,
-        files=len(loaded.files),
-        bytes=sum(loaded.files.values()),
-        lines=loaded.lines,
-        bad_lines=loaded.bad,
-        duplicates=loaded.duplicates,
-        facts=loaded.frame.height,
-        rows=rows.height,
-        output=output,
-    )
+    result = _result(planned, loaded, rows.height, output)
     result.seconds = time.perf_counter() - started
     return result
 

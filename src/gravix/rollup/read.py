@@ -16,7 +16,7 @@ if TYPE_CHECKING:
 
 
 @dataclass
-class _HourInput:
+class HourInput:
     frame: pl.DataFrame  # valid, de-duplicated rows
     files: dict[str, int]
     lines: int
@@ -36,11 +36,11 @@ def first_of_each(ids: pl.Series) -> pl.Series:
     return (~shared).scatter(rows, ids.gather(rows).is_first_distinct())
 
 
-def load_hour(root: Path, topic: str, hour: Hour) -> _HourInput:
+def load_hour(root: Path, topic: str, hour: Hour) -> HourInput:
 
     read = raw.read_hour(root, topic, hour)
     unique = read.frame.filter(first_of_each(read.frame.get_column("event_id")))
-    return _HourInput(
+    return HourInput(
         frame=unique,
         files=read.files,
         lines=read.lines,

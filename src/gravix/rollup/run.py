@@ -188,31 +188,55 @@ def _hour_tasks(root: Path, hours: list[PlannedHour]) -> list[HourTask]:
     return tasks
 
 
+@dataclass
+class Ticker:
+    """Counts the hours a run has finished, for its progress bar (``progress``)."""
+
+    progress: Progress | None
+    total: int
+    done: int = 0
+
+    def __post_init__(self) -> None:
+        if self.progress is not None:
+            self.progress("rollup", 0, self.total)
+
+    def __call__(self, label: str) -> None:
+        self.done += 1
+        if self.progress is not None:
+            self.progress(label, self.done, self.total)
+
+
+@dataclass
+class SortedPlan:
+    """A plan's hours by how they are built: kept as they are (raw removed), hour tasks of
+    request_metrics_minute, and the days of service_events_daily."""
+
+    removed: list[PlannedHour] = field(default_factory=list)
+    hourly: list[PlannedHour] = field(default_factory=list)
+    daily: dict[date, dict[Hour, PlannedHour]] = field(default_factory=dict)
+
+    @classmethod
+    def of(cls, plan: list[PlannedHour]) -> SortedPlan:
+        out = cls()
+        for planned in plan:
+            if planned.reason == REMOVED:
+                out.removed.append(planned)
+            elif planned.table == schema.REQUEST_METRICS_MINUTE:
+                out.hourly.append(planned)
+            else:
+                out.daily.setdefault(planned.hour.day, {})[planned.hour] = planned
+        return out
+
+
 def _execute(
     root: Path, plan: list[PlannedHour], progress: Progress | None, executor: Executor
 ) -> list[HourResult]:
     results: list[HourResult] = []
-    total = len(plan)
-    done = 0
-
-    def tick(label: str) -> None:
-        nonlocal done
-        done += 1
-        if progress is not None:
-            progress(label, done, total)
-
-    if progress is not None:
-        progress("rollup", 0, total)
-    daily: dict[date, dict[Hour, PlannedHour]] = {}
-    hourly: list[PlannedHour] = []
-    for planned in plan:
-        if planned.reason == REMOVED:
-            results.append(keep_removed(root, planned))
-            tick(f"{planned.table} {planned.hour}")
-        elif planned.table == schema.REQUEST_METRICS_MINUTE:
-            hourly.append(planned)
-        else:
-            daily.setdefault(planned.hour.day, {})[planned.hour] = planned
+    tick, work = Ticker(progress, len(plan)), SortedPlan.of(plan)
+    for planned in work.removed:
+        results.append(keep_removed(root, planned))
+        tick(f"{planned.table} {planned.hour}")
+    hourly, daily = work.hourly, work.daily
     built: list[HourResult] = []
     for result in executor.run(_hour_tasks(root, hourly)):  # in the order they finish
         built.append(result)

@@ -19,15 +19,14 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 from contextlib import suppress
-from datetime import date
 from functools import partial
 from pathlib import Path
 
 from gravix import schema
 from gravix.rollup.build import HourResult
 from gravix.rollup.executor import Executor, HourTask, open_executor
-from gravix.rollup.plan import REMOVED, REQUESTED, PlannedHour
-from gravix.rollup.run import Progress, RollupSummary, run_document
+from gravix.rollup.plan import REQUESTED, PlannedHour
+from gravix.rollup.run import Progress, RollupSummary, SortedPlan, Ticker, run_document
 from gravix.rollup.runlog import append_run
 from gravix.rollup.store_build import (
     build_store_event_day,
@@ -56,27 +55,12 @@ def _execute(
 ) -> list[HourResult]:
     store = store_for(config)
     results: list[HourResult] = []
-    total, done = len(plan), 0
-
-    def tick(label: str) -> None:
-        nonlocal done
-        done += 1
-        if progress is not None:
-            progress(label, done, total)
-
-    if progress is not None:
-        progress("rollup", 0, total)
-    daily: dict[date, dict[Hour, PlannedHour]] = {}
-    hourly: list[PlannedHour] = []
-    for planned in plan:
-        if planned.reason == REMOVED:
-            held.check()
-            results.append(keep_removed_on_store(root, store, planned, view.outputs))
-            tick(f"{planned.table} {planned.hour}")
-        elif planned.table == schema.REQUEST_METRICS_MINUTE:
-            hourly.append(planned)
-        else:
-            daily.setdefault(planned.hour.day, {})[planned.hour] = planned
+    tick, work = Ticker(progress, len(plan)), SortedPlan.of(plan)
+    for planned in work.removed:
+        held.check()
+        results.append(keep_removed_on_store(root, store, planned, view.outputs))
+        tick(f"{planned.table} {planned.hour}")
+    hourly, daily = work.hourly, work.daily
     built: list[HourResult] = []
     for result in runner.run([HourTask(root, (p,), store=config) for p in hourly]):
         held.check()  # a run that lost its lease accepts no more hours

@@ -36,8 +36,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from gravix import schema
-from gravix.errors import StorageError
-from gravix.rollup.files import remove_output, write_parquet
+from gravix.rollup.files import read_parquet, remove_output, write_parquet
 from gravix.rollup.plan import read_manifest
 from gravix.storage import durable, layout
 from gravix.storage.layout import Hour
@@ -205,14 +204,7 @@ def replace_hour(root: Path, table: str, hour: Hour, rows: pl.DataFrame) -> bool
     live = day_file.parent
     for name in _hour_names(_names(live)):
         durable.unlink(live / name)  # leftovers: the day file stands for them
-    try:
-        old = pl.read_parquet(day_file)
-    except (OSError, pl.exceptions.PolarsError) as exc:
-        raise StorageError(
-            f"cannot read {day_file} to put {hour} in it: {str(exc).splitlines()[0]}",
-            hint="run `gravix recover`: it quarantines a damaged file and rebuilds its "
-            "hours from raw",
-        ) from None
+    old = read_parquet(day_file, f"put {hour} in it")
     start = pl.lit(hour.start).cast(old.schema["bucket_start"])
     end = pl.lit(hour.start + timedelta(hours=1)).cast(old.schema["bucket_start"])
     kept = old.filter((pl.col("bucket_start") < start) | (pl.col("bucket_start") >= end))

@@ -52,6 +52,22 @@ def write_parquet(
         raise StorageError(f"cannot write {path}: {exc}", hint=hint) from None
 
 
+def read_parquet(path: Path, doing: str) -> pl.DataFrame:
+    """A warehouse file whole, read to ``doing`` (words for the error); a file that does
+    not read is a StorageError whose hint is recover, which quarantines it and rebuilds
+    its hours from raw."""
+    import polars as pl
+
+    try:
+        return pl.read_parquet(path)
+    except (OSError, pl.exceptions.PolarsError) as exc:
+        raise StorageError(
+            f"cannot read {path} to {doing}: {str(exc).splitlines()[0]}",
+            hint="run `gravix recover`: it quarantines a damaged file and rebuilds its "
+            "hours from raw",
+        ) from None
+
+
 def remove_output(path: Path) -> None:
     try:
         durable.unlink(path)

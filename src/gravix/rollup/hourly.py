@@ -17,9 +17,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from gravix import schema
-from gravix.errors import StorageError
 from gravix.rollup.compact import replace_hour
-from gravix.rollup.files import remove_output, write_parquet
+from gravix.rollup.files import read_parquet, remove_output, write_parquet
 from gravix.schema import sketch
 from gravix.schema.columns import polars_type
 from gravix.storage import layout
@@ -58,14 +57,7 @@ def read_minutes(root: Path, hour: Hour) -> pl.DataFrame:
 
     hour_file, day_file = layout.table_outputs(root, MINUTES, hour)
     source = day_file if day_file.exists() else hour_file
-    try:
-        rows = pl.read_parquet(source)
-    except (OSError, pl.exceptions.PolarsError) as exc:
-        raise StorageError(
-            f"cannot read {source} to sum {hour} into {TABLE}: {str(exc).splitlines()[0]}",
-            hint="run `gravix recover`: it quarantines a damaged file and rebuilds its "
-            "hours from raw",
-        ) from None
+    rows = read_parquet(source, f"sum {hour} into {TABLE}")
     start = pl.lit(hour.start).cast(rows.schema["bucket_start"])
     return rows.filter(pl.col("bucket_start").dt.truncate("1h") == start)
 

@@ -148,12 +148,10 @@ def _joined(windows: list[tuple[datetime, datetime]]) -> list[tuple[datetime, da
 
 
 def merged(lf: pl.LazyFrame, keys: list[str]) -> pl.LazyFrame:
-    """Per group of minute rows: exact sums and the merged histogram (``idx``/``cnt``
-    sorted by index). A minute row's histogram is short, so its buckets are added under
-    the group's keys directly."""
+    """Per group of minute (or hour) rows: exact sums and the merged histogram
+    (``idx``/``cnt`` sorted by index), merged as :func:`remerged` merges."""
     rows = lf.select(*keys, *(pl.col(src).alias(name) for name, src in _AS_MERGED.items()))
-    buckets = rows.select(*keys, "idx", "cnt").explode(["idx", "cnt"]).drop_nulls("idx")
-    return _totals(rows, keys).join(_added(buckets, keys), on=keys, how="left", nulls_equal=True)
+    return remerged(rows, keys)
 
 
 def remerged(lf: pl.LazyFrame, keys: list[str]) -> pl.LazyFrame:

@@ -149,9 +149,16 @@ def _joined(windows: list[tuple[datetime, datetime]]) -> list[tuple[datetime, da
 
 def merged(lf: pl.LazyFrame, keys: list[str]) -> pl.LazyFrame:
     """Per group of minute (or hour) rows: exact sums and the merged histogram
-    (``idx``/``cnt`` sorted by index), merged as :func:`remerged` merges."""
+    (``idx``/``cnt`` sorted by index). Under text keys (endpoints) the buckets are added
+    under a group number, as :func:`remerged` adds them: an hour row's histogram is long,
+    and adding its buckets under copies of the text costs more than the numbering. Under
+    a time key they are added directly."""
     rows = lf.select(*keys, *(pl.col(src).alias(name) for name, src in _AS_MERGED.items()))
-    return remerged(rows, keys)
+    schema = rows.collect_schema()
+    if any(schema[key] == pl.String for key in keys):
+        return remerged(rows, keys)
+    buckets = rows.select(*keys, "idx", "cnt").explode(["idx", "cnt"]).drop_nulls("idx")
+    return _totals(rows, keys).join(_added(buckets, keys), on=keys, how="left", nulls_equal=True)
 
 
 def remerged(lf: pl.LazyFrame, keys: list[str]) -> pl.LazyFrame:

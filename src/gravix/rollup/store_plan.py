@@ -18,7 +18,7 @@ from typing import Any
 
 from gravix import schema
 from gravix.rollup.plan import REMOVED, REQUESTED, PlannedHour, hour_reason, parse_manifest
-from gravix.storage import layout
+from gravix.storage import layout, objects
 from gravix.storage.layout import Hour
 from gravix.storage.store import Store
 
@@ -64,10 +64,9 @@ def look(store: Store, root: Path, tables: list[str]) -> StoreView:
     for topic in {schema.TABLE_SOURCE[t] for t in tables}:
         hours: dict[Hour, dict[str, int]] = {}
         for info in store.list(layout.raw_object_prefix(topic)):
-            hour = layout.object_hour(info.key)
-            name = info.key.rsplit("/", 1)[-1]
-            if hour is not None and name.endswith(layout.JSONL):
-                hours.setdefault(hour, {})[name] = info.size
+            hour = objects.raw_hour_of(topic, info.key)
+            if hour is not None:
+                hours.setdefault(hour, {})[info.key.rsplit("/", 1)[-1]] = info.size
         view.raw[topic] = dict(sorted(hours.items()))
     for out in sorted({out for table in tables for out in schema.TABLE_OUTPUTS[table]}):
         listed = store.list(_prefix(root, layout.warehouse_table_dir(root, out)))

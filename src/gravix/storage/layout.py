@@ -207,18 +207,23 @@ def parse_hour_dir(name: str) -> int | None:
     return value if value < 24 else None
 
 
+def _day_dirs(base: Path) -> dict[date, str]:
+    """The event-day directories directly under ``base`` (none if it is missing)."""
+    if not base.is_dir():
+        return {}
+    return {
+        day: entry.path
+        for entry in os.scandir(base)
+        if (day := parse_day_dir(entry.name)) is not None and entry.is_dir(follow_symlinks=False)
+    }
+
+
 def raw_hours(root: Path, topic: str) -> dict[Hour, Path]:
     """Every raw hour partition directory of a topic, by hour (no symlinks followed)."""
     out: dict[Hour, Path] = {}
-    base = raw_topic_dir(root, topic)
     refuse_links(root)
-    if not base.is_dir():
-        return out
-    for day_entry in os.scandir(base):
-        day = parse_day_dir(day_entry.name)
-        if day is None or not day_entry.is_dir(follow_symlinks=False):
-            continue
-        for hour_entry in os.scandir(day_entry.path):
+    for day, day_path in _day_dirs(raw_topic_dir(root, topic)).items():
+        for hour_entry in os.scandir(day_path):
             hour = parse_hour_dir(hour_entry.name)
             if hour is not None and hour_entry.is_dir(follow_symlinks=False):
                 out[Hour(day, hour)] = Path(hour_entry.path)
@@ -315,16 +320,9 @@ def warehouse_glob(root: Path, table: str) -> str:
 
 
 def warehouse_days(root: Path, table: str) -> dict[date, Path]:
-    out: dict[date, Path] = {}
-    base = warehouse_table_dir(root, table)
     refuse_links(root)
-    if not base.is_dir():
-        return out
-    for entry in os.scandir(base):
-        day = parse_day_dir(entry.name)
-        if day is not None and entry.is_dir(follow_symlinks=False):
-            out[day] = Path(entry.path)
-    return dict(sorted(out.items()))
+    days = _day_dirs(warehouse_table_dir(root, table))
+    return {day: Path(path) for day, path in sorted(days.items())}
 
 
 # --- state, locks, quarantine --------------------------------------------------------------------
@@ -370,14 +368,8 @@ def compact_staging_days(root: Path) -> list[Path]:
 def manifest_hours(root: Path, table: str) -> dict[Hour, Path]:
     """Every hour of ``table`` with a rollup manifest, and the manifest's path."""
     out: dict[Hour, Path] = {}
-    base = rollup_state_dir(root, table)
-    if not base.is_dir():
-        return out
-    for day_entry in os.scandir(base):
-        day = parse_day_dir(day_entry.name)
-        if day is None or not day_entry.is_dir(follow_symlinks=False):
-            continue
-        for entry in os.scandir(day_entry.path):
+    for day, day_path in _day_dirs(rollup_state_dir(root, table)).items():
+        for entry in os.scandir(day_path):
             stem = entry.name.removesuffix(".json")
             value = parse_hour_dir(stem) if entry.name.endswith(".json") else None
             if value is not None:

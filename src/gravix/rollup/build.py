@@ -63,10 +63,13 @@ def _quantile(lat: pl.Expr, q: float) -> pl.Expr:
     return low + (high - low) * (pos - below)
 
 
-def _request_metrics(frame: pl.DataFrame) -> tuple[pl.DataFrame, pl.DataFrame]:
+def _request_metrics(
+    frame: pl.DataFrame, *, minutes: bool = True
+) -> tuple[pl.DataFrame | None, pl.DataFrame]:
     """Rows of ``request_metrics_minute`` and of ``request_metrics_hour`` with the columns of
     DESIGN §6: one row per (minute or hour, service, method, path_template), both from the
-    same facts sorted once."""
+    same facts sorted once. Without ``minutes``, only the hour's rows (None for the
+    minutes)."""
     import polars as pl
 
     facts = frame.lazy().select(
@@ -88,7 +91,7 @@ def _request_metrics(frame: pl.DataFrame) -> tuple[pl.DataFrame, pl.DataFrame]:
     # The sorted facts are made once; the two group-bys run one after the other, so the
     # hour's rows cost little more memory than the minutes' alone.
     facts = facts.sort("latency_ms").collect().lazy()
-    minute = _grouped(facts).collect()
+    minute = _grouped(facts).collect() if minutes else None
     hour = _grouped(facts.with_columns(pl.col("bucket_start").dt.truncate("1h"))).collect()
     return minute, hour
 
@@ -224,6 +227,7 @@ def build_request_hour(root: Path, planned: PlannedHour) -> HourResult:
     table, hour = planned.table, planned.hour
     loaded = load_hour(root, schema.REQUEST_FACTS, hour)
     metrics, hour_rows = _request_metrics(loaded.frame)
+    assert metrics is not None
     output = layout.warehouse_hour_file(root, table, hour)
     if replace_hour(root, table, hour, metrics):  # the day is compacted: into its file
         output = layout.warehouse_day_file(root, table, hour.day)
@@ -264,7 +268,7 @@ def _build_hour_table(root: Path, planned: PlannedHour) -> HourResult:
     hour = planned.hour
     loaded = load_hour(root, schema.REQUEST_FACTS, hour)
     if loaded.files:
-        rows = _request_metrics(loaded.frame)[1]
+        rows = _request_metrics(loaded.frame, minutes=False)[1]
     else:
         rows = hourly.from_minutes(hourly.read_minutes(root, hour))
     output = hourly.write_hour(root, hour, rows)

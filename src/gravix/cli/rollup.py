@@ -64,6 +64,8 @@ def rollup_command(
     rollup runs at a time per data root, or per store with --store (a lease in the store).
 
     Example: gravix rollup --start-time 2026-02-16T10:00:00Z --end-time 2026-02-16T11:00:00Z
+
+    Example: gravix rollup --store s3://metrics/gravix --executor dask://scheduler:8786
     """
     import os
 

@@ -33,8 +33,8 @@ from dashboard_support import (
     write_raw,
 )
 from gravix import schema
-from gravix.dashboard import running
-from gravix.dashboard.params import MAX_POINTS
+from gravix.dashboard import Data, running
+from gravix.dashboard.params import MAX_POINTS, parse_query
 from gravix.rollup import run_rollup
 from gravix.schema import sketch
 from gravix.settings import load_settings
@@ -292,6 +292,42 @@ def test_endpoints_sort_by_each_column(client: httpx.Client, sort: str, order: s
     values = [r[sort] for r in every]
     assert values == sorted(values, reverse=descending)
     assert rows == every[:3]
+
+
+@pytest.mark.parametrize("sort", ["errors", "requests", "error_rate", "client_errors"])
+@pytest.mark.parametrize("cache_size", [0, 64])
+def test_top_endpoints_by_a_count_are_the_references_first_rows(
+    root: Path, sort: str, cache_size: int
+) -> None:
+    """Ranked by a count, only the shown rows' histograms are added: the first answer of a
+    fresh process (one read of the window) and the answer from cached pieces are both the
+    reference's first rows, percentiles included."""
+    since, until = START + timedelta(minutes=40), END - timedelta(minutes=13)
+    ref = endpoint_reference(root, since, until)
+    column = {"requests": 0, "errors": 1, "client_errors": 2}
+
+    def value(key: tuple[str, str, str]) -> float:
+        counts = ref[key]
+        return counts[1] / counts[0] if sort == "error_rate" else counts[column[sort]]
+
+    expected = sorted(ref, key=lambda k: (-value(k), -ref[k][1], -ref[k][0], k))[:3]
+    data = Data(root, cache_size=cache_size)
+    params = {"from": since.strftime(Z), "to": until.strftime(Z), "sort": sort, "limit": "3"}
+    for _ in range(2):  # the second answer reads the pieces the first one left
+        rows = data.endpoints(parse_query(params, now=NOW))["rows"]
+        assert [(r["service"], r["method"], r["path_template"]) for r in rows] == expected
+        for row in rows:
+            requests, errors, client_errors, p50, p95, p99 = ref[
+                row["service"], row["method"], row["path_template"]
+            ]
+            assert (row["requests"], row["errors"], row["client_errors"]) == (
+                requests,
+                errors,
+                client_errors,
+            )
+            for name, exact in (("p50_ms", p50), ("p95_ms", p95), ("p99_ms", p99)):
+                assert within_bound(row[name], exact)
+        data.pieces.wait_for_fill()
 
 
 def test_endpoints_filters_by_service(client: httpx.Client) -> None:

@@ -118,19 +118,25 @@ class Data:
             f = filters
             return metric_rows(self.root, windows, f.service, f.method, f.path, Steps())
 
-        tag = ("endpoints", filters)
-        found = self.pieces.aggregate(query.start, query.end, keys, plan, tag, fill_later=True)
-        frame = _EMPTY.drop("t") if found is None else found
-        frame = frame.with_columns(
-            error_rate=pl.col("errors") / pl.col("requests"),
-            client_error_rate=pl.col("client_errors") / pl.col("requests"),
-        )
         order = [query.sort, *(k for k in ("errors", "requests", *keys) if k != query.sort)]
         descending = [query.descending] + [k not in keys for k in order[1:]]
+
+        def ranked(frame: pl.DataFrame) -> pl.DataFrame:
+            frame = frame.with_columns(
+                error_rate=pl.col("errors") / pl.col("requests"),
+                client_error_rate=pl.col("client_errors") / pl.col("requests"),
+            )
+            return frame.sort(order, descending=descending, nulls_last=True).head(query.limit)
+
+        # Ranked by counts, the rows shown are known before any histogram is added.
         by_percentile = query.sort in _PERCENTILES
-        if by_percentile:
-            frame = with_estimates(frame)
-        frame = frame.sort(order, descending=descending, nulls_last=True).head(query.limit)
+        top = None if by_percentile else ranked
+        tag = ("endpoints", filters)
+        found = self.pieces.aggregate(
+            query.start, query.end, keys, plan, tag, fill_later=True, top=top
+        )
+        frame = _EMPTY.drop("t") if found is None else found
+        frame = ranked(with_estimates(frame) if by_percentile else frame)
         if not by_percentile:
             frame = with_estimates(frame)
         columns = [*keys, *_SUMS, "error_rate", "client_error_rate", *_PERCENTILES]

@@ -28,10 +28,10 @@ from typing import Any
 import polars as pl
 
 from gravix import schema
-from gravix.query.merge import MS, Steps, merged, metrics, remerged
+from gravix.query.merge import MS, QUANTILES, Steps, merged, merged_top, metrics, remerged, totals
 from gravix.query.source import Root, StoreRoot
 from gravix.query.tables import collect_stable, table_files
-from gravix.schema import sketch
+from gravix.schema import estimates
 from gravix.storage import layout
 
 log = logging.getLogger("gravix.dashboard")
@@ -86,6 +86,7 @@ class Pieces:
         self._reading: dict[tuple[Any, ...], threading.Lock] = {}
         # One background fill at a time: many questions at once cannot start many reads.
         self._filling = threading.Semaphore(1)
+        self._fill_thread: threading.Thread | None = None
 
     def listing(self) -> list[tuple[str, datetime, datetime]]:
         """Every warehouse file with the span of event time its name says it holds."""
@@ -105,10 +106,12 @@ class Pieces:
         listing: list[tuple[str, datetime, datetime]] | None = None,
         *,
         fill_later: bool = False,
+        top: Callable[[pl.DataFrame], pl.DataFrame] | None = None,
     ) -> pl.DataFrame | None:
         """The window's rows merged by ``keys`` (None when no file covers it); ``plan``
         gives the rows of some windows with the key columns, ``tag`` says what makes a
-        question's rows differ (its filters, its step).
+        question's rows differ (its filters, its step). With ``top``, only the groups it
+        picks from the groups' sums are returned, and only their histograms are added.
 
         Missing pieces are read in one read grouped by piece as well, which costs nothing
         more when each group lies in one piece (a time step). For a grouping that the cut
@@ -126,10 +129,14 @@ class Pieces:
         found = self._cached(list(wanted))
         missing = {key: span for key, span in wanted.items() if key not in found}
         if self.size <= 0 or (fill_later and len(missing) > 1):
-            answer = collect_stable(lambda: merged(plan([(start, end)]), keys))
+            if top is None:
+                answer = collect_stable(lambda: merged(plan([(start, end)]), keys))
+            else:
+                answer = merged_top(lambda: plan([(start, end)]), keys, top)
             # nothing is kept without a cache; while a fill runs, the next question fills
             if self.size > 0 and self._filling.acquire(blocking=False):
                 fill = threading.Thread(target=self._fill, args=(missing, keys, plan), daemon=True)
+                self._fill_thread = fill
                 fill.start()
             return answer
         if missing:
@@ -140,9 +147,18 @@ class Pieces:
         if len(frames) == 1:
             return frames[0]
         every = pl.concat(frames, how="vertical_relaxed")
+        if top is not None:
+            kept = top(totals(every.lazy(), keys).collect()).select(keys)
+            every = every.join(kept, on=keys, how="semi", nulls_equal=True)
         if every.select(keys).is_unique().all():
             return every
         return remerged(every.lazy(), keys).collect()
+
+    def wait_for_fill(self, timeout: float = 60.0) -> None:
+        """Wait until the background fill started by the last answer (if any) is done."""
+        fill = self._fill_thread
+        if fill is not None:
+            fill.join(timeout)
 
     def _cached(self, keys: list[tuple[Any, ...]]) -> dict[tuple[Any, ...], pl.DataFrame]:
         with self._lock:
@@ -236,62 +252,7 @@ def _empty(keys: list[str]) -> pl.DataFrame:
     )
 
 
-# --- percentiles and Apdex for every row at once -------------------------------------------------
-
-
-def _values(indexes: pl.Series) -> pl.Series:
-    """The representative value of each bucket index, as :func:`sketch.bucket_value`."""
-    unique = indexes.drop_nulls().unique().to_list()
-    table = {int(i): sketch.bucket_value(int(i)) for i in unique}
-    return indexes.replace_strict(table, return_dtype=pl.Float64, default=None)
-
-
 def with_estimates(frame: pl.DataFrame, apdex_t_ms: float | None = None) -> pl.DataFrame:
     """Add p50_ms, p95_ms, p99_ms (and ``apdex`` for a threshold) read from each row's
-    merged histogram by the rank rule: the first bucket where the running count, zeros
-    first, reaches ⌈q·n⌉, its representative value clamped to the row's [min, max]."""
-    qs = {"p50_ms": 0.5, "p95_ms": 0.95, "p99_ms": 0.99}
-    rows = frame.with_row_index("_row")
-    n = pl.col("requests")
-    lo, hi = pl.col("latency_min_ms"), pl.col("latency_max_ms")
-    long = (
-        rows.select(
-            "_row", "zero_count", "requests", "latency_min_ms", "latency_max_ms", "idx", "cnt"
-        )
-        .explode(["idx", "cnt"])
-        .drop_nulls("idx")
-        .with_columns(running=pl.col("zero_count") + pl.col("cnt").cum_sum().over("_row"))
-    )
-    long = long.with_columns(value=_values(long["idx"])).with_columns(pl.col("value").clip(lo, hi))
-    picks = long.group_by("_row").agg(
-        *(
-            pl.col("value").filter(pl.col("running") >= (n * q).ceil().clip(1)).first().alias(name)
-            for name, q in qs.items()
-        ),
-        *(_apdex_parts(apdex_t_ms) if apdex_t_ms is not None else ()),
-    )
-    out = rows.join(picks, on="_row", how="left")
-    zero_value = pl.lit(0.0).clip(lo, hi)
-    out = out.with_columns(
-        pl.when(n <= 0)
-        .then(None)
-        .when(pl.col("zero_count") >= (n * q).ceil().clip(1))
-        .then(zero_value)
-        .otherwise(pl.col(name))
-        .alias(name)
-        for name, q in qs.items()
-    )
-    if apdex_t_ms is not None:
-        satisfied = pl.col("zero_count") + pl.col("_satisfied").fill_null(0)
-        out = out.with_columns(
-            apdex=pl.when(n > 0).then((satisfied + pl.col("_tolerating").fill_null(0) / 2) / n)
-        )
-    return out.drop("_row", "_satisfied", "_tolerating", strict=False)
-
-
-def _apdex_parts(t: float) -> tuple[pl.Expr, pl.Expr]:
-    value, count = pl.col("value"), pl.col("cnt")
-    return (
-        count.filter(value <= t).sum().alias("_satisfied"),
-        count.filter((value > t) & (value <= 4 * t)).sum().alias("_tolerating"),
-    )
+    merged histogram (:mod:`gravix.schema.estimates`)."""
+    return estimates.with_estimates(frame, QUANTILES, apdex_t_ms=apdex_t_ms)

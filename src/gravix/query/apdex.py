@@ -14,6 +14,7 @@ from gravix.query.source import Root
 from gravix.query.tables import collect_stable, warehouse_files
 from gravix.query.times import resolve_window
 from gravix.schema import sketch
+from gravix.schema.estimates import with_estimates
 
 _NOTE = (
     "histogram buckets are ±1.08% wide, so requests within ~2% of T or 4T cannot be "
@@ -43,7 +44,7 @@ def apdex(
     """Apdex for threshold T: (satisfied ≤ T + tolerating ≤ 4T / 2) / n, from the histograms.
 
     A histogram bucket that straddles T (or 4T) cannot be split, so beside the estimate
-    (``sketch.apdex_from_arrays``) the answer gives the exact range the true value lies in:
+    (``sketch.apdex_from_arrays``'s rule) the answer gives the exact range the true value lies in:
     ``apdex_low`` counts that bucket's requests as above T, ``apdex_high`` as within it.
     """
     if not (threshold_ms > 0 and math.isfinite(threshold_ms)):
@@ -116,10 +117,4 @@ def _within(sure: str, maybe: str, limit_ms: float) -> tuple[pl.Expr, pl.Expr]:
 
 
 def _with_estimates(frame: pl.DataFrame, threshold_ms: float) -> pl.DataFrame:
-    estimates = [
-        sketch.apdex_from_arrays(z or 0, i or [], c or [], threshold_ms, lo, hi)
-        for z, i, c, lo, hi in frame.select(
-            "zero_count", "idx", "cnt", "latency_min_ms", "latency_max_ms"
-        ).iter_rows()
-    ]
-    return frame.with_columns(pl.Series("apdex", estimates, dtype=pl.Float64))
+    return with_estimates(frame, (), apdex_t_ms=threshold_ms)

@@ -14,6 +14,7 @@ its minutes added, so every answer is the one the minutes alone give.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -22,8 +23,9 @@ import polars as pl
 from gravix import schema
 from gravix.query.source import Root
 from gravix.query.span import HOUR, Span
-from gravix.query.tables import held_hours, scan_spans
+from gravix.query.tables import collect_stable, held_hours, scan_spans
 from gravix.schema import sketch
+from gravix.schema.estimates import with_estimates
 from gravix.storage.layout import Hour
 
 QUANTILES: tuple[tuple[str, float], ...] = (("p50_ms", 0.50), ("p95_ms", 0.95), ("p99_ms", 0.99))
@@ -147,6 +149,23 @@ def _joined(windows: list[tuple[datetime, datetime]]) -> list[tuple[datetime, da
     return out
 
 
+def merged_top(
+    plan: Callable[[], pl.LazyFrame],
+    keys: list[str],
+    top: Callable[[pl.DataFrame], pl.DataFrame],
+) -> pl.DataFrame:
+    """:func:`merged` for the groups an answer shows: ``top`` picks them from every group's
+    sums (a ranking by counts and a limit), and only their histograms are added. A page's
+    top ten endpoints so add ten endpoints' buckets, not every endpoint's; their rows are
+    the ones :func:`merged` gives them, as adding is exact whatever else is added."""
+    rows = collect_stable(
+        lambda: plan().select(*keys, *(pl.col(src).alias(n) for n, src in _AS_MERGED.items()))
+    )
+    kept = top(totals(rows.lazy(), keys).collect()).select(keys)
+    chosen = rows.lazy().join(kept.lazy(), on=keys, how="semi", nulls_equal=True)
+    return remerged(chosen, keys).collect()
+
+
 def merged(lf: pl.LazyFrame, keys: list[str]) -> pl.LazyFrame:
     """Per group of minute (or hour) rows: exact sums and the merged histogram
     (``idx``/``cnt`` sorted by index). Under text keys (endpoints) the buckets are added
@@ -158,7 +177,7 @@ def merged(lf: pl.LazyFrame, keys: list[str]) -> pl.LazyFrame:
     if any(schema[key] == pl.String for key in keys):
         return remerged(rows, keys)
     buckets = rows.select(*keys, "idx", "cnt").explode(["idx", "cnt"]).drop_nulls("idx")
-    return _totals(rows, keys).join(_added(buckets, keys), on=keys, how="left", nulls_equal=True)
+    return totals(rows, keys).join(_added(buckets, keys), on=keys, how="left", nulls_equal=True)
 
 
 def remerged(lf: pl.LazyFrame, keys: list[str]) -> pl.LazyFrame:
@@ -167,18 +186,19 @@ def remerged(lf: pl.LazyFrame, keys: list[str]) -> pl.LazyFrame:
     (minutes into hours, hours into a window) gives the one-stage answer. A merged row's
     histogram is long, so its buckets are added under a group number, not under copies
     of the (text) keys."""
-    totals = _totals(lf, keys).with_row_index("_group")
+    sums = totals(lf, keys).with_row_index("_group")
     buckets = (
         lf.select(*keys, "idx", "cnt")
-        .join(totals.select(*keys, "_group"), on=keys, nulls_equal=True)
+        .join(sums.select(*keys, "_group"), on=keys, nulls_equal=True)
         .select("_group", "idx", "cnt")
         .explode(["idx", "cnt"])
         .drop_nulls("idx")
     )
-    return totals.join(_added(buckets, ["_group"]), on="_group", how="left").drop("_group")
+    return sums.join(_added(buckets, ["_group"]), on="_group", how="left").drop("_group")
 
 
-def _totals(rows: pl.LazyFrame, keys: list[str]) -> pl.LazyFrame:
+def totals(rows: pl.LazyFrame, keys: list[str]) -> pl.LazyFrame:
+    """Per group of merged rows: the sums and extremes, without the histogram."""
     return rows.group_by(keys).agg(
         pl.col("requests", "errors", "client_errors").sum(),
         pl.col("latency_min_ms").min(),
@@ -200,17 +220,7 @@ def _added(buckets: pl.LazyFrame, keys: list[str]) -> pl.LazyFrame:
 
 def with_quantiles(frame: pl.DataFrame) -> pl.DataFrame:
     """Add p50/p95/p99 read from each row's merged histogram by the sketch's rank rule."""
-    values: dict[str, list[float | None]] = {name: [] for name, _ in QUANTILES}
-    qs = [q for _, q in QUANTILES]
-    for zero, idx, cnt, lo, hi in frame.select(
-        "zero_count", "idx", "cnt", "latency_min_ms", "latency_max_ms"
-    ).iter_rows():
-        found: list[float | None] = [None] * len(qs)
-        if zero or idx:
-            found = [*sketch.quantiles_from_arrays(zero or 0, idx or [], cnt or [], qs, lo, hi)]
-        for (name, _), value in zip(QUANTILES, found, strict=True):
-            values[name].append(value)
-    return frame.with_columns(pl.Series(n, v, dtype=pl.Float64) for n, v in values.items())
+    return with_estimates(frame, QUANTILES)
 
 
 def error_rate() -> pl.Expr:

@@ -21,6 +21,7 @@ from gravix.rollup.compact import replace_hour
 from gravix.rollup.files import read_parquet, remove_output, write_parquet
 from gravix.schema import sketch
 from gravix.schema.columns import polars_type
+from gravix.schema.estimates import STORED, with_estimates
 from gravix.storage import layout
 from gravix.storage.layout import Hour
 
@@ -98,19 +99,6 @@ def from_minutes(minutes: pl.DataFrame) -> pl.DataFrame:
 
 
 def _with_quantiles(frame: pl.DataFrame) -> pl.DataFrame:
-    import polars as pl
-
-    qs = [q for q, _ in QUANTILES]
-    values: list[list[float | None]] = [[] for _ in QUANTILES]
-    for zero, idx, cnt, lo, hi in frame.select(
-        "lat_zero_count", "lat_idx", "lat_cnt", "latency_min_ms", "latency_max_ms"
-    ).iter_rows():
-        found: list[float | None] = [None] * len(qs)
-        if zero or idx:
-            found = [*sketch.quantiles_from_arrays(zero or 0, idx or [], cnt or [], qs, lo, hi)]
-        for column, value in zip(values, found, strict=True):
-            column.append(value)
-    return frame.with_columns(
-        pl.Series(name, column, dtype=pl.Float64)
-        for (_, name), column in zip(QUANTILES, values, strict=True)
-    )
+    """The hour's percentiles merged from its minutes' histograms (the rank rule), for an
+    hour whose facts retention has removed."""
+    return with_estimates(frame, [(name, q) for q, name in QUANTILES], columns=STORED)

@@ -49,36 +49,33 @@ def with_estimates(
 
     c = columns
     lo, hi, zero = pl.col(c.lo), pl.col(c.hi), pl.col(c.zero).fill_null(0)
-    rows = frame.with_row_index("_row")
+    rows = frame.with_row_index("_row").with_columns(
+        _n=zero + pl.col(c.cnt).list.sum().fill_null(0)
+    )
+    # the running count (zeros first) of each bucket, from a running sum inside each list
+    running = zero + pl.col(c.cnt).list.eval(pl.element().cum_sum())
     long = (
-        rows.select("_row", c.zero, c.idx, c.cnt, c.lo, c.hi)
-        .explode([c.idx, c.cnt])
+        rows.select("_row", "_n", c.idx, c.cnt, c.lo, c.hi, _running=running)
+        .explode([c.idx, c.cnt, "_running"])
         .drop_nulls(c.idx)
-        .with_columns(
-            _running=zero + pl.col(c.cnt).cum_sum().over("_row"),
-            _n=zero + pl.col(c.cnt).sum().over("_row"),
-        )
     )
-    long = long.with_columns(_value=_values(long[c.idx]).clip(long[c.lo], long[c.hi]))
-    picks = long.group_by("_row").agg(
-        pl.col("_n").first(),
-        *(
-            pl.col("_value")
-            .filter(pl.col("_running") >= _rank(pl.col("_n"), q))
-            .first()
-            .alias(name)
-            for name, q in quantiles
-        ),
-        *(_apdex_parts(apdex_t_ms, c) if apdex_t_ms is not None else ()),
-    )
-    out = rows.join(picks, on="_row", how="left").with_columns(pl.col("_n").fill_null(zero))
+    parts: list[pl.Expr] = [
+        pl.col(c.idx).filter(pl.col("_running") >= _rank(pl.col("_n"), q)).first().alias(name)
+        for name, q in quantiles
+    ]
+    if apdex_t_ms is not None:
+        long = long.with_columns(_value=_values(long[c.idx]).clip(long[c.lo], long[c.hi]))
+        parts.extend(_apdex_parts(apdex_t_ms, c))
+    out = rows.join(long.group_by("_row").agg(parts), on="_row", how="left")
     n = pl.col("_n")
+    # a picked bucket index becomes its representative value, clamped to the exact extremes
+    out = out.with_columns(_values(out[name]).alias(name) for name, _ in quantiles)
     out = out.with_columns(
         pl.when(n <= 0)
         .then(None)
         .when(zero >= _rank(n, q))
         .then(pl.lit(0.0).clip(lo, hi))
-        .otherwise(pl.col(name))
+        .otherwise(pl.col(name).clip(lo, hi))
         .cast(pl.Float64)
         .alias(name)
         for name, q in quantiles

@@ -20,9 +20,8 @@ from sqlglot.errors import SqlglotError
 from sqlglot.tokenizer_core import Token
 
 from gravix.query.prune import evaluate
-from gravix.query.sql import Edit, PolarsSQL, Statement, tokens_of
+from gravix.query.sql import Edit, PolarsSQL, Statement
 
-_COMPARISONS = (exp.EQ, exp.NEQ, exp.GT, exp.GTE, exp.LT, exp.LTE)
 _MAX_TOKENS = 40  # a constant time expression longer than this is left as written
 
 
@@ -30,9 +29,9 @@ def time_edits(statement: Statement, columns: Collection[str], *, now: datetime)
     """Edits that spell each constant time compared with one of ``columns`` as a UTC
     string literal."""
     text = statement.source
-    tokens = list(tokens_of(text))
+    tokens = list(statement.tokens)
     edits: list[Edit] = []
-    for node in statement.tree.find_all(exp.Between, *_COMPARISONS):
+    for node in statement.nodes.comparisons:
         for value, span in _operands(text, tokens, node, columns):
             moment = evaluate(value, now)
             if moment is not None and span is not None:

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import logging
 import re
-from collections.abc import Collection
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass, replace
 from typing import ClassVar
 
@@ -191,6 +191,15 @@ def parse_lexed(lexed: Lexed) -> exp.Expr:
             hint="run each statement with its own gravix query",
         )
     return trees[0]
+
+
+def parse_run(tokens: Sequence[Token], text: str) -> exp.Expr:
+    """The tree of a run of the tokens of ``text``, as ``sqlglot.parse_one`` reads the run's
+    text on its own (SqlglotError when it does not parse), without tokenizing it again."""
+    trees = _DIALECT.parser().parse(list(tokens), text)
+    if not trees or trees[0] is None:
+        raise ParseError("no expression was parsed")
+    return exp.Block(expressions=trees) if len(trees) > 1 else trees[0]
 
 
 def _parse_message(exc: ParseError) -> str:

@@ -154,3 +154,53 @@ def test_the_plan_of_a_read_can_be_shown_but_not_of_a_table_function(root: Path)
     with pytest.raises(QueryError) as err:
         run_sql(root, "EXPLAIN SELECT * FROM \"read_csv\"('/etc/os-release')")
     assert "read_csv() is not available" in err.value.message
+
+
+@pytest.mark.parametrize(
+    ("sql", "message"),
+    [
+        (
+            "WITH d AS (DELETE FROM request_facts RETURNING *) SELECT * FROM d",
+            "found DELETE inside",
+        ),
+        (
+            "SELECT * FROM request_facts WHERE service IN (SELECT service FROM (WITH c AS "
+            "(INSERT INTO request_facts VALUES (1) RETURNING service) SELECT * FROM c) AS t)",
+            "found INSERT inside",
+        ),
+        (
+            "WITH a AS (SELECT * FROM (SELECT * FROM request_facts WHERE service IN (SELECT s "
+            "FROM (SELECT read_csv('{p}') AS s) AS x)) AS y) SELECT * FROM a",
+            "read_csv() is not available",
+        ),
+        (
+            "SELECT * FROM request_facts WHERE EXISTS (SELECT 1 FROM (VALUES (1)) AS v(x) "
+            "JOIN read_parquet('{p}') ON true)",
+            "read_parquet() is not available",
+        ),
+        (
+            "SELECT CASE WHEN service = 'a' THEN (SELECT count(*) FROM \"scan_csv\"('{p}')) END "
+            "AS n FROM request_facts",
+            "scan_csv() is not available",
+        ),
+        (
+            "WITH a AS (WITH b AS (SELECT service FROM raw.request_facts UNION ALL "
+            "SELECT secret FROM '{p}') SELECT * FROM b) SELECT * FROM a",
+            "is not a Gravix table",
+        ),
+        (
+            "WITH a AS (SELECT (SELECT max(x) FROM (SELECT * FROM secrets) AS s) AS m "
+            "FROM request_facts) SELECT * FROM a",
+            "unknown table 'secrets'",
+        ),
+    ],
+)
+def test_a_refused_construct_is_found_however_deep_it_is_nested(
+    root: Path, outside: Path, sql: str, message: str
+) -> None:
+    """A write, a file read or an unknown table several sub-queries and CTEs down is
+    refused as it is at the top, and nothing of the outside file is read."""
+    with pytest.raises(QueryError) as err:
+        run_sql(root, sql.replace("{p}", str(outside)))
+    assert message in err.value.message
+    assert SECRET not in err.value.message

@@ -69,10 +69,16 @@ class SqlAnswer:
         return self.frame.height
 
 
-def _statement(sql: str, now: datetime) -> sql_guard.Statement:
-    if not sql.strip():
+def _lexed(sql: str) -> sql_guard.Lexed:
+    """The statement without the blanks and final ``;`` around it, tokenized: the one
+    tokenizing of a call, read by every check and by the parser."""
+    return sql_guard.lex(sql.strip().rstrip(";"))
+
+
+def _statement(lexed: sql_guard.Lexed, now: datetime) -> sql_guard.Statement:
+    if not lexed.text:
         raise QueryError("the SQL statement is empty", hint='e.g. gravix query "SELECT 1"')
-    statement = sql_guard.check_statement(sql.strip().rstrip(";"), TABLES)
+    statement = sql_guard.check_lexed(lexed, TABLES)
     return statement.with_edits(literals.time_edits(statement, _TIME_COLUMNS, now=now))
 
 
@@ -97,17 +103,18 @@ def prepare_sql(root: Root, sql: str, *, now: datetime | None = None) -> pl.Lazy
     """Compile SQL over the tables into a lazy query. Only a read of the Gravix tables is
     accepted, and each table is scanned over the files of the hours its filters can match."""
     moment = now or datetime.now(UTC)
-    statement = _statement(sql, moment)
+    statement = _statement(_lexed(sql), moment)
     scans = _scans(root, statement, moment)
     return _compile(statement.text, {name: scan.frame for name, scan in scans.items()})
 
 
 def answer_sql(root: Root, sql: str, *, now: datetime | None = None) -> SqlAnswer:
     """Run one SQL statement over the tables (names bare, ``raw.x`` or ``gravix.raw.x``)."""
-    if sql_guard.is_show_tables(sql):
+    lexed = _lexed(sql)
+    if sql_guard.is_show_tables(lexed):
         return SqlAnswer(show_tables())
     moment = now or datetime.now(UTC)
-    statement = _statement(sql, moment)
+    statement = _statement(lexed, moment)
     planned: dict[str, Scan] = {}
 
     def plan() -> pl.LazyFrame:

@@ -14,15 +14,13 @@ from __future__ import annotations
 from collections.abc import Collection
 from datetime import datetime
 
-import sqlglot
 from sqlglot import exp
 from sqlglot.errors import SqlglotError
 from sqlglot.tokenizer_core import Token
 
 from gravix.query.prune import evaluate
-from gravix.query.sql import Edit, PolarsSQL, Statement, tokens_of
+from gravix.query.sql import Edit, Statement, parse_run
 
-_COMPARISONS = (exp.EQ, exp.NEQ, exp.GT, exp.GTE, exp.LT, exp.LTE)
 _MAX_TOKENS = 40  # a constant time expression longer than this is left as written
 
 
@@ -30,38 +28,48 @@ def time_edits(statement: Statement, columns: Collection[str], *, now: datetime)
     """Edits that spell each constant time compared with one of ``columns`` as a UTC
     string literal."""
     text = statement.source
-    tokens = list(tokens_of(text))
+    tokens = list(statement.tokens)
     edits: list[Edit] = []
-    for node in statement.tree.find_all(exp.Between, *_COMPARISONS):
-        for value, span in _operands(text, tokens, node, columns):
-            moment = evaluate(value, now)
-            if moment is not None and span is not None:
-                edits.append((*span, f"'{moment:%Y-%m-%d %H:%M:%S.%f}'"))
+    for node in statement.nodes.comparisons:
+        for moment, span in _operands(text, tokens, node, columns, now):
+            edits.append((*span, f"'{moment:%Y-%m-%d %H:%M:%S.%f}'"))
     return edits
 
 
 def _operands(
-    text: str, tokens: list[Token], node: exp.Expr, columns: Collection[str]
-) -> list[tuple[exp.Expr, tuple[int, int] | None]]:
-    """The constant operands of a comparison with a time column, with their text spans."""
+    text: str, tokens: list[Token], node: exp.Expr, columns: Collection[str], now: datetime
+) -> list[tuple[datetime, tuple[int, int]]]:
+    """The constant times compared with a time column, with their text spans. A span is
+    searched for only when its operand is a constant time: the search parses many runs
+    of tokens."""
     left, right = node.this, node.args.get("expression")
+    found: list[tuple[datetime | None, tuple[int, int] | None]] = []
     if isinstance(node, exp.Between):
         if not _is_time_column(left, columns):
             return []
         low, high = node.args["low"], node.args["high"]
         first = _token_after(tokens, left) + 1  # after BETWEEN
-        low_span = _span_from(text, tokens, first, low)
+        low_span = _span_from(text, tokens, first, low)  # (where the high operand starts)
         if low_span is None:
             return []
         after_and = _index_starting_after(tokens, low_span[1]) + 1
-        return [(low, low_span), (high, _span_from(text, tokens, after_and, high))]
-    if right is None:
+        found.append((evaluate(low, now), low_span))
+        moment = evaluate(high, now)
+        if moment is not None:
+            found.append((moment, _span_from(text, tokens, after_and, high)))
+    elif right is None:
         return []
-    if _is_time_column(left, columns) and _rewritable(right):
-        return [(right, _span_from(text, tokens, _token_after(tokens, left) + 1, right))]
-    if _is_time_column(right, columns) and _rewritable(left):
-        return [(left, _span_until(text, tokens, _token_before(tokens, right) - 1, left))]
-    return []
+    elif _is_time_column(left, columns) and _rewritable(right):
+        moment = evaluate(right, now)
+        if moment is not None:
+            first = _token_after(tokens, left) + 1
+            found.append((moment, _span_from(text, tokens, first, right)))
+    elif _is_time_column(right, columns) and _rewritable(left):
+        moment = evaluate(left, now)
+        if moment is not None:
+            last = _token_before(tokens, right) - 1
+            found.append((moment, _span_until(text, tokens, last, left)))
+    return [(m, span) for m, span in found if m is not None and span is not None]
 
 
 def _is_time_column(node: exp.Expr | None, columns: Collection[str]) -> bool:
@@ -98,9 +106,9 @@ def _index_starting_after(tokens: list[Token], offset: int) -> int:
     return next((i for i, t in enumerate(tokens) if t.start >= offset), len(tokens))
 
 
-def _parses_to(fragment: str, node: exp.Expr) -> bool:
+def _parses_to(text: str, run: list[Token], node: exp.Expr) -> bool:
     try:
-        return bool(sqlglot.parse_one(fragment, dialect=PolarsSQL) == node)
+        return bool(parse_run(run, text) == node)
     except SqlglotError:
         return False
 
@@ -111,9 +119,8 @@ def _span_from(
     """The longest run of tokens from ``first`` that parses to ``node``."""
     found = None
     for last in range(first, min(len(tokens), first + _MAX_TOKENS)):
-        span = (tokens[first].start, tokens[last].end + 1)
-        if _parses_to(text[span[0] : span[1]], node):
-            found = span
+        if _parses_to(text, tokens[first : last + 1], node):
+            found = (tokens[first].start, tokens[last].end + 1)
     return found
 
 
@@ -122,7 +129,6 @@ def _span_until(
 ) -> tuple[int, int] | None:
     """The shortest run of tokens ending at ``last`` that parses to ``node``."""
     for first in range(last, max(-1, last - _MAX_TOKENS), -1):
-        span = (tokens[first].start, tokens[last].end + 1)
-        if _parses_to(text[span[0] : span[1]], node):
-            return span
+        if _parses_to(text, tokens[first : last + 1], node):
+            return tokens[first].start, tokens[last].end + 1
     return None

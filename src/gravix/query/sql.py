@@ -13,18 +13,17 @@ from __future__ import annotations
 
 import logging
 import re
-from collections.abc import Collection
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass, replace
-from functools import lru_cache
 from typing import ClassVar
 
-import sqlglot
 from sqlglot import exp
 from sqlglot.dialects.postgres import Postgres
 from sqlglot.errors import ParseError, TokenError
 from sqlglot.tokenizer_core import Token
 
 from gravix.errors import QueryError
+from gravix.query.nodes import Nodes, collect
 
 # sqlglot logs a warning when it falls back to an opaque Command (SHOW, SET …); such a
 # statement is refused with a message of our own.
@@ -101,6 +100,28 @@ class PolarsSQL(Postgres):
         IDENTIFIERS: ClassVar[list[str | tuple[str, str]]] = ['"', "`"]
 
 
+_DIALECT = PolarsSQL()
+
+
+@dataclass(frozen=True)
+class Lexed:
+    """A statement's text and its tokens: tokenized once, then read by every check and by
+    the parser."""
+
+    text: str
+    tokens: tuple[Token, ...]
+    error: str = ""  # why the text does not tokenize ("" when it does)
+
+
+def lex(sql: str) -> Lexed:
+    """``sql`` and its tokens (none, and the reason, when it does not tokenize: the parser
+    reports it)."""
+    try:
+        return Lexed(sql, tuple(_DIALECT.tokenize(sql)))
+    except TokenError as exc:
+        return Lexed(sql, (), str(exc).splitlines()[0][:300])
+
+
 @dataclass(frozen=True)
 class TableRef:
     """One read of a Gravix table: its registered name and the alias rows are read under."""
@@ -121,6 +142,8 @@ class Statement:
     source: str
     tree: exp.Expr
     refs: tuple[TableRef, ...]
+    tokens: tuple[Token, ...]  # the tokens of ``source``
+    nodes: Nodes  # the nodes of ``tree`` the checks read, by kind
     edits: tuple[Edit, ...] = ()
 
     @property
@@ -148,12 +171,18 @@ def hint(names: Collection[str]) -> str:
 
 def parse_tree(sql: str) -> exp.Expr:
     """The one statement of ``sql`` as a tree; QueryError naming where it stops parsing."""
+    return parse_lexed(lex(sql))
+
+
+def parse_lexed(lexed: Lexed) -> exp.Expr:
+    """The one statement of ``lexed`` as a tree, parsed from its tokens."""
+    if lexed.error:
+        raise QueryError(f"bad SQL: {lexed.error}")
     try:
-        trees = [t for t in sqlglot.parse(sql, dialect=PolarsSQL) if t is not None]
+        parsed = _DIALECT.parser().parse(list(lexed.tokens), lexed.text)
     except ParseError as exc:
         raise QueryError(f"bad SQL: {_parse_message(exc)}") from None
-    except TokenError as exc:
-        raise QueryError(f"bad SQL: {str(exc).splitlines()[0][:300]}") from None
+    trees = [t for t in parsed if t is not None]
     if not trees:
         raise QueryError("the SQL statement is empty", hint='e.g. gravix query "SELECT 1"')
     if len(trees) > 1:
@@ -162,6 +191,15 @@ def parse_tree(sql: str) -> exp.Expr:
             hint="run each statement with its own gravix query",
         )
     return trees[0]
+
+
+def parse_run(tokens: Sequence[Token], text: str) -> exp.Expr:
+    """The tree of a run of the tokens of ``text``, as ``sqlglot.parse_one`` reads the run's
+    text on its own (SqlglotError when it does not parse), without tokenizing it again."""
+    trees = _DIALECT.parser().parse(list(tokens), text)
+    if not trees or trees[0] is None:
+        raise ParseError("no expression was parsed")
+    return exp.Block(expressions=trees) if len(trees) > 1 else trees[0]
 
 
 def _parse_message(exc: ParseError) -> str:
@@ -177,14 +215,27 @@ def _parse_message(exc: ParseError) -> str:
 def check_statement(sql: str, names: Collection[str]) -> Statement:
     """Parse ``sql`` and refuse anything but a read of the tables ``names`` (or the plan of
     one: ``EXPLAIN SELECT …``)."""
-    sql, explain = _without_explain(sql)
-    _check_first_word(sql)
-    tree = parse_tree(sql)
-    _check_read_only(tree)
-    _check_sources(tree)
-    ctes = {cte.alias_or_name.lower() for cte in tree.find_all(exp.CTE)}
+    return check_lexed(lex(sql), names)
+
+
+def check_lexed(lexed: Lexed, names: Collection[str]) -> Statement:
+    """:func:`check_statement` of a statement already tokenized."""
+    lexed, explain = _without_explain(lexed)
+    _check_first_word(lexed)
+    tree = parse_lexed(lexed)
+    nodes = collect(tree)
+    _check_read_only(tree, nodes)
+    _check_sources(nodes)
+    refs = _table_refs(nodes, names)
+    edits = (*explain, *_name_edits(nodes, names))
+    return Statement(lexed.text, tree, refs, lexed.tokens, nodes, edits)
+
+
+def _table_refs(nodes: Nodes, names: Collection[str]) -> tuple[TableRef, ...]:
+    """The reads of Gravix tables; any other name that is not a CTE is refused."""
+    ctes = {cte.alias_or_name.lower() for cte in nodes.ctes}
     refs: list[TableRef] = []
-    for table in tree.find_all(exp.Table):
+    for table in nodes.tables:
         name = gravix_name(table, names)
         if name is not None:
             refs.append(TableRef(name, table.alias_or_name, table))
@@ -197,62 +248,43 @@ def check_statement(sql: str, names: Collection[str]) -> Statement:
                     hint=hint(names),
                 )
             raise QueryError(f"unknown table {spelled!r}", hint=hint(names))
-    return Statement(sql, tree, tuple(refs), (*explain, *_name_edits(tree, names)))
+    return tuple(refs)
 
 
-@lru_cache(maxsize=16)
-def tokens_of(sql: str) -> tuple[Token, ...]:
-    """The tokens of ``sql`` (TokenError when it does not tokenize): a statement is read
-    by several checks, and tokenized once."""
-    return tuple(PolarsSQL().tokenize(sql))
-
-
-def _without_explain(sql: str) -> tuple[str, list[Edit]]:
-    """``sql`` with a leading EXPLAIN blanked out (offsets unchanged), and the edit that puts
-    it back for the engine."""
-    try:
-        tokens = tokens_of(sql)
-    except TokenError:
-        return sql, []  # the parser reports it
-    first = tokens[0] if tokens else None
+def _without_explain(lexed: Lexed) -> tuple[Lexed, list[Edit]]:
+    """``lexed`` with a leading EXPLAIN blanked out (offsets unchanged), and the edit that
+    puts it back for the engine."""
+    first = lexed.tokens[0] if lexed.tokens else None
     if first is None or first.text.upper() != "EXPLAIN":
-        return sql, []
-    end = first.end + 1
-    return sql[: first.start] + " " * (end - first.start) + sql[end:], [
-        (first.start, end, first.text)
-    ]
+        return lexed, []  # (a text that does not tokenize: the parser reports it)
+    sql, end = lexed.text, first.end + 1
+    blanked = sql[: first.start] + " " * (end - first.start) + sql[end:]
+    return lex(blanked), [(first.start, end, first.text)]
 
 
-def _first_words(sql: str) -> list[str]:
-    try:
-        return [token.text.upper() for token in tokens_of(sql)]
-    except TokenError:
-        return []  # the parser reports it
-
-
-def is_show_tables(sql: str) -> bool:
+def is_show_tables(sql: str | Lexed) -> bool:
     """Whether ``sql`` is ``SHOW TABLES`` (any case, spacing, comments, a final ``;``)."""
-    return [w for w in _first_words(sql) if w != ";"] == ["SHOW", "TABLES"]
+    lexed = sql if isinstance(sql, Lexed) else lex(sql)
+    return [t.text.upper() for t in lexed.tokens if t.text != ";"] == ["SHOW", "TABLES"]
 
 
-def _check_first_word(sql: str) -> None:
+def _check_first_word(lexed: Lexed) -> None:
     """Refuse a statement that does not start as a read, before it is parsed: ATTACH,
     INSTALL, COPY … read as an error of their own, not as bad SQL."""
-    words = _first_words(sql)
-    if words and words[0] in _NOT_READ_WORDS:
+    word = lexed.tokens[0].text.upper() if lexed.tokens else ""
+    if word in _NOT_READ_WORDS:
         raise StatementRefused(
-            f"only read statements can run here, not {words[0][:40]}", hint=_READ_HINT
+            f"only read statements can run here, not {word[:40]}", hint=_READ_HINT
         )
 
 
-def _check_read_only(tree: exp.Expr) -> None:
+def _check_read_only(tree: exp.Expr, nodes: Nodes) -> None:
     if not isinstance(tree, exp.Query) or isinstance(tree, exp.Values):
         word = tree.key.upper() if not isinstance(tree, exp.Command) else str(tree.this).upper()
         raise StatementRefused(f"only read statements can run here, not {word}", hint=_READ_HINT)
-    changes = tree.find(exp.DML, exp.DDL, exp.Command)
-    if changes is not None:
+    if nodes.changes:
         raise StatementRefused(
-            f"only read statements can run here: found {changes.key.upper()} inside",
+            f"only read statements can run here: found {nodes.changes[0].key.upper()} inside",
             hint=_READ_HINT,
         )
 
@@ -265,10 +297,10 @@ def _function_name(node: exp.Expr) -> str:
     return node.key.lower()
 
 
-def _check_sources(tree: exp.Expr) -> None:
+def _check_sources(nodes: Nodes) -> None:
     """Refuse table functions: a relation that is not a named table, sub-query or VALUES,
     and any function named like a file reader wherever it appears."""
-    for node in tree.walk():
+    for node in nodes.sources:
         source: exp.Expr | None = None
         if isinstance(node, exp.Table):
             source = None if isinstance(node.this, exp.Identifier) else node.this
@@ -310,16 +342,16 @@ def _span(parts: list[exp.Expr]) -> tuple[int, int] | None:
     return min(s for s in starts if s is not None), max(e for e in ends if e is not None) + 1
 
 
-def _name_edits(tree: exp.Expr, names: Collection[str]) -> list[Edit]:
+def _name_edits(nodes: Nodes, names: Collection[str]) -> list[Edit]:
     """Edits that spell each table name (and each column qualified by a table's qualified
     name) as the table is registered; nothing else in the text changes."""
     edits: list[Edit] = []
-    for table in tree.find_all(exp.Table):
+    for table in nodes.tables:
         name = gravix_name(table, names)
         span = _span(table.parts) if name else None
         if name and span:
             edits.append((*span, name))
-    for column in tree.find_all(exp.Column):
+    for column in nodes.columns:
         if not column.args.get("db"):
             continue  # a bare alias or table name needs no rewriting
         name = _registered(column.table, column.db, column.catalog, names)
@@ -332,11 +364,11 @@ def _name_edits(tree: exp.Expr, names: Collection[str]) -> list[Edit]:
 
 def rewrite_names(sql: str, names: Collection[str]) -> str:
     """Drop the Trino-style ``gravix.raw.`` / ``raw.`` qualifiers from table names."""
-    return apply_edits(sql, _name_edits(parse_tree(sql), names))
+    return apply_edits(sql, _name_edits(collect(parse_tree(sql)), names))
 
 
 def referenced_tables(sql: str, names: Collection[str]) -> set[str]:
     """The known tables a statement reads: only those are scanned, so an alias or a literal
     that happens to spell a table's name costs nothing."""
-    found = (gravix_name(t, names) for t in parse_tree(sql).find_all(exp.Table))
+    found = (gravix_name(t, names) for t in collect(parse_tree(sql)).tables)
     return {name for name in found if name is not None}

@@ -9,7 +9,6 @@ it reads is then scanned over only the files (one per hour, or per day) that its
 
 from __future__ import annotations
 
-import os
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -25,6 +24,7 @@ from gravix.query.span import HOUR, PARTITION_COLUMN, Span
 from gravix.schema import RAW_COLUMNS, REQUEST_METRICS_COLUMNS, SERVICE_EVENTS_DAILY_COLUMNS
 from gravix.schema.columns import polars_schema
 from gravix.storage import layout, objects, raw
+from gravix.storage import listing as disk
 
 
 @dataclass(frozen=True)
@@ -35,6 +35,9 @@ class TableInfo:
     partitions: tuple[str, ...]  # Hive partition columns, in directory order
     time_column: str | None = None  # the event-time column whose hour names a file
 
+
+# The files of a table, each with the hours its name says it holds (one hour, or a day's).
+Listing = list[tuple[str, tuple[layout.Hour, ...]]]
 
 TABLES: dict[str, TableInfo] = {
     schema.REQUEST_METRICS_MINUTE: TableInfo(
@@ -86,7 +89,7 @@ def table_files(
     return matching_files(_listed(root, table, spans)[0], spans)
 
 
-def matching_files(listing: list[tuple[str, list[layout.Hour]]], spans: list[Span]) -> list[str]:
+def matching_files(listing: Listing, spans: list[Span]) -> list[str]:
     """The files of ``listing`` that may hold a moment of any of ``spans`` (a file's hours
     are one hour, or a whole day: contiguous, so its first and last hour bound it)."""
     return [
@@ -96,9 +99,7 @@ def matching_files(listing: list[tuple[str, list[layout.Hour]]], spans: list[Spa
     ]
 
 
-def _listed(
-    root: Root, table: str, spans: list[Span]
-) -> tuple[list[tuple[str, list[layout.Hour]]], bool]:
+def _listed(root: Root, table: str, spans: list[Span]) -> tuple[Listing, bool]:
     """The files of ``table`` with their hours (at least those of the partitions that
     ``spans`` need: a store lists no others), and whether the table has any file at all."""
     if isinstance(root, StoreRoot):
@@ -107,9 +108,7 @@ def _listed(
     return every, bool(every)
 
 
-def _store_listing(
-    root: StoreRoot, table: str, spans: list[Span]
-) -> tuple[list[tuple[str, list[layout.Hour]]], bool]:
+def _store_listing(root: StoreRoot, table: str, spans: list[Span]) -> tuple[Listing, bool]:
     """The objects of ``table`` in the partitions ``spans`` need, named by URL, judged by
     their names as the local listing judges files."""
     is_raw = _info(table).kind == "raw"
@@ -117,17 +116,17 @@ def _store_listing(
     urls = root.urls(prefixes)
     if is_raw:
         hours = [(url, objects.raw_hour_of(table, root.key(url))) for url in urls]
-        return [(url, [hour]) for url, hour in hours if hour is not None], any_day
+        return [(url, (hour,)) for url, hour in hours if hour is not None], any_day
     by_day: dict[str, list[str]] = {}
     for url in urls:
         if objects.warehouse_day_of(table, root.key(url)) is not None:
             directory, _, name = url.rpartition("/")
             by_day.setdefault(directory, []).append(name)
-    files: list[tuple[str, list[layout.Hour]]] = []
+    files: Listing = []
     for directory, names in by_day.items():
         for name in layout.readable_files(table, names):
             url = f"{directory}/{name}"
-            files.append((url, layout.parse_warehouse_file(table, Path(root.key(url)))))
+            files.append((url, tuple(layout.parse_warehouse_file(table, root.key(url)))))
     return files, any_day
 
 
@@ -137,26 +136,11 @@ def held_hours(root: Root, table: str, spans: list[Span]) -> set[layout.Hour]:
     return {hour for _, hours in _listed(root, table, spans)[0] for hour in hours}
 
 
-def _listing(root: Path, table: str) -> list[tuple[str, list[layout.Hour]]]:
+def _listing(root: Path, table: str) -> Listing:
     """Every complete data file of ``table`` with the hours its path says it holds."""
-    info = _info(table)
-    if info.kind == "raw":
-        return [
-            (str(p), [hour])
-            for hour, hour_dir in layout.raw_hours(root, table).items()
-            for p in layout.raw_files(hour_dir)
-        ]
-    files: list[tuple[str, list[layout.Hour]]] = []
-    for day_dir in layout.warehouse_days(root, table).values():
-        try:
-            with os.scandir(day_dir) as entries:
-                names = [e.name for e in entries if e.is_file(follow_symlinks=False)]
-        except FileNotFoundError:  # removed by cleanup since it was listed
-            continue
-        for name in layout.readable_files(table, names):
-            path = day_dir / name
-            files.append((str(path), layout.parse_warehouse_file(table, path)))
-    return files
+    if _info(table).kind == "raw":
+        return [(path, (hour,)) for path, hour in disk.raw_files(root, table)]
+    return disk.warehouse_files(root, table)
 
 
 def _info(table: str) -> TableInfo:
@@ -231,7 +215,7 @@ def _where(root: Root, table: str) -> str:
 
 
 def _read_raw(
-    root: Root, table: str, files: dict[str, list[layout.Hour]]
+    root: Root, table: str, files: dict[str, tuple[layout.Hour, ...]]
 ) -> tuple[pl.LazyFrame, int]:
     """The good lines of the raw files, hour by hour, judged as the rollup judges them
     (:mod:`gravix.storage.raw`), and how many lines were skipped. A store's objects are

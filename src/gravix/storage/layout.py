@@ -33,7 +33,7 @@ import secrets
 import time
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
-from functools import lru_cache
+from functools import cached_property, lru_cache
 from pathlib import Path
 from typing import ClassVar
 
@@ -75,7 +75,7 @@ class Hour:
         """The hour that starts ``hour`` × 3600 seconds after the Unix epoch."""
         return cls.of(datetime.fromtimestamp(hour * 3600, tz=UTC))
 
-    @property
+    @cached_property  # kept: a listing compares the hours of every file with each span
     def start(self) -> datetime:
         return datetime(self.day.year, self.day.month, self.day.day, self.hour, tzinfo=UTC)
 
@@ -189,6 +189,7 @@ def raw_file_path(root: Path, topic: str, hour: Hour, file_id: str) -> Path:
     return raw_hour_dir(root, topic, hour) / f"{check_file_id(file_id)}{JSONL}"
 
 
+@lru_cache(maxsize=4096)
 def parse_day_dir(name: str) -> date | None:
     m = _DAY_DIR.match(name)
     if not m:
@@ -292,22 +293,23 @@ def readable_files(table: str, names: list[str]) -> list[str]:
     return data
 
 
-@lru_cache(maxsize=1024)
-def _day_hours(day: date) -> tuple[Hour, ...]:
-    return tuple(Hour(day, h) for h in range(24))
-
-
-def parse_warehouse_file(table: str, path: Path) -> list[Hour]:
+def parse_warehouse_file(table: str, path: Path | str) -> list[Hour]:
     """The hours a warehouse file holds, judged by its path (``part-HH`` or ``part-day``)."""
-    day = parse_day_dir(path.parent.name)
-    if day is None or not path.name.endswith(PARQUET):
-        return []
-    if path.name == DAY_FILE:
-        return list(_day_hours(day))
-    if table == SERVICE_EVENTS_DAILY:
-        return []
-    m = _HOUR_FILE.match(path.name)
-    return [Hour(day, int(m.group(1)))] if m and int(m.group(1)) < 24 else []
+    directory, _, name = os.fspath(path).rpartition(os.sep)
+    day = parse_day_dir(directory.rpartition(os.sep)[2])
+    return [] if day is None else list(file_hours(table, day, name))
+
+
+@lru_cache(maxsize=16384)
+def file_hours(table: str, day: date, name: str) -> tuple[Hour, ...]:
+    """The hours that file ``name`` of ``table``'s directory for ``day`` holds. A name's
+    meaning depends on its text alone, so it is kept: listings judge every name each time."""
+    if name == DAY_FILE:
+        return tuple(Hour(day, h) for h in range(24))
+    m = _HOUR_FILE.match(name)
+    if table == SERVICE_EVENTS_DAILY or not m or int(m.group(1)) >= 24:
+        return ()
+    return (Hour(day, int(m.group(1))),)
 
 
 def is_hour_file(name: str) -> bool:
@@ -486,7 +488,12 @@ def object_key(root: Path, path: Path) -> str:
     return "/".join(path.relative_to(root).parts)
 
 
+def link_areas(real: Path) -> list[Path]:
+    """The data root's areas under ``real``, the root's real path (the root may be a link)."""
+    areas = (buffer_root, raw_root, warehouse_root, quarantine_root, state_root)
+    return [area(real) for area in areas]
+
+
 def refuse_links(root: Path) -> None:
     """Raise UnsafePath naming the first symlink in the data root's areas and its target."""
-    areas = (buffer_root, raw_root, warehouse_root, quarantine_root, state_root)
-    links.refuse_links([area(root.resolve()) for area in areas])
+    links.refuse_links(link_areas(Path(os.path.realpath(root))))

@@ -225,7 +225,7 @@ class Data:
 
     def _through(self, files: list[str]) -> str | None:
         """The end of the newest minute in the warehouse (None when it is empty)."""
-        hours = [(max(layout.parse_warehouse_file(METRICS, Path(f))), f) for f in files]
+        hours = [(max(layout.parse_warehouse_file(METRICS, f)), f) for f in files]
         if not hours:
             return None
         newest, path = max(hours, key=lambda pair: pair[0].start)

@@ -22,7 +22,6 @@ import threading
 from collections import OrderedDict
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 from typing import Any
 
 import polars as pl
@@ -92,7 +91,7 @@ class Pieces:
         """Every warehouse file with the span of event time its name says it holds."""
         out = []
         for path in table_files(self.root, METRICS):
-            hours = layout.parse_warehouse_file(METRICS, Path(path))
+            hours = layout.parse_warehouse_file(METRICS, path)
             out.append((path, min(hours).start, max(hours).start + HOUR))
         return out
 

@@ -243,6 +243,21 @@ def endpoint_reference(
     return {row[:3]: row[3:] for row in duck().execute(sql).fetchall()}
 
 
+def assert_endpoint_row(row: dict[str, Any], ref: dict[tuple[str, str, str], Any]) -> None:
+    """Counts exactly the reference's, percentiles within the bound of its exact values."""
+    requests, errors, client_errors, p50, p95, p99 = ref[
+        row["service"], row["method"], row["path_template"]
+    ]
+    assert (row["requests"], row["errors"], row["client_errors"]) == (
+        requests,
+        errors,
+        client_errors,
+    )
+    assert row["error_rate"] == pytest.approx(errors / requests)
+    for name, value in (("p50_ms", p50), ("p95_ms", p95), ("p99_ms", p99)):
+        assert within_bound(row[name], value)
+
+
 def test_endpoints_counts_exact_and_percentiles_within_the_bound(
     root: Path, client: httpx.Client
 ) -> None:
@@ -253,17 +268,7 @@ def test_endpoints_counts_exact_and_percentiles_within_the_bound(
     ref = endpoint_reference(root, since, until)
     assert len(answer["rows"]) == len(ref) == 7
     for row in answer["rows"]:
-        requests, errors, client_errors, p50, p95, p99 = ref[
-            row["service"], row["method"], row["path_template"]
-        ]
-        assert (row["requests"], row["errors"], row["client_errors"]) == (
-            requests,
-            errors,
-            client_errors,
-        )
-        assert row["error_rate"] == pytest.approx(errors / requests)
-        for name, value in (("p50_ms", p50), ("p95_ms", p95), ("p99_ms", p99)):
-            assert within_bound(row[name], value)
+        assert_endpoint_row(row, ref)
     # ranked by server errors, then requests, then name
     expected = sorted(ref, key=lambda k: (-ref[k][1], -ref[k][0], k))
     assert [(r["service"], r["method"], r["path_template"]) for r in answer["rows"]] == expected
@@ -317,16 +322,7 @@ def test_top_endpoints_by_a_count_are_the_references_first_rows(
         rows = data.endpoints(parse_query(params, now=NOW))["rows"]
         assert [(r["service"], r["method"], r["path_template"]) for r in rows] == expected
         for row in rows:
-            requests, errors, client_errors, p50, p95, p99 = ref[
-                row["service"], row["method"], row["path_template"]
-            ]
-            assert (row["requests"], row["errors"], row["client_errors"]) == (
-                requests,
-                errors,
-                client_errors,
-            )
-            for name, exact in (("p50_ms", p50), ("p95_ms", p95), ("p99_ms", p99)):
-                assert within_bound(row[name], exact)
+            assert_endpoint_row(row, ref)
         data.pieces.wait_for_fill()
 
 

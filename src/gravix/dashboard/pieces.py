@@ -205,7 +205,7 @@ class Pieces:
                     )
                     - 1
                 )
-                return merged(rows, ["_piece", *keys])
+                return _by_piece(rows, keys, len(spans))
 
             try:
                 frame = collect_stable(read)
@@ -222,6 +222,21 @@ class Pieces:
                     while len(self._cache) > self.size:
                         self._cache.popitem(last=False)
         return out
+
+
+def _by_piece(rows: pl.LazyFrame, keys: list[str], pieces: int) -> pl.LazyFrame:
+    """``rows`` merged by ``_piece`` and ``keys``. Under the time key alone the two are one
+    number (a step's start in ms times the number of pieces, plus the piece), so the
+    histograms' buckets are added under one integer key instead of two keys."""
+    if keys != ["t"]:
+        return merged(rows, ["_piece", *keys])
+    key = pl.col("t").dt.epoch("ms") * pieces + pl.col("_piece").cast(pl.Int64)
+    out = merged(rows.with_columns(_key=key), ["_key"])
+    return out.select(
+        (pl.col("_key") % pieces).alias("_piece"),
+        (pl.col("_key") // pieces).cast(MS).alias("t"),
+        pl.exclude("_key"),
+    )
 
 
 def metric_rows(

@@ -32,13 +32,16 @@ DEMO_CWD = Path(__file__).resolve().parents[2]  # where `make demo` runs
 
 
 def demo_env() -> dict[str, str]:
-    """The environment without Gravix settings, and without the venv's bin on PATH: as
-    after `make demo`, `gravix` is not a command the shell knows."""
+    """The environment without Gravix settings, and without any directory on PATH that
+    holds a ``gravix`` (this venv's bin, or another checkout's): as after `make demo`,
+    `gravix` is not a command the shell knows."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("GRAVIX_")}
     env.pop("API_KEY", None)
     venv_bin = str(Path(sys.executable).parent)
     env["PATH"] = os.pathsep.join(
-        p for p in env.get("PATH", "").split(os.pathsep) if p and p != venv_bin
+        p
+        for p in env.get("PATH", "").split(os.pathsep)
+        if p and p != venv_bin and not (Path(p) / "gravix").exists()
     )
     return env
 

@@ -35,6 +35,19 @@ ENDPOINTS: dict[str, list[tuple[str, str]]] = {
 }
 
 
+# One server error that arrives after its hour (00:00-01:00) was rolled up: the rollup that
+# follows rebuilds that hour alone.
+LATE_FACT: dict[str, Any] = {
+    "event_id": "019cab8e-3a00-7000-8000-000000000001",
+    "event_time": "2026-03-02T00:30:00.000Z",
+    "service": "frontend",
+    "method": "GET",
+    "path_template": "/",
+    "status_code": 500,
+    "latency_ms": 12.5,
+}
+
+
 def uuid7(ms: int, rng: random.Random) -> str:
     value = (ms << 80) | (0x7 << 76) | (rng.getrandbits(12) << 64)
     value |= (0b10 << 62) | rng.getrandbits(62)

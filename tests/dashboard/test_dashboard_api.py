@@ -21,6 +21,7 @@ from dashboard_support import (
     DEPLOY,
     END,
     GAP,
+    LATE_FACT,
     START,
     duck,
     events_sql,
@@ -445,20 +446,11 @@ def test_an_hour_rebuilt_with_a_late_fact_is_read_again(tmp_path: Path, step: st
         before = {p["t"]: p["requests"] for p in get(client, "series", **window)["points"]}
         again = {p["t"]: p["requests"] for p in get(client, "series", **window)["points"]}
         assert again == before
-        late = {
-            "event_id": "019cab8e-3a00-7000-8000-000000000001",
-            "event_time": "2026-03-02T00:30:00.000Z",
-            "service": "frontend",
-            "method": "GET",
-            "path_template": "/",
-            "status_code": 500,
-            "latency_ms": 12.5,
-        }
-        write_raw(root, schema.REQUEST_FACTS, [late])
+        write_raw(root, schema.REQUEST_FACTS, [LATE_FACT])
         run_rollup(root=root)
         after = {p["t"]: p["requests"] for p in get(client, "series", **window)["points"]}
         changed = {t for t in after if after[t] != before[t]}
-        moment = parse_z(late["event_time"])
+        moment = parse_z(LATE_FACT["event_time"])
         held = [
             t for t in after if parse_z(t) <= moment < parse_z(t) + timedelta(seconds=int(step))
         ]

@@ -20,7 +20,7 @@ from typing import Any
 import httpx
 import pytest
 
-from dashboard.dashboard_support import END, START, incident_night, write_raw
+from dashboard.dashboard_support import END, LATE_FACT, START, incident_night, write_raw
 from gravix import schema
 from gravix.rollup import run_rollup
 from gravix.storage import layout
@@ -129,16 +129,7 @@ def test_the_data_api_answers_from_the_store_as_from_the_data_root(
         window = {**WINDOW, "step": "3600"}
         before = answer(stored, "series", window)
         copied = snapshot(root)
-        late = {
-            "event_id": "019cab8e-3a00-7000-8000-000000000001",
-            "event_time": "2026-03-02T00:30:00.000Z",
-            "service": "frontend",
-            "method": "GET",
-            "path_template": "/",
-            "status_code": 500,
-            "latency_ms": 12.5,
-        }
-        write_raw(root, schema.REQUEST_FACTS, [late])
+        write_raw(root, schema.REQUEST_FACTS, [LATE_FACT])
         run_rollup(root=root)
         store = S3Store(store_config(moto))
         changed = {k: v for k, v in snapshot(root).items() if copied.get(k) != v}

@@ -10,7 +10,7 @@ from gravix.cli.app import DataDir, Json, StoreUrl, app, boundary
 from gravix.units import format_size
 
 if TYPE_CHECKING:
-    from gravix.ops.retention import CleanupReport
+    from gravix.ops.partitions import CleanupReport
 
 
 @app.command("cleanup")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from datetime import datetime
+from functools import partial
 from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
@@ -120,14 +121,17 @@ _WOULD = {
 }
 
 
+def _would(dry: bool, past: str) -> str:
+    """What was done (``past``), or in a dry run what would be done."""
+    return _WOULD[past] if dry else past
+
+
 def _render(report: RecoverReport) -> None:
     from gravix.cli.render import console
 
     out = console()
     dry = report.dry_run
-
-    def would(past: str) -> str:
-        return _WOULD[past] if dry else past
+    would = partial(_would, dry)
 
     out.print(f"Recover {report.root}", highlight=False)
     _render_buffers(out, report.buffers, would)
@@ -213,9 +217,7 @@ def _render_store(report: StoreRecoverReport) -> None:
 
     out = console()
     dry = report.dry_run
-
-    def would(past: str) -> str:
-        return _WOULD[past] if dry else past
+    would = partial(_would, dry)
 
     out.print(f"Recover {report.store} (node {report.data_dir})", highlight=False)
     if report.buffers is not None:

@@ -14,7 +14,7 @@ from datetime import UTC, date, datetime
 from pathlib import Path
 
 from gravix import schema
-from gravix.ops.retention import (
+from gravix.ops.partitions import (
     RAW,
     STATE,
     WAREHOUSE,

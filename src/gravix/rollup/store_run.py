@@ -26,7 +26,6 @@ from gravix import schema
 from gravix.rollup.build import HourResult
 from gravix.rollup.executor import Executor, HourTask, open_executor
 from gravix.rollup.plan import REQUESTED, PlannedHour
-from gravix.rollup.run import Progress, RollupSummary, SortedPlan, Ticker, run_document
 from gravix.rollup.runlog import append_run
 from gravix.rollup.store_build import (
     build_store_event_day,
@@ -36,6 +35,7 @@ from gravix.rollup.store_build import (
     work_dir,
 )
 from gravix.rollup.store_plan import StoreView, key, look, plan_store_table, store_window_plan
+from gravix.rollup.summary import Progress, RollupSummary, SortedPlan, Ticker, run_document
 from gravix.settings import StoreConfig
 from gravix.storage import guard, layout, lease
 from gravix.storage.layout import Hour

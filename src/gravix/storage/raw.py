@@ -13,7 +13,7 @@ from __future__ import annotations
 import io
 import json
 import re
-from collections.abc import Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
@@ -91,9 +91,16 @@ def read_bytes(paths: Sequence[Path]) -> tuple[bytes, dict[str, int]]:
             ) from None
         files[path.name] = len(data)
         chunks.append(data)
+    return b"".join(_terminated(chunks)), files
+
+
+def _terminated(chunks: Iterable[bytes]) -> Iterator[bytes]:
+    """The chunks, each followed by a newline when it does not end in one: a file's torn
+    last line stays a line of its own, never joined to the next file's first."""
+    for data in chunks:
+        yield data
         if data and not data.endswith(b"\n"):
-            chunks.append(b"\n")
-    return b"".join(chunks), files
+            yield b"\n"
 
 
 def _coerce(value: Any, dtype: pl.DataType) -> Any:
@@ -214,8 +221,8 @@ def read_hour_objects(
 ) -> RawHour:
     """The good lines of raw objects of ``hour`` already read from a store, as (name,
     bytes): judged exactly as :func:`read_hour_files` judges files."""
-    chunks = [data + b"\n" if data and not data.endswith(b"\n") else data for _, data in objects]
-    frame = _decode(b"".join(chunks), _read_schema(topic, _columns(topic, columns)))
+    data = b"".join(_terminated(chunk for _, chunk in objects))
+    frame = _decode(data, _read_schema(topic, _columns(topic, columns)))
     return _judged(topic, hour, frame, {name: len(data) for name, data in objects})
 
 

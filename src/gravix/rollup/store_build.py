@@ -67,17 +67,21 @@ def sweep_work_dirs(root: Path) -> int:
 
 def fetch(store: Store, work: Path, prefix: str) -> int:
     """Copy every object under ``prefix`` into ``work`` under its own name; the bytes."""
-    copied = 0
-    for info in store.list(prefix):
-        try:
-            data = store.read(info.key)
-        except FileNotFoundError:
-            continue  # gone since it was listed: not part of the build
-        path = layout.object_path(work, info.key)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_bytes(data)
-        copied += len(data)
-    return copied
+    # an object gone since it was listed is not part of the build
+    return sum(_copy(store, work, info.key) for info in store.list(prefix))
+
+
+def _copy(store: Store, work: Path, name: str) -> int:
+    """Copy object ``name`` into ``work`` under its own name; its bytes (0 when the store
+    no longer holds it)."""
+    try:
+        data = store.read(name)
+    except FileNotFoundError:
+        return 0
+    path = layout.object_path(work, name)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(data)
+    return len(data)
 
 
 def _fetch_raw(store: Store, work: Path, topic: str, hour: Hour) -> None:
@@ -134,10 +138,7 @@ def _fetch_minutes(store: Store, work: Path, hour: Hour) -> None:
     then adds only that object, from the raw objects or, when retention removed them, from
     these rows (never an empty rebuild that would remove the minute rows too)."""
     for path in layout.table_outputs(work, schema.REQUEST_METRICS_MINUTE, hour):
-        with suppress(FileNotFoundError):
-            data = store.read(key(work, path))
-            path.parent.mkdir(parents=True, exist_ok=True)
-            path.write_bytes(data)
+        _copy(store, work, key(work, path))
 
 
 def _name_objects(work: Path, results: list[HourResult]) -> None:
